@@ -1,0 +1,86 @@
+# Every target is documented with '##'; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+ORDER_URL ?= http://127.0.0.1:8080
+ANALYTICS_URL ?= http://127.0.0.1:8081
+
+.DEFAULT_GOAL := help
+.PHONY: help install infra migrate run test test-unit test-integration test-faults bench lint \
+	fmt up down logs order analytics notification load dlq clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Install the project and its dev tools into .venv
+
+infra: ## Make sure MariaDB, Redis and RabbitMQ are up, with databases and users
+	bash deploy/local-infra.sh
+
+migrate: install ## Apply every service's database migrations
+	$(PY) -m order_service migrate
+	$(PY) -m analytics_service migrate
+
+run: install infra migrate ## Run the whole system in the foreground (Ctrl-C stops it)
+	$(BIN)/honcho start -f Procfile
+
+test: install infra migrate ## Run the whole test suite (unit, contract, integration, e2e, short fault/bench)
+	$(BIN)/pytest -m "not faults and not bench" $(PYTEST_ARGS)
+
+test-unit: install ## Run the fast unit and contract tests only (no infrastructure)
+	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
+
+test-faults: install infra migrate ## Run the full fault-injection suite (long)
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
+bench: install infra migrate ## Run the full benchmark and print its figures
+	$(PY) -m loadtool.bench
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy common order_service analytics_service notification_worker tests
+
+fmt: install ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+up: ## Start the whole system with docker compose
+	docker compose up -d --build
+
+down: ## Stop the docker compose system
+	docker compose down
+
+logs: ## Follow the docker compose logs
+	docker compose logs -f
+
+order: install ## Create a sample order on the running order service
+	@curl -sS -X POST $(ORDER_URL)/orders -H 'content-type: application/json' \
+		-d '{"customer_id":"cust-1","product_id":"prod-1","quantity":2,"total_amount":"19.98","currency":"USD"}'; echo
+
+analytics: ## Print the analytics summary of the running system
+	@curl -sS $(ANALYTICS_URL)/analytics/summary; echo
+
+notification: ## Show the notification worker's sent counts and health
+	@curl -sS http://127.0.0.1:8082/health/ready; echo
+	@curl -sS http://127.0.0.1:8082/metrics | grep -E '^notification_worker_(sent|parked|retried)' || true
+
+load: install ## Run the load tool against the running system (COUNT, CONCURRENCY)
+	$(PY) -m loadtool --count $${COUNT:-1000} --concurrency $${CONCURRENCY:-16}
+
+dlq: install ## List the notification worker's parked messages
+	$(PY) -m notification_worker dlq list
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Shared plumbing: the event contract, messaging and observability used by every service."""

@@ -1,0 +1,348 @@
+"""The consumer runner: bounded prefetch, batches, acks after the effect, retry tiers, DLQ.
+
+DESIGN.md §4: ack only after the handler's effect is committed; transient failures are
+republished (with a confirm) to a retry tier and then acked; permanent failures and exhausted
+retries go to the parking lot; nothing is held unacked to wait out a delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractConnection
+from prometheus_client import Counter, Histogram
+
+from common.events import (
+    ContractError,
+    Envelope,
+    EventData,
+    UnknownEventType,
+    decode_envelope,
+    decode_event_data,
+)
+from common.messaging.outcomes import Ack, Defer, Outcome, Park, Retry
+from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage
+from common.messaging.topology import ConsumerQueue
+from common.observability import Metrics, get_logger
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "BatchHandler",
+    "ConsumerMetrics",
+    "ConsumerRunner",
+    "Delivery",
+    "MessageHandler",
+    "PerMessage",
+]
+
+log = get_logger(__name__)
+
+ATTEMPT_HEADER = "x-attempt"
+PARK_REASON_HEADER = "x-park-reason"
+LAST_ERROR_HEADER = "x-last-error"
+PARKED_AT_HEADER = "x-parked-at"
+SOURCE_QUEUE_HEADER = "x-source-queue"
+ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
+
+
+@dataclass
+class Delivery:
+    """One received message, decoded as far as the contract allows."""
+
+    message: AbstractIncomingMessage
+    attempt: int
+    envelope: Envelope
+    event: EventData
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.message.headers or {})
+
+
+class BatchHandler(Protocol):
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]: ...
+
+
+class MessageHandler(Protocol):
+    async def handle(self, delivery: Delivery) -> Outcome: ...
+
+
+class PerMessage:
+    """Adapts a one-message handler to the batch interface, running the batch concurrently."""
+
+    def __init__(self, handler: MessageHandler) -> None:
+        self._handler = handler
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
+        async def one(delivery: Delivery) -> Outcome:
+            try:
+                return await self._handler.handle(delivery)
+            except ContractError as exc:
+                return Park("invalid_payload", str(exc))
+            except Exception as exc:
+                return Retry("handler_error", repr(exc))
+
+        return await asyncio.gather(*(one(d) for d in deliveries))
+
+
+class ConsumerMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.consumed: Counter = metrics.counter(
+            "events_consumed_total",
+            "Events taken off the work queue, by event type and outcome "
+            "(applied, duplicate, ignored, retried, parked, deferred, ...)",
+            ("event_type", "outcome"),
+        )
+        self.retried: Counter = metrics.counter(
+            "events_retried_total", "Events republished to a retry tier", ("tier",)
+        )
+        self.parked: Counter = metrics.counter(
+            "events_parked_total", "Events moved to the parking lot (DLQ)", ("reason",)
+        )
+        self.handle_seconds: Histogram = metrics.histogram(
+            "event_handle_seconds", "Time to handle one batch of events", ("handler",)
+        )
+        self.batch_size: Histogram = metrics.histogram(
+            "event_batch_size",
+            "Events per handled batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+        )
+
+
+class ConsumerRunner:
+    """Consumes one work queue and carries out the handler's outcome for every delivery."""
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        queue: ConsumerQueue,
+        handler: BatchHandler,
+        metrics: ConsumerMetrics,
+        *,
+        prefetch: int = 200,
+        batch_size: int = 100,
+        workers: int = 1,
+        max_attempts: int = 5,
+        handler_name: str = "handler",
+    ) -> None:
+        if prefetch < 1 or batch_size < 1 or workers < 1 or max_attempts < 1:
+            raise ValueError("prefetch, batch_size, workers and max_attempts must be >= 1")
+        self._connection = connection
+        self._spec = queue
+        self._handler = handler
+        self._metrics = metrics
+        self._prefetch = prefetch
+        self._batch_size = batch_size
+        self._workers = workers
+        self._max_attempts = max_attempts
+        self._handler_name = handler_name
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consume_channel: AbstractChannel | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._publisher: ConfirmingPublisher | None = None
+        self._stopping = False
+        self.in_flight = 0
+
+    @property
+    def consuming(self) -> bool:
+        return self._consumer_tag is not None and not self._stopping
+
+    async def start(self) -> None:
+        self._publish_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._publisher = ConfirmingPublisher(self._publish_channel, "")
+        self._consume_channel = await self._connection.channel()
+        await self._consume_channel.set_qos(prefetch_count=self._prefetch)
+        self._queue = await self._consume_channel.get_queue(self._spec.name, ensure=False)
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"consumer-{self._spec.name}-{i}")
+            for i in range(self._workers)
+        ]
+        self._consumer_tag = await self._queue.consume(self._inbox.put, no_ack=False)
+        log.info("consumer_started", queue=self._spec.name, prefetch=self._prefetch)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking new work, finish and ack what was already delivered, then close."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except TimeoutError:
+            log.warning("consumer_stop_timeout", queue=self._spec.name)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in (self._consume_channel, self._publish_channel):
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        log.info("consumer_stopped", queue=self._spec.name)
+
+    async def _drain(self) -> None:
+        while not self._inbox.empty() or self.in_flight:
+            await asyncio.sleep(0.01)
+
+    async def _work(self) -> None:
+        while True:
+            first = await self._inbox.get()
+            batch = [first]
+            while len(batch) < self._batch_size and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            self.in_flight += len(batch)
+            try:
+                await self._process(batch)
+            except Exception:  # never let one batch kill the worker loop
+                log.exception("consumer_batch_failed", queue=self._spec.name)
+            finally:
+                self.in_flight -= len(batch)
+
+    async def _process(self, messages: list[AbstractIncomingMessage]) -> None:
+        deliveries: list[Delivery] = []
+        immediate: list[tuple[AbstractIncomingMessage, str, Outcome]] = []
+        for message in messages:
+            delivery_or_outcome = self._decode(message)
+            if isinstance(delivery_or_outcome, Delivery):
+                deliveries.append(delivery_or_outcome)
+            else:
+                immediate.append((message, message.type or "unknown", delivery_or_outcome))
+
+        results: list[tuple[AbstractIncomingMessage, str, Outcome]] = list(immediate)
+        if deliveries:
+            started = time.perf_counter()
+            try:
+                outcomes = list(await self._handler.handle_batch(deliveries))
+                if len(outcomes) != len(deliveries):
+                    raise RuntimeError("handler returned a different number of outcomes")
+            except Exception as exc:
+                log.exception("handler_failed", queue=self._spec.name)
+                outcomes = [Retry("handler_error", repr(exc))] * len(deliveries)
+            self._metrics.handle_seconds.labels(self._handler_name).observe(
+                time.perf_counter() - started
+            )
+            self._metrics.batch_size.observe(len(deliveries))
+            results.extend(
+                (d.message, d.envelope.event_type, o)
+                for d, o in zip(deliveries, outcomes, strict=True)
+            )
+        await self._settle(results)
+
+    def _decode(self, message: AbstractIncomingMessage) -> Delivery | Outcome:
+        headers = message.headers or {}
+        attempt = _int_header(headers.get(ATTEMPT_HEADER), default=1)
+        if message.content_type not in (None, "", "application/json"):
+            return Park("invalid_content_type", f"content_type={message.content_type!r}")
+        try:
+            envelope = decode_envelope(message.body)
+            event = decode_event_data(envelope)
+        except UnknownEventType:
+            return Ack("ignored")
+        except ContractError as exc:
+            return Park("invalid_payload", str(exc)[:500])
+        return Delivery(message=message, attempt=attempt, envelope=envelope, event=event)
+
+    async def _settle(self, results: list[tuple[AbstractIncomingMessage, str, Outcome]]) -> None:
+        to_publish: list[tuple[AbstractIncomingMessage, str, Outcome, OutgoingMessage]] = []
+        for message, event_type, outcome in results:
+            if isinstance(outcome, Retry) and _attempt(message) >= self._max_attempts:
+                outcome = Park("attempts_exhausted", f"{outcome.reason}: {outcome.error}"[:500])
+            if isinstance(outcome, Ack):
+                await _ack(message)
+                self._metrics.consumed.labels(event_type, outcome.label).inc()
+            else:
+                to_publish.append((message, event_type, outcome, self._forward(message, outcome)))
+        if not to_publish:
+            return
+        assert self._publisher is not None
+        try:
+            published = await self._publisher.publish_many([p[3] for p in to_publish])
+        except Exception as exc:
+            log.warning("republish_failed", error=repr(exc))
+            published = []
+        ok_ids = {id(p[3]) for p, r in zip(to_publish, published, strict=False) if r.ok}
+        for message, event_type, outcome, outgoing in to_publish:
+            if id(outgoing) not in ok_ids:
+                # The broker did not take the copy: keep the original. The quorum queue's
+                # delivery limit parks it if this repeats, so it cannot loop forever.
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                continue
+            await _ack(message)
+            if isinstance(outcome, Retry):
+                label = "retried"
+                self._metrics.retried.labels(outgoing.routing_key.rsplit(".", 1)[-1]).inc()
+                log.info("event_retried", event_id=message.message_id, reason=outcome.reason,
+                         error=outcome.error, tier=outgoing.routing_key)
+            elif isinstance(outcome, Park):
+                label = "parked"
+                self._metrics.parked.labels(outcome.reason).inc()
+                log.warning("event_parked", event_id=message.message_id, reason=outcome.reason,
+                            error=outcome.error)
+            else:
+                label = "deferred"
+            self._metrics.consumed.labels(event_type, label).inc()
+
+    def _forward(self, message: AbstractIncomingMessage, outcome: Outcome) -> OutgoingMessage:
+        headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-death")}
+        headers.pop("x-delivery-count", None)
+        attempt = _attempt(message)
+        if isinstance(outcome, Retry):
+            tier = min(attempt, len(self._spec.retry_delays)) - 1
+            target = self._spec.retry_queue(self._spec.retry_delays[tier])
+            headers[ATTEMPT_HEADER] = attempt + 1
+            headers[LAST_ERROR_HEADER] = f"{outcome.reason}: {outcome.error}"[:500]
+        elif isinstance(outcome, Park):
+            target = self._spec.dlq
+            headers[PARK_REASON_HEADER] = outcome.reason
+            headers[LAST_ERROR_HEADER] = outcome.error[:500]
+            headers[ATTEMPT_HEADER] = attempt
+            headers[PARKED_AT_HEADER] = datetime.now(UTC).isoformat()
+            headers[SOURCE_QUEUE_HEADER] = self._spec.name
+            headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key or "")
+        elif isinstance(outcome, Defer):
+            target = self._spec.retry_queue(outcome.delay)
+            headers.update(outcome.headers)
+        else:  # pragma: no cover - Ack never forwards
+            raise AssertionError(outcome)
+        return OutgoingMessage(
+            body=message.body,
+            routing_key=target,
+            message_id=message.message_id or "",
+            event_type=message.type or "",
+            timestamp=message.timestamp or datetime.now(UTC),
+            headers=headers,
+            exchange="",
+        )
+
+
+def _int_header(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _attempt(message: AbstractIncomingMessage) -> int:
+    return _int_header((message.headers or {}).get(ATTEMPT_HEADER), default=1)
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    try:
+        await message.ack()
+    except Exception as exc:
+        # The channel died under us; the broker redelivers and the idempotent effect absorbs it.
+        log.warning("ack_failed", event_id=message.message_id, error=repr(exc))

@@ -1,0 +1,42 @@
+"""What a handler decides for one delivery; the consumer runner carries it out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Ack", "Defer", "Outcome", "Park", "Retry"]
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The effect is committed (or there is nothing to do); ``label`` is the metric outcome."""
+
+    label: str = "applied"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A transient failure: try again after the next retry tier's delay."""
+
+    reason: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Park:
+    """The message can never succeed: move it to the parking lot with the reason."""
+
+    reason: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Not due yet: hold it in the tier of ``delay`` seconds without counting an attempt."""
+
+    delay: float
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Ack | Retry | Park | Defer

@@ -1,0 +1,169 @@
+"""The broker topology of DESIGN.md §3, declared as data with derived names.
+
+Every service applies the whole topology at start (idempotently), so an event published before
+a consumer first starts is already routed to that consumer's queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+
+from common.settings import Env
+
+__all__ = [
+    "DEFAULT_RETRY_DELAYS",
+    "ConsumerQueue",
+    "Topology",
+    "TopologySettings",
+    "apply_topology",
+    "default_topology",
+    "delay_label",
+]
+
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 10.0, 60.0, 600.0)
+# A poison message that crashes its consumer before any ack would otherwise be redelivered
+# forever; quorum queues dead-letter it to the parking lot after this many redeliveries.
+DELIVERY_LIMIT = 20
+
+
+def delay_label(seconds: float) -> str:
+    """1.0 -> '1s', 60 -> '1m', 0.25 -> '250ms': readable, unique per delay value."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        raise ValueError(f"retry delay must be positive, got {seconds}")
+    if millis % 60_000 == 0:
+        return f"{millis // 60_000}m"
+    if millis % 1000 == 0:
+        return f"{millis // 1000}s"
+    return f"{millis}ms"
+
+
+@dataclass(frozen=True)
+class ConsumerQueue:
+    """One consuming service's work queue with its retry tiers and parking lot."""
+
+    name: str
+    bindings: tuple[str, ...] = ("order.#",)
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    queue_type: str = "quorum"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}.dlq"
+
+    def retry_queue(self, delay: float) -> str:
+        return f"{self.name}.retry.{delay_label(delay)}"
+
+    @property
+    def retry_queues(self) -> tuple[str, ...]:
+        return tuple(self.retry_queue(d) for d in self.retry_delays)
+
+    def work_arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"x-queue-type": self.queue_type}
+        if self.queue_type == "quorum":
+            args.update(
+                {
+                    "x-delivery-limit": DELIVERY_LIMIT,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.dlq,
+                }
+            )
+        return args
+
+    def retry_arguments(self, delay: float) -> dict[str, Any]:
+        # Queue-level TTL: every message in a tier waits the same time, so none blocks another.
+        args: dict[str, Any] = {
+            "x-queue-type": self.queue_type,
+            "x-message-ttl": round(delay * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.name,
+        }
+        if self.queue_type == "quorum":
+            # Without these, a quorum queue dead-letters at most once and may drop on the floor.
+            args["x-dead-letter-strategy"] = "at-least-once"
+            args["x-overflow"] = "reject-publish"
+        return args
+
+    def dlq_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": self.queue_type}
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchange: str = "orders"
+    exchange_type: str = "topic"
+    queues: tuple[ConsumerQueue, ...] = field(default_factory=tuple)
+
+    def queue(self, name: str) -> ConsumerQueue:
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        raise KeyError(name)
+
+
+def default_topology(
+    exchange: str = "orders",
+    analytics_queue: str = "analytics.orders",
+    notifications_queue: str = "notifications.orders",
+    analytics_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+    notification_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+) -> Topology:
+    return Topology(
+        exchange=exchange,
+        queues=(
+            ConsumerQueue(analytics_queue, retry_delays=analytics_delays),
+            ConsumerQueue(notifications_queue, retry_delays=notification_delays),
+        ),
+    )
+
+
+async def apply_topology(channel: AbstractChannel, topology: Topology) -> None:
+    """Declare the exchange, every work queue, retry tier and parking lot; safe to repeat."""
+    exchange = await channel.declare_exchange(
+        topology.exchange, aio_pika.ExchangeType(topology.exchange_type), durable=True
+    )
+    for spec in topology.queues:
+        work = await channel.declare_queue(
+            spec.name, durable=True, arguments=spec.work_arguments()
+        )
+        for key in spec.bindings:
+            await work.bind(exchange, routing_key=key)
+        for delay in spec.retry_delays:
+            await channel.declare_queue(
+                spec.retry_queue(delay), durable=True, arguments=spec.retry_arguments(delay)
+            )
+        await channel.declare_queue(spec.dlq, durable=True, arguments=spec.dlq_arguments())
+
+
+@dataclass(frozen=True)
+class TopologySettings:
+    """The env settings every service reads so they all declare the same topology."""
+
+    exchange: str = "orders"
+    analytics_queue: str = "analytics.orders"
+    notifications_queue: str = "notifications.orders"
+    analytics_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    notification_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+
+    @classmethod
+    def from_env(cls, env: Env) -> TopologySettings:
+        return cls(
+            exchange=env.text("ORDERS_EXCHANGE", "orders"),
+            analytics_queue=env.text("ANALYTICS_QUEUE", "analytics.orders"),
+            notifications_queue=env.text("NOTIFICATIONS_QUEUE", "notifications.orders"),
+            analytics_delays=env.number_list("ANALYTICS_RETRY_DELAYS", "1,10,60,600"),
+            notification_delays=env.number_list("NOTIFICATION_RETRY_DELAYS", "1,10,60,600"),
+        )
+
+    def topology(self) -> Topology:
+        return default_topology(
+            exchange=self.exchange,
+            analytics_queue=self.analytics_queue,
+            notifications_queue=self.notifications_queue,
+            analytics_delays=self.analytics_delays,
+            notification_delays=self.notification_delays,
+        )

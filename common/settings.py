@@ -1,0 +1,101 @@
+"""Typed environment reading: every setting is read once at start-up and fails loudly by name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+__all__ = [
+    "Env",
+    "SettingsError",
+]
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class Env:
+    """Reads typed values from an environment mapping (os.environ by default)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def _raw(self, name: str, default: str | None) -> str:
+        value = self._environ.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise SettingsError(f"{name} is required but not set")
+            return default
+        return value
+
+    def _convert(self, name: str, raw: str, conv: Callable[[str], T], kind: str) -> T:
+        try:
+            return conv(raw)
+        except (ValueError, InvalidOperation) as exc:
+            raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from exc
+
+    def text(self, name: str, default: str | None = None) -> str:
+        return self._raw(name, default)
+
+    def optional_text(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value if value else None
+
+    def integer(
+        self, name: str, default: int | None = None, *, min_value: int | None = None
+    ) -> int:
+        raw = self._raw(name, None if default is None else _to_text(default))
+        value = self._convert(name, raw, int, "integer")
+        if min_value is not None and value < min_value:
+            raise SettingsError(f"{name}={value} must be >= {min_value}")
+        return value
+
+    def number(
+        self, name: str, default: float | None = None, *, min_value: float | None = None
+    ) -> float:
+        raw = self._raw(name, None if default is None else _to_text(default))
+        value = self._convert(name, raw, float, "number")
+        if min_value is not None and value < min_value:
+            raise SettingsError(f"{name}={value} must be >= {min_value}")
+        return value
+
+    def decimal(self, name: str, default: str | None = None) -> Decimal:
+        return self._convert(name, self._raw(name, default), Decimal, "decimal")
+
+    def flag(self, name: str, default: bool | None = None) -> bool:
+        raw = self._raw(name, None if default is None else ("true" if default else "false"))
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        raw = self._raw(name, default).strip().lower()
+        if raw not in choices:
+            raise SettingsError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+        return raw
+
+    def number_list(self, name: str, default: str) -> tuple[float, ...]:
+        raw = self._raw(name, default)
+        try:
+            values = tuple(float(part) for part in raw.split(",") if part.strip())
+        except ValueError as exc:
+            raise SettingsError(f"{name}={raw!r} is not a comma-separated list of numbers") from exc
+        if not values or any(v <= 0 for v in values):
+            raise SettingsError(f"{name}={raw!r} needs one or more positive numbers")
+        return values
+
+    def text_list(self, name: str, default: str) -> tuple[str, ...]:
+        raw = self._raw(name, default)
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _to_text(value: object) -> str:
+    return str(value)

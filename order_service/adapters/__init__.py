@@ -1,0 +1,1 @@
+"""Adapters: MySQL repositories, the Redis cache, the outbox relay."""

@@ -1,0 +1,89 @@
+"""Redis cache-aside for order reads, which never lets Redis trouble fail a request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+
+from common.observability import get_logger
+
+__all__ = ["RedisOrderCache"]
+
+log = get_logger(__name__)
+
+
+class RedisOrderCache:
+    """Short socket timeouts bound the cost of a slow Redis; after an error the cache is
+    bypassed for ``cooldown`` seconds so a dead Redis costs nothing per request."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_seconds: int,
+        requests: Counter,
+        cooldown: float = 1.0,
+        prefix: str = "order:v1:",
+    ) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._requests = requests
+        self._cooldown = cooldown
+        self._prefix = prefix
+        self._down_until = 0.0
+
+    def _key(self, order_id: uuid.UUID) -> str:
+        return f"{self._prefix}{order_id}"
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        if self._available():
+            log.warning("cache_unavailable", op=op, error=repr(exc), bypass_seconds=self._cooldown)
+        self._down_until = time.monotonic() + self._cooldown
+
+    async def get(self, order_id: uuid.UUID) -> bytes | None:
+        if not self._available():
+            self._requests.labels("bypassed").inc()
+            return None
+        try:
+            value = await self._redis.get(self._key(order_id))
+        except Exception as exc:
+            self._requests.labels("error").inc()
+            self._failed("get", exc)
+            return None
+        self._requests.labels("hit" if value is not None else "miss").inc()
+        return value  # type: ignore[no-any-return]
+
+    async def fill(self, order_id: uuid.UUID, body: bytes) -> None:
+        # NX: a write that landed between our read and this fill has already stored newer data.
+        await self._set(order_id, body, nx=True)
+
+    async def put(self, order_id: uuid.UUID, body: bytes) -> None:
+        await self._set(order_id, body, nx=False)
+
+    async def invalidate(self, order_id: uuid.UUID) -> None:
+        if not self._available():
+            return
+        try:
+            await self._redis.delete(self._key(order_id))
+        except Exception as exc:
+            self._failed("delete", exc)
+
+    async def _set(self, order_id: uuid.UUID, body: bytes, *, nx: bool) -> None:
+        if not self._available():
+            return
+        try:
+            await self._redis.set(self._key(order_id), body, ex=self._ttl, nx=nx)
+        except Exception as exc:
+            self._failed("set", exc)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False

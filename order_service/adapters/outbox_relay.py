@@ -1,0 +1,291 @@
+"""The outbox relay: publishes committed outbox rows with confirms, marks them sent after.
+
+Several relays (one per order-service process) can run at once: each claims a batch with
+``FOR UPDATE SKIP LOCKED``, so a row is published by one relay in the normal case. A crash
+between the confirm and the commit republishes the batch; consumers deduplicate by event_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.messaging.connection import connect_robust_forever
+from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage
+from common.messaging.topology import Topology, apply_topology
+from common.observability import Metrics, get_logger
+from order_service.adapters.repository import aware_utc, naive_utc
+from order_service.adapters.tables import outbox
+
+__all__ = ["OutboxMetrics", "OutboxRelay"]
+
+log = get_logger(__name__)
+
+
+class OutboxMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.published = metrics.counter(
+            "events_published_total", "Outbox events confirmed by the broker", ("event_type",)
+        )
+        self.confirm_failures = metrics.counter(
+            "publish_confirm_failures_total",
+            "Publishes that were nacked, timed out or hit a closed channel",
+        )
+        self.returned = metrics.counter(
+            "messages_returned_total", "Messages the broker returned as unroutable"
+        )
+        self.pending = metrics.gauge("outbox_pending_rows", "Outbox rows not yet published")
+        self.oldest_age = metrics.gauge(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
+        )
+        self.batch_seconds = metrics.histogram(
+            "outbox_publish_batch_seconds", "Time to claim, publish and mark one outbox batch"
+        )
+        self.connected = metrics.gauge(
+            "broker_connected", "1 while the relay's broker connection is open"
+        )
+
+
+@dataclass
+class _Row:
+    id: int
+    event_id: str
+    event_type: str
+    routing_key: str
+    payload: bytes
+    headers: dict[str, Any]
+    occurred_at: datetime
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        rabbitmq_url: str,
+        topology: Topology,
+        metrics: OutboxMetrics,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        confirm_timeout: float = 10.0,
+        client_name: str = "order-service-relay",
+        retention_seconds: float = 86400.0,
+    ) -> None:
+        self._engine = engine
+        self._url = rabbitmq_url
+        self._topology = topology
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._confirm_timeout = confirm_timeout
+        self._client_name = client_name
+        self._retention = retention_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._publisher: ConfirmingPublisher | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name="outbox-relay"),
+            asyncio.create_task(self._watch_backlog(), name="outbox-backlog"),
+        ]
+
+    def notify(self) -> None:
+        """Called after an order commits: publish now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self, flush_timeout: float = 10.0) -> None:
+        """Flush what is pending (bounded), then close the broker connection."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks[:1], timeout=flush_timeout)
+            for task in [*pending, *self._tasks[1:]]:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+
+    # -- publishing ------------------------------------------------------------------------
+    async def _connect(self) -> None:
+        self._connection = await connect_robust_forever(self._url, client_name=self._client_name)
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        await apply_topology(self._channel, self._topology)
+        self._publisher = ConfirmingPublisher(self._channel, self._topology.exchange)
+        self._ready.set()
+        log.info("relay_connected", exchange=self._topology.exchange)
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        connect_task: asyncio.Task[None] | None = asyncio.create_task(self._connect())
+        try:
+            while True:
+                if connect_task is not None and connect_task.done():
+                    if connect_task.exception() is not None:
+                        log.warning("relay_connect_failed", error=repr(connect_task.exception()))
+                        await asyncio.sleep(backoff)
+                        connect_task = asyncio.create_task(self._connect())
+                    else:
+                        connect_task = None
+                self._metrics.connected.set(1 if self.connected else 0)
+                if self._publisher is not None:
+                    try:
+                        while await self.publish_pending() >= self._batch_size:
+                            pass
+                        backoff = 0.2
+                    except Exception as exc:
+                        log.warning("relay_publish_failed", error=repr(exc), retry_in=backoff)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                        continue
+                if self._stopping:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                self._wake.clear()
+        finally:
+            if connect_task is not None and not connect_task.done():
+                connect_task.cancel()
+
+    async def publish_pending(self) -> int:
+        """Claim one batch, publish it with pipelined confirms, mark the confirmed rows sent.
+
+        Returns how many rows were claimed. Raises when the broker is unreachable, after
+        rolling back so the rows stay pending.
+        """
+        assert self._publisher is not None
+        started = time.perf_counter()
+        async with self._engine.connect() as conn:
+            async with conn.begin():
+                rows = await self._claim(conn)
+                if not rows:
+                    return 0
+                messages = [_to_message(row) for row in rows]
+                results = await self._publisher.publish_many(
+                    messages, timeout=self._confirm_timeout
+                )
+                now = naive_utc(datetime.now(UTC))
+                sent = [row.id for row, r in zip(rows, results, strict=True) if r.ok]
+                failed = [(row, r) for row, r in zip(rows, results, strict=True) if not r.ok]
+                if sent:
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id.in_(sent)).values(published_at=now)
+                    )
+                for row, result in failed:
+                    if result.returned:
+                        self._metrics.returned.inc()
+                        log.error("event_unroutable", event_id=row.event_id,
+                                  routing_key=row.routing_key)
+                    else:
+                        self._metrics.confirm_failures.inc()
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id == row.id)
+                        .values(attempts=outbox.c.attempts + 1,
+                                last_error=(result.error or "")[:500])
+                    )
+        for row, result in zip(rows, results, strict=True):
+            if result.ok:
+                self._metrics.published.labels(row.event_type).inc()
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(rows)} events not confirmed")
+        return len(rows)
+
+    async def _claim(self, conn: Any) -> list[_Row]:
+        result = await conn.execute(
+            select(
+                outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.routing_key,
+                outbox.c.payload, outbox.c.headers, outbox.c.occurred_at,
+            )
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        return [
+            _Row(
+                id=r.id, event_id=r.event_id, event_type=r.event_type,
+                routing_key=r.routing_key, payload=bytes(r.payload),
+                headers=json.loads(r.headers), occurred_at=aware_utc(r.occurred_at),
+            )
+            for r in result
+        ]
+
+    # -- backlog gauges and housekeeping ---------------------------------------------------
+    async def _watch_backlog(self) -> None:
+        last_cleanup = 0.0
+        while True:
+            try:
+                async with self._engine.connect() as conn:
+                    row = (
+                        await conn.execute(
+                            select(func.count(), func.min(outbox.c.occurred_at)).where(
+                                outbox.c.published_at.is_(None)
+                            )
+                        )
+                    ).one()
+                    count, oldest = row[0], row[1]
+                    self._metrics.pending.set(count)
+                    age = 0.0
+                    if oldest is not None:
+                        age = max(0.0, (datetime.now(UTC) - aware_utc(oldest)).total_seconds())
+                    self._metrics.oldest_age.set(age)
+                    if time.monotonic() - last_cleanup > 60:
+                        last_cleanup = time.monotonic()
+                        await conn.execute(
+                            text(
+                                "DELETE FROM outbox WHERE published_at IS NOT NULL AND "
+                                "published_at < UTC_TIMESTAMP(6) - INTERVAL :s SECOND LIMIT 5000"
+                            ),
+                            {"s": int(self._retention)},
+                        )
+                        await conn.execute(
+                            text(
+                                "DELETE FROM idempotency_keys WHERE expires_at < "
+                                "UTC_TIMESTAMP(6) LIMIT 5000"
+                            )
+                        )
+                        await conn.commit()
+            except Exception as exc:
+                log.debug("outbox_backlog_check_failed", error=repr(exc))
+            await asyncio.sleep(2.0)
+
+
+def _to_message(row: _Row) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=row.payload,
+        routing_key=row.routing_key,
+        message_id=row.event_id,
+        event_type=row.event_type,
+        timestamp=row.occurred_at,
+        headers=row.headers,
+    )

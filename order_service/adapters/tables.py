@@ -1,0 +1,72 @@
+"""order_db tables (SQLAlchemy Core); Alembic migrations create the same schema."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["idempotency_keys", "metadata", "orders", "outbox"]
+
+metadata = MetaData()
+# Microsecond precision: the listing cursor and the outbox age depend on it.
+TS = DATETIME(fsp=6)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("product_id", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("total_amount", Numeric(14, 4, asdecimal=True), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
+    Index("ix_orders_status_created", "status", "created_at", "id"),
+    Index("ix_orders_created", "created_at", "id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("aggregate_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("routing_key", String(128), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("published_at", TS, nullable=True),
+    Column("attempts", SmallInteger, nullable=False, server_default="0"),
+    Column("last_error", String(500), nullable=True),
+    Index("ix_outbox_pending", "published_at", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("idem_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", SmallInteger, nullable=False),
+    Column("response_body", LargeBinary, nullable=False),
+    Column("resource_id", String(36), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Index("ix_idempotency_expires", "expires_at"),
+)

@@ -1,0 +1,1 @@
+"""Order domain: pure rules, no I/O."""

@@ -1,0 +1,172 @@
+"""Use cases of the order service: each opens one unit of work and commits it explicitly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from common.events import encode_envelope, new_envelope
+from common.messaging.publisher import new_traceparent
+from order_service.domain.order import NewOrder, Order, new_order_id
+from order_service.ports import (
+    IdempotencyRecord,
+    OrderCache,
+    OrderPage,
+    OutboxEvent,
+    UnitOfWork,
+)
+
+__all__ = [
+    "CreateOrderResult",
+    "DuplicateKeyError",
+    "IdempotencyKeyInFlightError",
+    "IdempotencyKeyReusedError",
+    "OrderService",
+]
+
+PRODUCER = "order-service"
+
+
+class DuplicateKeyError(Exception):
+    """An insert hit a unique key that another transaction committed."""
+
+
+class LockTimeoutError(Exception):
+    """Waiting for another transaction's lock took too long."""
+
+
+class IdempotencyKeyReusedError(Exception):
+    """The key was already used with a different request body."""
+
+
+class IdempotencyKeyInFlightError(Exception):
+    """A request with this key is still being processed."""
+
+
+@dataclass(frozen=True)
+class CreateOrderResult:
+    status_code: int
+    body: bytes
+    order_id: str
+    replayed: bool
+    order: Order | None = None
+
+
+Render = Callable[[Order], bytes]
+
+
+class OrderService:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        cache: OrderCache,
+        *,
+        render: Render,
+        clock: Callable[[], datetime],
+        idempotency_ttl: timedelta,
+        on_committed: Callable[[], None] = lambda: None,
+        id_factory: Callable[[], uuid.UUID] = new_order_id,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._cache = cache
+        self._render = render
+        self._clock = clock
+        self._idempotency_ttl = idempotency_ttl
+        self._on_committed = on_committed
+        self._new_id = id_factory
+
+    async def create_order(
+        self,
+        new: NewOrder,
+        *,
+        correlation_id: str,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+    ) -> CreateOrderResult:
+        if idempotency_key is not None:
+            replay = await self._replay(idempotency_key, request_hash)
+            if replay is not None:
+                return replay
+
+        now = self._clock()
+        order = Order.create(new, order_id=self._new_id(), now=now)
+        envelope = new_envelope(
+            order.created_event(), producer=PRODUCER, correlation_id=correlation_id,
+            occurred_at=now,
+        )
+        body = self._render(order)
+        try:
+            async with self._uow_factory() as uow:
+                await uow.orders.add(order)
+                await uow.outbox.add(
+                    OutboxEvent(
+                        event_id=envelope.event_id,
+                        aggregate_id=order.id,
+                        event_type=envelope.event_type,
+                        routing_key=envelope.data.routing_key,
+                        payload=encode_envelope(envelope),
+                        headers={"correlation_id": correlation_id,
+                                 "traceparent": new_traceparent()},
+                        occurred_at=now,
+                    )
+                )
+                if idempotency_key is not None:
+                    await uow.idempotency.delete_expired(idempotency_key, now)
+                    # Last statement: a concurrent request with the same key waits here on the
+                    # row lock until this transaction ends, then replays its response.
+                    await uow.idempotency.add(
+                        IdempotencyRecord(
+                            key=idempotency_key,
+                            request_hash=request_hash,
+                            status_code=201,
+                            response_body=body,
+                            resource_id=str(order.id),
+                            expires_at=now + self._idempotency_ttl,
+                        )
+                    )
+                await uow.commit()
+        except DuplicateKeyError:
+            assert idempotency_key is not None
+            replay = await self._replay(idempotency_key, request_hash)
+            if replay is None:  # the winner's row expired in between: vanishingly rare
+                raise IdempotencyKeyInFlightError(idempotency_key) from None
+            return replay
+        except LockTimeoutError:
+            raise IdempotencyKeyInFlightError(idempotency_key or "") from None
+        self._on_committed()
+        await self._cache.put(order.id, body)
+        return CreateOrderResult(201, body, str(order.id), replayed=False, order=order)
+
+    async def _replay(self, key: str, request_hash: str) -> CreateOrderResult | None:
+        async with self._uow_factory() as uow:
+            record = await uow.idempotency.get(key)
+        if record is None or record.expires_at <= self._clock():
+            return None
+        if record.request_hash != request_hash:
+            raise IdempotencyKeyReusedError(key)
+        return CreateOrderResult(
+            record.status_code, record.response_body, record.resource_id, replayed=True
+        )
+
+    async def get_order_body(self, order_id: uuid.UUID) -> bytes | None:
+        """Cache-aside: Redis first, MySQL on a miss (or when Redis is down), then fill."""
+        cached = await self._cache.get(order_id)
+        if cached is not None:
+            return cached
+        async with self._uow_factory() as uow:
+            order = await uow.orders.get(order_id)
+        if order is None:
+            return None
+        body = self._render(order)
+        await self._cache.fill(order_id, body)
+        return body
+
+    async def list_orders(
+        self, *, customer_id: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> OrderPage:
+        async with self._uow_factory() as uow:
+            return await uow.orders.list(
+                customer_id=customer_id, status=status, limit=limit, cursor=cursor
+            )

@@ -1,0 +1,98 @@
+"""The MySQL unit of work: one connection, one explicit transaction, DB errors translated."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from order_service.adapters.repository import (
+    MySqlIdempotencyRepository,
+    MySqlOrderRepository,
+    MySqlOutboxRepository,
+)
+from order_service.services import DuplicateKeyError, LockTimeoutError
+
+__all__ = ["DatabaseUnavailableError", "SqlUnitOfWork", "translate_db_error"]
+
+_DUPLICATE_KEY = 1062
+_LOCK_WAIT_TIMEOUT = 1205
+_DEADLOCK = 1213
+
+
+class DatabaseUnavailableError(Exception):
+    """MySQL cannot be reached or did not answer in time."""
+
+
+def _errno(exc: DBAPIError) -> int | None:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def translate_db_error(exc: BaseException) -> BaseException | None:
+    if isinstance(exc, IntegrityError) and _errno(exc) == _DUPLICATE_KEY:
+        return DuplicateKeyError(str(exc.orig))
+    if isinstance(exc, OperationalError) and _errno(exc) in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
+        return LockTimeoutError(str(exc.orig))
+    if isinstance(exc, (OperationalError, PoolTimeoutError, ConnectionError, TimeoutError)):
+        return DatabaseUnavailableError(str(exc))
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailableError(str(exc))
+    return None
+
+
+class SqlUnitOfWork:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._committed = False
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        try:
+            self._conn = await self._engine.connect()
+            await self._conn.begin()
+        except Exception as exc:
+            if self._conn is not None:
+                await self._conn.close()
+            mapped = translate_db_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        self.orders = MySqlOrderRepository(self._conn)
+        self.outbox = MySqlOutboxRepository(self._conn)
+        self.idempotency = MySqlIdempotencyRepository(self._conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None
+        try:
+            if not self._committed:
+                try:
+                    await self._conn.rollback()
+                except Exception:  # the connection may be gone already; closing discards it
+                    pass
+        finally:
+            try:
+                await self._conn.close()
+            except Exception:
+                pass
+        if exc is not None:
+            mapped = translate_db_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+
+    async def commit(self) -> None:
+        assert self._conn is not None
+        await self._conn.commit()
+        self._committed = True
+
+    async def rollback(self) -> None:
+        assert self._conn is not None
+        await self._conn.rollback()
