@@ -1,0 +1,131 @@
+"""/orders endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from common.http import RequestValidationError, problem, request_id_of
+from order_service.api.schemas import (
+    CreateOrderRequest,
+    OrderListResponse,
+    OrderResponse,
+    from_request,
+    request_fingerprint,
+    to_response,
+    validate_body,
+)
+from order_service.container import Container
+from order_service.domain.order import OrderStatus
+from order_service.pagination import InvalidCursorError
+from order_service.services import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
+
+__all__ = ["create_order", "get_order", "list_orders"]
+
+JSON = "application/json"
+
+
+def _container(request: Request[Any, Any, Any]) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+def _valid_idempotency_key(value: str) -> bool:
+    return 0 < len(value) <= 255 and value.isascii() and value.isprintable()
+
+
+@post(
+    "/orders",
+    opt={"body_validator": validate_body},
+    summary="Create an order",
+    status_code=201,
+    responses={201: ResponseSpec(data_container=OrderResponse, description="The new order")},
+    tags=["orders"],
+)
+async def create_order(
+    request: Request[Any, Any, Any],
+    data: CreateOrderRequest,
+    idempotency_key: Annotated[
+        str | None,
+        Parameter(header="Idempotency-Key", required=False,
+                  description="Replays the first response for the same key and body."),
+    ] = None,
+) -> Response[bytes]:
+    new, errors = from_request(data)
+    if new is None:
+        raise RequestValidationError(errors)
+    if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
+        return problem(400, "Idempotency-Key must be 1-255 printable ASCII characters",
+                       instance="/orders")  # type: ignore[return-value]
+    container = _container(request)
+    try:
+        result = await container.orders.create_order(
+            new,
+            correlation_id=request_id_of(request),
+            idempotency_key=idempotency_key,
+            request_hash=request_fingerprint(new),
+        )
+    except IdempotencyKeyReusedError:
+        return problem(422, "this Idempotency-Key was already used with a different body",
+                       instance="/orders")  # type: ignore[return-value]
+    except IdempotencyKeyInFlightError:
+        return problem(409, "a request with this Idempotency-Key is still in progress",
+                       headers={"Retry-After": "1"}, instance="/orders")  # type: ignore[return-value]
+    headers = {"Location": f"/orders/{result.order_id}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+        container.metrics.idempotent_replays.inc()
+    else:
+        container.metrics.orders_created.inc()
+    return Response(result.body, status_code=result.status_code, media_type=JSON,
+                    headers=headers)
+
+
+@get(
+    "/orders/{order_id:str}",
+    summary="Get an order",
+    tags=["orders"],
+    responses={200: ResponseSpec(data_container=OrderResponse, description="The order")},
+)
+async def get_order(request: Request[Any, Any, Any], order_id: str) -> Response[bytes]:
+    try:
+        parsed = uuid.UUID(order_id)
+    except ValueError:
+        return problem(404, f"no order with id {order_id!r}")  # type: ignore[return-value]
+    body = await _container(request).orders.get_order_body(parsed)
+    if body is None:
+        return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
+    return Response(body, media_type=JSON)
+
+
+@get("/orders", summary="List orders, newest first", tags=["orders"])
+async def list_orders(
+    request: Request[Any, Any, Any],
+    customer_id: Annotated[str | None, Parameter(max_length=64)] = None,
+    status: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 20,
+    cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+) -> OrderListResponse:
+    container = _container(request)
+    errors = []
+    valid_statuses = {s.value for s in OrderStatus}
+    if status is not None and status not in valid_statuses:
+        errors.append({"field": "status",
+                       "message": f"must be one of {', '.join(sorted(valid_statuses))}"})
+    if limit > container.settings.list_max_limit:
+        errors.append({"field": "limit",
+                       "message": f"must be at most {container.settings.list_max_limit}"})
+    if errors:
+        raise RequestValidationError(errors)
+    try:
+        page = await container.orders.list_orders(
+            customer_id=customer_id, status=status, limit=limit, cursor=cursor
+        )
+    except InvalidCursorError:
+        raise RequestValidationError([{"field": "cursor", "message": "is not valid"}]) from None
+    return OrderListResponse(items=[to_response(o) for o in page.orders],
+                             next_cursor=page.next_cursor)
+

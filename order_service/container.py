@@ -1,0 +1,124 @@
+"""The one place that wires concrete adapters for the order service (cosmicpython bootstrap)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from common.observability import Metrics, get_logger
+from order_service.adapters.cache import RedisOrderCache
+from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
+from order_service.api.schemas import render_order
+from order_service.services import OrderService
+from order_service.settings import OrderSettings
+from order_service.unit_of_work import SqlUnitOfWork
+
+__all__ = ["Container", "OrderMetrics"]
+
+log = get_logger(__name__)
+
+
+class OrderMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.orders_created = metrics.counter("orders_created_total", "Orders accepted (201)")
+        self.idempotent_replays = metrics.counter(
+            "idempotent_replays_total", "POST /orders answered from a stored Idempotency-Key"
+        )
+        self.cache_requests = metrics.counter(
+            "cache_requests_total",
+            "Order cache lookups by result: hit, miss, error (Redis failed), bypassed (Redis "
+            "recently failed, served from MySQL)",
+            ("result",),
+        )
+        self.db_unavailable = metrics.counter(
+            "db_unavailable_total", "Requests answered 503 because MySQL was unavailable"
+        )
+
+
+def build_engine(settings: OrderSettings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=settings.db_connect_timeout,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            # A request waiting on another's idempotency key gives up quickly with a 409.
+            "init_command": "SET SESSION innodb_lock_wait_timeout=5, time_zone='+00:00'",
+        },
+    )
+
+
+@dataclass
+class Container:
+    settings: OrderSettings
+    metrics: OrderMetrics
+    registry_metrics: Metrics
+    engine: AsyncEngine
+    redis: Redis
+    cache: RedisOrderCache
+    relay: OutboxRelay | None
+    orders: OrderService
+
+    @classmethod
+    def build(cls, settings: OrderSettings, registry_metrics: Metrics) -> Container:
+        metrics = OrderMetrics(registry_metrics)
+        engine = build_engine(settings)
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            retry_on_timeout=False,
+        )
+        cache = RedisOrderCache(
+            redis, ttl_seconds=settings.cache_ttl_seconds, requests=metrics.cache_requests
+        )
+        relay = None
+        if settings.relay_enabled:
+            relay = OutboxRelay(
+                engine,
+                rabbitmq_url=settings.rabbitmq_url,
+                topology=settings.topology.topology(),
+                metrics=OutboxMetrics(registry_metrics),
+                batch_size=settings.relay_batch_size,
+                poll_interval=settings.relay_poll_interval,
+                retention_seconds=settings.outbox_retention_seconds,
+            )
+        orders = OrderService(
+            lambda: SqlUnitOfWork(engine),
+            cache,
+            render=render_order,
+            clock=lambda: datetime.now(UTC),
+            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+            on_committed=relay.notify if relay is not None else (lambda: None),
+        )
+        return cls(settings, metrics, registry_metrics, engine, redis, cache, relay, orders)
+
+    async def start(self) -> None:
+        if self.relay is not None:
+            self.relay.start()
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        await self.engine.dispose()
+        log.info("order_service_stopped")
+
+    async def mysql_up(self) -> bool:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def redis_up(self) -> bool:
+        return await self.cache.ping()
+
+    async def rabbitmq_up(self) -> bool:
+        return self.relay is not None and self.relay.connected
