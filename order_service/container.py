@@ -96,6 +96,7 @@ class Container:
             render=render_order,
             clock=lambda: datetime.now(UTC),
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+            exchange=settings.topology.exchange,
             on_committed=relay.notify if relay is not None else (lambda: None),
         )
         return cls(settings, metrics, registry_metrics, engine, redis, cache, relay, orders)

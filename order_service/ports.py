@@ -26,6 +26,7 @@ class OutboxEvent:
     event_id: uuid.UUID
     aggregate_id: uuid.UUID
     event_type: str
+    exchange: str
     routing_key: str
     payload: bytes
     headers: dict[str, str]

@@ -66,6 +66,7 @@ class OrderService:
         render: Render,
         clock: Callable[[], datetime],
         idempotency_ttl: timedelta,
+        exchange: str = "orders",
         on_committed: Callable[[], None] = lambda: None,
         id_factory: Callable[[], uuid.UUID] = new_order_id,
     ) -> None:
@@ -75,6 +76,7 @@ class OrderService:
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
         self._on_committed = on_committed
+        self._exchange = exchange
         self._new_id = id_factory
 
     async def create_order(
@@ -105,6 +107,7 @@ class OrderService:
                         event_id=envelope.event_id,
                         aggregate_id=order.id,
                         event_type=envelope.event_type,
+                        exchange=self._exchange,
                         routing_key=envelope.data.routing_key,
                         payload=encode_envelope(envelope),
                         headers={"correlation_id": correlation_id,

@@ -303,6 +303,7 @@ class ConsumerRunner:
         if isinstance(outcome, Retry):
             tier = min(attempt, len(self._spec.retry_delays)) - 1
             target = self._spec.retry_queue(self._spec.retry_delays[tier])
+            headers.update(outcome.headers)
             headers[ATTEMPT_HEADER] = attempt + 1
             headers[LAST_ERROR_HEADER] = f"{outcome.reason}: {outcome.error}"[:500]
         elif isinstance(outcome, Park):

@@ -17,10 +17,14 @@ class Ack:
 
 @dataclass(frozen=True)
 class Retry:
-    """A transient failure: try again after the next retry tier's delay."""
+    """A transient failure: try again after the next retry tier's delay.
+
+    ``headers`` are merged into the retried copy (e.g. progress a handler wants to carry).
+    """
 
     reason: str
     error: str = ""
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ class OutboxRelay:
         self._retention = retention_seconds
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._publisher: ConfirmingPublisher | None = None
@@ -122,6 +123,7 @@ class OutboxRelay:
     async def stop(self, flush_timeout: float = 10.0) -> None:
         """Flush what is pending (bounded), then close the broker connection."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks[:1], timeout=flush_timeout)
@@ -151,7 +153,7 @@ class OutboxRelay:
                 if connect_task is not None and connect_task.done():
                     if connect_task.exception() is not None:
                         log.warning("relay_connect_failed", error=repr(connect_task.exception()))
-                        await asyncio.sleep(backoff)
+                        await self._pause(backoff)
                         connect_task = asyncio.create_task(self._connect())
                     else:
                         connect_task = None
@@ -162,8 +164,10 @@ class OutboxRelay:
                             pass
                         backoff = 0.2
                     except Exception as exc:
+                        if self._stopping:  # nothing more can be flushed; rows stay pending
+                            return
                         log.warning("relay_publish_failed", error=repr(exc), retry_in=backoff)
-                        await asyncio.sleep(backoff)
+                        await self._pause(backoff)
                         backoff = min(backoff * 2, 5.0)
                         continue
                 if self._stopping:
@@ -174,6 +178,11 @@ class OutboxRelay:
         finally:
             if connect_task is not None and not connect_task.done():
                 connect_task.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep that ends early on stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
 
     async def publish_pending(self) -> int:
         """Claim one batch, publish it with pipelined confirms, mark the confirmed rows sent.
@@ -226,7 +235,7 @@ class OutboxRelay:
                 outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.routing_key,
                 outbox.c.payload, outbox.c.headers, outbox.c.occurred_at,
             )
-            .where(outbox.c.published_at.is_(None))
+            .where(outbox.c.exchange == self._topology.exchange, outbox.c.published_at.is_(None))
             .order_by(outbox.c.id)
             .limit(self._batch_size)
             .with_for_update(skip_locked=True)
@@ -249,7 +258,8 @@ class OutboxRelay:
                     row = (
                         await conn.execute(
                             select(func.count(), func.min(outbox.c.occurred_at)).where(
-                                outbox.c.published_at.is_(None)
+                                outbox.c.exchange == self._topology.exchange,
+                                outbox.c.published_at.is_(None),
                             )
                         )
                     ).one()

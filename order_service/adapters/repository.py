@@ -123,6 +123,7 @@ class MySqlOutboxRepository:
                 "event_id": str(event.event_id),
                 "aggregate_id": str(event.aggregate_id),
                 "event_type": event.event_type,
+                "exchange": event.exchange,
                 "routing_key": event.routing_key,
                 "payload": event.payload,
                 "headers": json.dumps(event.headers),

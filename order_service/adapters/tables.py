@@ -48,6 +48,9 @@ outbox = Table(
     Column("event_id", String(36), nullable=False, unique=True),
     Column("aggregate_id", String(36), nullable=False),
     Column("event_type", String(64), nullable=False),
+    # Each relay claims only its exchange's rows: several systems (or test runs) can share one
+    # database without publishing each other's events to the wrong exchange.
+    Column("exchange", String(255), nullable=False, server_default="orders"),
     Column("routing_key", String(128), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("headers", Text, nullable=False),
@@ -55,7 +58,7 @@ outbox = Table(
     Column("published_at", TS, nullable=True),
     Column("attempts", SmallInteger, nullable=False, server_default="0"),
     Column("last_error", String(500), nullable=True),
-    Index("ix_outbox_pending", "published_at", "id"),
+    Index("ix_outbox_pending", "exchange", "published_at", "id"),
 )
 
 idempotency_keys = Table(

@@ -1,0 +1,116 @@
+"""Idempotency-Key on POST /orders, as in the IETF httpapi draft (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from common.testing import unique_name
+
+pytestmark = pytest.mark.integration
+
+
+def body(customer: str, amount: str = "12.50") -> dict[str, object]:
+    return {"customer_id": customer, "product_id": "p", "quantity": 1, "total_amount": amount}
+
+
+async def count_orders(container, customer: str) -> int:
+    async with container.engine.connect() as conn:
+        return (
+            await conn.execute(
+                text("SELECT COUNT(*) FROM orders WHERE customer_id = :c"), {"c": customer}
+            )
+        ).scalar_one()
+
+
+async def count_events(container, customer: str) -> int:
+    async with container.engine.connect() as conn:
+        return (
+            await conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM outbox o JOIN orders r ON r.id = o.aggregate_id "
+                    "WHERE r.customer_id = :c"
+                ),
+                {"c": customer},
+            )
+        ).scalar_one()
+
+
+async def test_same_key_and_body_replays_the_first_response(order_client):
+    customer, key = unique_name("idem"), str(uuid.uuid4())
+    async with order_client() as (client, container):
+        first = await client.post("/orders", json=body(customer), headers={"Idempotency-Key": key})
+        # Same order spelled differently: number instead of string, other key order.
+        second = await client.post(
+            "/orders",
+            content=b'{"total_amount": 12.5, "quantity": 1, "product_id": "p", "customer_id": "'
+            + customer.encode() + b'"}',
+            headers={"Idempotency-Key": key, "content-type": "application/json"},
+        )
+        assert first.status_code == second.status_code == 201
+        assert first.content == second.content
+        assert first.headers["location"] == second.headers["location"]
+        assert second.headers["idempotent-replayed"] == "true"
+        assert await count_orders(container, customer) == 1
+        assert await count_events(container, customer) == 1
+
+
+async def test_same_key_with_a_different_body_is_422(order_client):
+    customer, key = unique_name("idem"), str(uuid.uuid4())
+    async with order_client() as (client, container):
+        first = await client.post("/orders", json=body(customer), headers={"Idempotency-Key": key})
+        assert first.status_code == 201
+        other = await client.post(
+            "/orders", json=body(customer, "99.00"), headers={"Idempotency-Key": key}
+        )
+        assert other.status_code == 422
+        assert other.headers["content-type"].startswith("application/problem+json")
+        assert await count_orders(container, customer) == 1
+
+
+async def test_concurrent_requests_with_one_key_create_one_order(order_client):
+    customer, key = unique_name("idem"), str(uuid.uuid4())
+    async with order_client() as (client, container):
+        responses = await asyncio.gather(
+            *(
+                client.post("/orders", json=body(customer), headers={"Idempotency-Key": key})
+                for _ in range(8)
+            )
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {201, 409}, statuses
+        created = {r.content for r in responses if r.status_code == 201}
+        assert len(created) == 1  # every 201 is the same order
+        assert await count_orders(container, customer) == 1
+        assert await count_events(container, customer) == 1
+
+
+async def test_expired_key_is_forgotten(order_client):
+    customer, key = unique_name("idem"), str(uuid.uuid4())
+    async with order_client() as (client, container):
+        first = await client.post("/orders", json=body(customer), headers={"Idempotency-Key": key})
+        async with container.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE idempotency_keys SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND"
+                    " WHERE idem_key = :k"
+                ),
+                {"k": key},
+            )
+        second = await client.post(
+            "/orders", json=body(customer), headers={"Idempotency-Key": key}
+        )
+        assert second.status_code == 201
+        assert second.json()["id"] != first.json()["id"]
+        assert await count_orders(container, customer) == 2
+
+
+async def test_requests_without_a_key_are_independent(order_client):
+    customer = unique_name("idem")
+    async with order_client() as (client, container):
+        for _ in range(2):
+            assert (await client.post("/orders", json=body(customer))).status_code == 201
+        assert await count_orders(container, customer) == 2
