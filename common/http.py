@@ -129,8 +129,9 @@ def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) ->
         except MalformedRequestError as malformed:
             return problem(400, str(malformed), instance=request.url.path)
         if errors:
-            return problem(422, "the request has invalid fields", errors=errors,
-                           instance=request.url.path)
+            return problem(
+                422, "the request has invalid fields", errors=errors, instance=request.url.path
+            )
     if extra:
         errors = [
             {"field": str(e.get("key", "")), "message": str(e.get("message", ""))}
@@ -140,8 +141,7 @@ def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) ->
         status = 400 if from_body and "malformed" in str(exc.detail).lower() else 422
         if from_body and not errors:
             status = 400
-        return problem(status, "the request is invalid", errors=errors,
-                       instance=request.url.path)
+        return problem(status, "the request is invalid", errors=errors, instance=request.url.path)
     return problem(400, str(exc.detail), instance=request.url.path)
 
 
@@ -153,8 +153,9 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[An
 def _on_request_validation(
     request: Request[Any, Any, Any], exc: RequestValidationError
 ) -> Response[Any]:
-    return problem(422, "the request has invalid fields", errors=exc.errors,
-                   instance=request.url.path)
+    return problem(
+        422, "the request has invalid fields", errors=exc.errors, instance=request.url.path
+    )
 
 
 def _on_malformed(request: Request[Any, Any, Any], exc: MalformedRequestError) -> Response[Any]:
@@ -162,8 +163,9 @@ def _on_malformed(request: Request[Any, Any, Any], exc: MalformedRequestError) -
 
 
 def _on_unavailable(request: Request[Any, Any, Any], exc: ServiceUnavailableError) -> Response[Any]:
-    return problem(503, exc.detail, headers={"Retry-After": str(exc.retry_after)},
-                   instance=request.url.path)
+    return problem(
+        503, exc.detail, headers={"Retry-After": str(exc.retry_after)}, instance=request.url.path
+    )
 
 
 def _on_conflict(request: Request[Any, Any, Any], exc: ConflictError) -> Response[Any]:
@@ -190,11 +192,13 @@ def exception_handlers() -> dict[Any, Any]:
 class HttpMetrics:
     def __init__(self, metrics: Metrics) -> None:
         self.requests = metrics.counter(
-            "http_requests_total", "HTTP requests by route, method and status",
+            "http_requests_total",
+            "HTTP requests by route, method and status",
             ("route", "method", "status"),
         )
         self.latency = metrics.histogram(
-            "http_request_duration_seconds", "HTTP request latency by route and method",
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method",
             ("route", "method"),
         )
         self.in_flight = metrics.gauge("http_requests_in_flight", "HTTP requests being served")
@@ -230,7 +234,7 @@ class RequestContextMiddleware:
                 status_holder[0] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", encoded_id))
-                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                message["headers"] = headers
             await send(message)
 
         started = time.perf_counter()

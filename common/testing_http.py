@@ -21,11 +21,15 @@ __all__ = ["serve_app"]
 @asynccontextmanager
 async def serve_app(app: Any, *, timeout: float = 15.0) -> AsyncIterator[httpx.AsyncClient]:
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
         deadline = asyncio.get_running_loop().time() + timeout

@@ -47,15 +47,22 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
 
     def on_db_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         container.metrics.db_unavailable.inc()
-        return problem(503, "the order database is unavailable; retry shortly",
-                       headers={"Retry-After": "1"}, instance=request.url.path)
+        return problem(
+            503,
+            "the order database is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+            instance=request.url.path,
+        )
 
     handlers = exception_handlers()
     handlers[DatabaseUnavailableError] = on_db_unavailable
 
     health = health_handlers(
-        {"mysql": container.mysql_up, "redis": container.redis_up,
-         "rabbitmq": container.rabbitmq_up},
+        {
+            "mysql": container.mysql_up,
+            "redis": container.redis_up,
+            "rabbitmq": container.rabbitmq_up,
+        },
         required=frozenset({"mysql"}),
     )
     app = Litestar(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from order_service.domain.order import Order
 
@@ -66,16 +66,20 @@ class IdempotencyRepository(Protocol):
     async def add(self, record: IdempotencyRecord) -> None:
         """Raises DuplicateKeyError if the key exists (possibly after waiting for the
         transaction that holds it)."""
+
     async def delete_expired(self, key: str, now: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):
-    orders: OrderRepository
-    outbox: OutboxRepository
-    idempotency: IdempotencyRepository
+    @property
+    def orders(self) -> OrderRepository: ...
+    @property
+    def outbox(self) -> OutboxRepository: ...
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
 
@@ -84,6 +88,8 @@ class OrderCache(Protocol):
     async def get(self, order_id: uuid.UUID) -> bytes | None: ...
     async def fill(self, order_id: uuid.UUID, body: bytes) -> None:
         """Store after a miss, never over a newer value written meanwhile."""
+
     async def put(self, order_id: uuid.UUID, body: bytes) -> None:
         """Store after a write to the order."""
+
     async def ping(self) -> bool: ...

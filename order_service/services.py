@@ -95,7 +95,9 @@ class OrderService:
         now = self._clock()
         order = Order.create(new, order_id=self._new_id(), now=now)
         envelope = new_envelope(
-            order.created_event(), producer=PRODUCER, correlation_id=correlation_id,
+            order.created_event(),
+            producer=PRODUCER,
+            correlation_id=correlation_id,
             occurred_at=now,
         )
         body = self._render(order)
@@ -110,8 +112,10 @@ class OrderService:
                         exchange=self._exchange,
                         routing_key=envelope.data.routing_key,
                         payload=encode_envelope(envelope),
-                        headers={"correlation_id": correlation_id,
-                                 "traceparent": new_traceparent()},
+                        headers={
+                            "correlation_id": correlation_id,
+                            "traceparent": new_traceparent(),
+                        },
                         occurred_at=now,
                     )
                 )

@@ -47,15 +47,16 @@ class OrderSettings:
             ),
             redis_url=env.text("REDIS_URL", d.redis_url),
             redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", d.redis_timeout, min_value=0.001),
-            cache_ttl_seconds=env.integer("ORDER_CACHE_TTL_SECONDS", d.cache_ttl_seconds,
-                                          min_value=1),
+            cache_ttl_seconds=env.integer(
+                "ORDER_CACHE_TTL_SECONDS", d.cache_ttl_seconds, min_value=1
+            ),
             rabbitmq_url=env.text("RABBITMQ_URL", d.rabbitmq_url),
             topology=TopologySettings.from_env(env),
             relay_enabled=env.flag("ORDER_RELAY_ENABLED", d.relay_enabled),
-            relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size,
-                                         min_value=1),
-            relay_poll_interval=env.number("ORDER_RELAY_POLL_SECONDS", d.relay_poll_interval,
-                                           min_value=0.01),
+            relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size, min_value=1),
+            relay_poll_interval=env.number(
+                "ORDER_RELAY_POLL_SECONDS", d.relay_poll_interval, min_value=0.01
+            ),
             outbox_retention_seconds=env.integer(
                 "ORDER_OUTBOX_RETENTION_SECONDS", d.outbox_retention_seconds, min_value=60
             ),
@@ -64,7 +65,6 @@ class OrderSettings:
             ),
             max_body_bytes=env.integer("ORDER_MAX_BODY_BYTES", d.max_body_bytes, min_value=256),
             list_max_limit=env.integer("ORDER_LIST_MAX_LIMIT", d.list_max_limit, min_value=1),
-            log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"),
-                                 d.log_level),
+            log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
             workers=env.integer("ORDER_WORKERS", d.workers, min_value=1),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -74,15 +75,12 @@ class SqlUnitOfWork:
         assert self._conn is not None
         try:
             if not self._committed:
-                try:
+                # The connection may be gone already; closing discards it.
+                with contextlib.suppress(Exception):
                     await self._conn.rollback()
-                except Exception:  # the connection may be gone already; closing discards it
-                    pass
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 await self._conn.close()
-            except Exception:
-                pass
         if exc is not None:
             mapped = translate_db_error(exc)
             if mapped is not None:

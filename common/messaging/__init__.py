@@ -1,1 +1,1 @@
-"""Messaging plumbing shared by every service: topology, confirmed publishing, the consumer runner."""
+"""Messaging plumbing shared by every service: topology, publishing, the consumer runner."""

@@ -35,7 +35,7 @@ async def connect_robust_forever(
                 reconnect_interval=1.0,
                 fail_fast="false",
             )
-        except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
             log.warning("broker_connect_failed", error=str(exc), retry_in=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Counter, Histogram
 
 from common.events import (
@@ -285,13 +285,22 @@ class ConsumerRunner:
             if isinstance(outcome, Retry):
                 label = "retried"
                 self._metrics.retried.labels(outgoing.routing_key.rsplit(".", 1)[-1]).inc()
-                log.info("event_retried", event_id=message.message_id, reason=outcome.reason,
-                         error=outcome.error, tier=outgoing.routing_key)
+                log.info(
+                    "event_retried",
+                    event_id=message.message_id,
+                    reason=outcome.reason,
+                    error=outcome.error,
+                    tier=outgoing.routing_key,
+                )
             elif isinstance(outcome, Park):
                 label = "parked"
                 self._metrics.parked.labels(outcome.reason).inc()
-                log.warning("event_parked", event_id=message.message_id, reason=outcome.reason,
-                            error=outcome.error)
+                log.warning(
+                    "event_parked",
+                    event_id=message.message_id,
+                    reason=outcome.reason,
+                    error=outcome.error,
+                )
             else:
                 label = "deferred"
             self._metrics.consumed.labels(event_type, label).inc()

@@ -127,9 +127,7 @@ async def apply_topology(channel: AbstractChannel, topology: Topology) -> None:
         topology.exchange, aio_pika.ExchangeType(topology.exchange_type), durable=True
     )
     for spec in topology.queues:
-        work = await channel.declare_queue(
-            spec.name, durable=True, arguments=spec.work_arguments()
-        )
+        work = await channel.declare_queue(spec.name, durable=True, arguments=spec.work_arguments())
         for key in spec.bindings:
             await work.bind(exchange, routing_key=key)
         for delay in spec.retry_delays:

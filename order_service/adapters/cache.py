@@ -57,7 +57,7 @@ class RedisOrderCache:
             self._failed("get", exc)
             return None
         self._requests.labels("hit" if value is not None else "miss").inc()
-        return value  # type: ignore[no-any-return]
+        return value if isinstance(value, bytes) else None
 
     async def fill(self, order_id: uuid.UUID, body: bytes) -> None:
         # NX: a write that landed between our read and this fill has already stored newer data.

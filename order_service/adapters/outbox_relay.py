@@ -192,35 +192,32 @@ class OutboxRelay:
         """
         assert self._publisher is not None
         started = time.perf_counter()
-        async with self._engine.connect() as conn:
-            async with conn.begin():
-                rows = await self._claim(conn)
-                if not rows:
-                    return 0
-                messages = [_to_message(row) for row in rows]
-                results = await self._publisher.publish_many(
-                    messages, timeout=self._confirm_timeout
+        async with self._engine.connect() as conn, conn.begin():
+            rows = await self._claim(conn)
+            if not rows:
+                return 0
+            messages = [_to_message(row) for row in rows]
+            results = await self._publisher.publish_many(messages, timeout=self._confirm_timeout)
+            now = naive_utc(datetime.now(UTC))
+            sent = [row.id for row, r in zip(rows, results, strict=True) if r.ok]
+            failed = [(row, r) for row, r in zip(rows, results, strict=True) if not r.ok]
+            if sent:
+                await conn.execute(
+                    update(outbox).where(outbox.c.id.in_(sent)).values(published_at=now)
                 )
-                now = naive_utc(datetime.now(UTC))
-                sent = [row.id for row, r in zip(rows, results, strict=True) if r.ok]
-                failed = [(row, r) for row, r in zip(rows, results, strict=True) if not r.ok]
-                if sent:
-                    await conn.execute(
-                        update(outbox).where(outbox.c.id.in_(sent)).values(published_at=now)
+            for row, result in failed:
+                if result.returned:
+                    self._metrics.returned.inc()
+                    log.error(
+                        "event_unroutable", event_id=row.event_id, routing_key=row.routing_key
                     )
-                for row, result in failed:
-                    if result.returned:
-                        self._metrics.returned.inc()
-                        log.error("event_unroutable", event_id=row.event_id,
-                                  routing_key=row.routing_key)
-                    else:
-                        self._metrics.confirm_failures.inc()
-                    await conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(attempts=outbox.c.attempts + 1,
-                                last_error=(result.error or "")[:500])
-                    )
+                else:
+                    self._metrics.confirm_failures.inc()
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(attempts=outbox.c.attempts + 1, last_error=(result.error or "")[:500])
+                )
         for row, result in zip(rows, results, strict=True):
             if result.ok:
                 self._metrics.published.labels(row.event_type).inc()
@@ -232,8 +229,13 @@ class OutboxRelay:
     async def _claim(self, conn: Any) -> list[_Row]:
         result = await conn.execute(
             select(
-                outbox.c.id, outbox.c.event_id, outbox.c.event_type, outbox.c.routing_key,
-                outbox.c.payload, outbox.c.headers, outbox.c.occurred_at,
+                outbox.c.id,
+                outbox.c.event_id,
+                outbox.c.event_type,
+                outbox.c.routing_key,
+                outbox.c.payload,
+                outbox.c.headers,
+                outbox.c.occurred_at,
             )
             .where(outbox.c.exchange == self._topology.exchange, outbox.c.published_at.is_(None))
             .order_by(outbox.c.id)
@@ -242,9 +244,13 @@ class OutboxRelay:
         )
         return [
             _Row(
-                id=r.id, event_id=r.event_id, event_type=r.event_type,
-                routing_key=r.routing_key, payload=bytes(r.payload),
-                headers=json.loads(r.headers), occurred_at=aware_utc(r.occurred_at),
+                id=r.id,
+                event_id=r.event_id,
+                event_type=r.event_type,
+                routing_key=r.routing_key,
+                payload=bytes(r.payload),
+                headers=json.loads(r.headers),
+                occurred_at=aware_utc(r.occurred_at),
             )
             for r in result
         ]

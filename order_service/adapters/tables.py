@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -16,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.mysql import DATETIME
 
 __all__ = ["idempotency_keys", "metadata", "orders", "outbox"]
 

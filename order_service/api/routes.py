@@ -30,7 +30,8 @@ JSON = "application/json"
 
 
 def _container(request: Request[Any, Any, Any]) -> Container:
-    return request.app.state.container  # type: ignore[no-any-return]
+    container: Container = request.app.state.container
+    return container
 
 
 def _valid_idempotency_key(value: str) -> bool:
@@ -50,16 +51,20 @@ async def create_order(
     data: CreateOrderRequest,
     idempotency_key: Annotated[
         str | None,
-        Parameter(header="Idempotency-Key", required=False,
-                  description="Replays the first response for the same key and body."),
+        Parameter(
+            header="Idempotency-Key",
+            required=False,
+            description="Replays the first response for the same key and body.",
+        ),
     ] = None,
 ) -> Response[bytes]:
     new, errors = from_request(data)
     if new is None:
         raise RequestValidationError(errors)
     if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
-        return problem(400, "Idempotency-Key must be 1-255 printable ASCII characters",
-                       instance="/orders")  # type: ignore[return-value]
+        return problem(
+            400, "Idempotency-Key must be 1-255 printable ASCII characters", instance="/orders"
+        )  # type: ignore[return-value]
     container = _container(request)
     try:
         result = await container.orders.create_order(
@@ -69,19 +74,23 @@ async def create_order(
             request_hash=request_fingerprint(new),
         )
     except IdempotencyKeyReusedError:
-        return problem(422, "this Idempotency-Key was already used with a different body",
-                       instance="/orders")  # type: ignore[return-value]
+        return problem(
+            422, "this Idempotency-Key was already used with a different body", instance="/orders"
+        )  # type: ignore[return-value]
     except IdempotencyKeyInFlightError:
-        return problem(409, "a request with this Idempotency-Key is still in progress",
-                       headers={"Retry-After": "1"}, instance="/orders")  # type: ignore[return-value]
+        return problem(
+            409,
+            "a request with this Idempotency-Key is still in progress",
+            headers={"Retry-After": "1"},
+            instance="/orders",
+        )  # type: ignore[return-value]
     headers = {"Location": f"/orders/{result.order_id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
         container.metrics.idempotent_replays.inc()
     else:
         container.metrics.orders_created.inc()
-    return Response(result.body, status_code=result.status_code, media_type=JSON,
-                    headers=headers)
+    return Response(result.body, status_code=result.status_code, media_type=JSON, headers=headers)
 
 
 @get(
@@ -113,11 +122,13 @@ async def list_orders(
     errors = []
     valid_statuses = {s.value for s in OrderStatus}
     if status is not None and status not in valid_statuses:
-        errors.append({"field": "status",
-                       "message": f"must be one of {', '.join(sorted(valid_statuses))}"})
+        errors.append(
+            {"field": "status", "message": f"must be one of {', '.join(sorted(valid_statuses))}"}
+        )
     if limit > container.settings.list_max_limit:
-        errors.append({"field": "limit",
-                       "message": f"must be at most {container.settings.list_max_limit}"})
+        errors.append(
+            {"field": "limit", "message": f"must be at most {container.settings.list_max_limit}"}
+        )
     if errors:
         raise RequestValidationError(errors)
     try:
@@ -126,6 +137,6 @@ async def list_orders(
         )
     except InvalidCursorError:
         raise RequestValidationError([{"field": "cursor", "message": "is not valid"}]) from None
-    return OrderListResponse(items=[to_response(o) for o in page.orders],
-                             next_cursor=page.next_cursor)
-
+    return OrderListResponse(
+        items=[to_response(o) for o in page.orders], next_cursor=page.next_cursor
+    )

@@ -83,12 +83,14 @@ def validate_new_order(raw: Any) -> tuple[NewOrder | None, list[dict[str, str]]]
     )
 
 
-def _amount(raw: dict[str, Any], places: int | None, errors: list[dict[str, str]]) -> Decimal | None:
+def _amount(
+    raw: dict[str, Any], places: int | None, errors: list[dict[str, str]]
+) -> Decimal | None:
     value = raw.get("total_amount")
     if "total_amount" not in raw or value is None:
         errors.append({"field": "total_amount", "message": "is required"})
         return None
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         errors.append({"field": "total_amount", "message": "must be a decimal number or string"})
         return None
     try:

@@ -14,9 +14,7 @@ VERSION_TABLE = "alembic_version_order_service"
 
 
 def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection, target_metadata=metadata, version_table=VERSION_TABLE
-    )
+    context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 
 from common.messaging.topology import TopologySettings
 from common.testing_http import serve_app

@@ -47,7 +47,8 @@ async def test_same_key_and_body_replays_the_first_response(order_client):
         second = await client.post(
             "/orders",
             content=b'{"total_amount": 12.5, "quantity": 1, "product_id": "p", "customer_id": "'
-            + customer.encode() + b'"}',
+            + customer.encode()
+            + b'"}',
             headers={"Idempotency-Key": key, "content-type": "application/json"},
         )
         assert first.status_code == second.status_code == 201
@@ -100,9 +101,7 @@ async def test_expired_key_is_forgotten(order_client):
                 ),
                 {"k": key},
             )
-        second = await client.post(
-            "/orders", json=body(customer), headers={"Idempotency-Key": key}
-        )
+        second = await client.post("/orders", json=body(customer), headers={"Idempotency-Key": key})
         assert second.status_code == 201
         assert second.json()["id"] != first.json()["id"]
         assert await count_orders(container, customer) == 2

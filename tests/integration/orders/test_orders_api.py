@@ -40,9 +40,9 @@ async def test_created_order_is_returned_with_location_and_exact_amount(order_cl
 @pytest.mark.parametrize("raw", ['"0.1"', "0.1", "0.10"])
 async def test_amount_as_string_or_number_is_exactly_ten_cents(order_client, raw):
     async with order_client() as (client, _):
-        body = (
-            '{"customer_id": "%s", "product_id": "p", "quantity": 1, "total_amount": %s}'
-            % (unique_name("c"), raw)
+        body = '{"customer_id": "%s", "product_id": "p", "quantity": 1, "total_amount": %s}' % (
+            unique_name("c"),
+            raw,
         )
         response = await client.post(
             "/orders", content=body, headers={"content-type": "application/json"}
@@ -65,12 +65,14 @@ async def test_second_get_is_served_from_the_cache(order_client):
 
         assert first.status_code == second.status_code == 200
         assert first.json() == second.json() == created
-        assert metric_value(
-            container, "order_service_cache_requests_total", {"result": "miss"}
-        ) == misses + 1
-        assert metric_value(
-            container, "order_service_cache_requests_total", {"result": "hit"}
-        ) == hits + 1
+        assert (
+            metric_value(container, "order_service_cache_requests_total", {"result": "miss"})
+            == misses + 1
+        )
+        assert (
+            metric_value(container, "order_service_cache_requests_total", {"result": "hit"})
+            == hits + 1
+        )
 
 
 async def test_create_fills_the_cache_so_the_first_get_hits(order_client):
@@ -78,9 +80,10 @@ async def test_create_fills_the_cache_so_the_first_get_hits(order_client):
         created = (await client.post("/orders", json=order_body())).json()
         hits = metric_value(container, "order_service_cache_requests_total", {"result": "hit"})
         assert (await client.get(f"/orders/{created['id']}")).status_code == 200
-        assert metric_value(
-            container, "order_service_cache_requests_total", {"result": "hit"}
-        ) == hits + 1
+        assert (
+            metric_value(container, "order_service_cache_requests_total", {"result": "hit"})
+            == hits + 1
+        )
 
 
 async def test_unknown_and_malformed_order_ids_are_404_problems(order_client):
@@ -114,7 +117,9 @@ async def test_listing_pages_newest_first_with_a_cursor(order_client):
     async with order_client() as (client, _):
         ids = []
         for _ in range(5):
-            ids.append((await client.post("/orders", json=order_body(customer_id=customer))).json()["id"])
+            ids.append(
+                (await client.post("/orders", json=order_body(customer_id=customer))).json()["id"]
+            )
         seen: list[str] = []
         cursor = None
         while True:
@@ -139,7 +144,9 @@ async def test_listing_pages_newest_first_with_a_cursor(order_client):
         ({"cursor": "!!!"}, "cursor"),
     ],
 )
-async def test_invalid_listing_parameters_are_rejected_with_field_errors(order_client, params, field):
+async def test_invalid_listing_parameters_are_rejected_with_field_errors(
+    order_client, params, field
+):
     async with order_client() as (client, _):
         response = await client.get("/orders", params=params)
         assert response.status_code in (400, 422)

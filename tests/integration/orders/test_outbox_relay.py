@@ -55,21 +55,37 @@ async def test_order_created_event_follows_the_contract(order_client, amqp, test
         channel = await amqp.channel()
         for queue in (test_topology.analytics_queue, test_topology.notifications_queue):
             collector = Collector(channel, queue)
-            await wait_until(lambda c=collector: _has(c, order["id"]), timeout=10,
-                             message=f"event in {queue}")
-            message = next(m for m in collector.messages
-                           if json.loads(m.body)["data"]["order_id"] == order["id"])
+            await wait_until(
+                lambda c=collector: _has(c, order["id"]), timeout=10, message=f"event in {queue}"
+            )
+            message = next(
+                m
+                for m in collector.messages
+                if json.loads(m.body)["data"]["order_id"] == order["id"]
+            )
             envelope = json.loads(message.body)
-            assert set(envelope) == {"event_id", "event_type", "event_version", "occurred_at",
-                                     "producer", "correlation_id", "data"}
+            assert set(envelope) == {
+                "event_id",
+                "event_type",
+                "event_version",
+                "occurred_at",
+                "producer",
+                "correlation_id",
+                "data",
+            }
             assert envelope["event_type"] == "OrderCreated"
             assert envelope["event_version"] == 1
             assert envelope["producer"] == "order-service"
             assert envelope["correlation_id"] == "req-wire-1"
             assert datetime.fromisoformat(envelope["occurred_at"]).utcoffset().total_seconds() == 0
             assert envelope["data"] == {
-                "order_id": order["id"], "customer_id": customer, "product_id": "p-9",
-                "quantity": 3, "total_amount": "7.77", "currency": "USD", "status": "created",
+                "order_id": order["id"],
+                "customer_id": customer,
+                "product_id": "p-9",
+                "quantity": 3,
+                "total_amount": "7.77",
+                "currency": "USD",
+                "status": "created",
                 "created_at": order["created_at"],
             }
             assert message.message_id == envelope["event_id"]
@@ -138,15 +154,19 @@ async def test_service_starting_with_the_broker_down_accepts_orders_and_publishe
             assert await container.relay.wait_ready(30)
             channel = await amqp.channel()
             collector = Collector(channel, test_topology.analytics_queue)
-            await wait_until(lambda: _all_present(collector, [response.json()["id"]]),
-                             timeout=30, message="event after broker came up")
+            await wait_until(
+                lambda: _all_present(collector, [response.json()["id"]]),
+                timeout=30,
+                message="event after broker came up",
+            )
             await channel.close()
     finally:
         await proxy.close()
 
 
-async def test_two_relays_at_once_publish_each_event_once(order_client, order_settings, amqp,
-                                                          test_topology: TopologySettings):
+async def test_two_relays_at_once_publish_each_event_once(
+    order_client, order_settings, amqp, test_topology: TopologySettings
+):
     customer = unique_name("pair")
     setup = await amqp.channel()
     await apply_topology(setup, test_topology.topology())
@@ -162,9 +182,12 @@ async def test_two_relays_at_once_publish_each_event_once(order_client, order_se
         engine = build_engine(order_settings)
         engines.append(engine)
         relay = OutboxRelay(
-            engine, rabbitmq_url=order_settings.rabbitmq_url,
-            topology=test_topology.topology(), metrics=OutboxMetrics(Metrics(f"relay{n}")),
-            batch_size=7, poll_interval=0.05,
+            engine,
+            rabbitmq_url=order_settings.rabbitmq_url,
+            topology=test_topology.topology(),
+            metrics=OutboxMetrics(Metrics(f"relay{n}")),
+            batch_size=7,
+            poll_interval=0.05,
         )
         relays.append(relay)
     for relay in relays:
@@ -172,8 +195,9 @@ async def test_two_relays_at_once_publish_each_event_once(order_client, order_se
     channel = await amqp.channel()
     collector = Collector(channel, test_topology.analytics_queue)
     try:
-        await wait_until(lambda: _all_present(collector, ids), timeout=30,
-                         message="all events from two relays")
+        await wait_until(
+            lambda: _all_present(collector, ids), timeout=30, message="all events from two relays"
+        )
     finally:
         for relay in relays:
             await relay.stop()
@@ -181,8 +205,6 @@ async def test_two_relays_at_once_publish_each_event_once(order_client, order_se
             await engine.dispose()
     counts = await collector.order_ids()
     assert {i: counts[i] for i in ids} == dict.fromkeys(ids, 1)
-    published = [
-        relay._metrics.published.labels("OrderCreated")._value.get() for relay in relays
-    ]
+    published = [relay._metrics.published.labels("OrderCreated")._value.get() for relay in relays]
     assert sum(published) >= len(ids)
     await channel.close()

@@ -55,8 +55,14 @@ async def test_invalid_field_is_422_with_an_entry_for_that_field(order_client, p
 
 async def test_every_bad_field_gets_its_own_entry(order_client):
     async with order_client() as (client, _):
-        body = {"customer_id": "", "product_id": "p", "quantity": 0, "total_amount": "-1",
-                "currency": "ZZZ", "extra": True}
+        body = {
+            "customer_id": "",
+            "product_id": "p",
+            "quantity": 0,
+            "total_amount": "-1",
+            "currency": "ZZZ",
+            "extra": True,
+        }
         response = await client.post("/orders", json=body)
         assert response.status_code == 422
         fields = sorted(e["field"] for e in response.json()["errors"])
@@ -78,11 +84,13 @@ async def test_currency_defaults_to_usd_and_yen_has_no_decimals(order_client):
         body = good()
         del body["currency"]
         assert (await client.post("/orders", json=body)).json()["currency"] == "USD"
-        yen = await client.post("/orders", json={**good(), "currency": "JPY",
-                                                 "total_amount": "1500"})
+        yen = await client.post(
+            "/orders", json={**good(), "currency": "JPY", "total_amount": "1500"}
+        )
         assert yen.status_code == 201 and yen.json()["total_amount"] == "1500"
-        bad_yen = await client.post("/orders", json={**good(), "currency": "JPY",
-                                                     "total_amount": "15.5"})
+        bad_yen = await client.post(
+            "/orders", json={**good(), "currency": "JPY", "total_amount": "15.5"}
+        )
         assert bad_yen.status_code == 422
 
 
@@ -106,7 +114,5 @@ async def test_body_over_the_size_limit_is_413(order_client):
 
 async def test_bad_idempotency_key_header_is_400(order_client):
     async with order_client() as (client, _):
-        response = await client.post(
-            "/orders", json=good(), headers={"Idempotency-Key": "k" * 300}
-        )
+        response = await client.post("/orders", json=good(), headers={"Idempotency-Key": "k" * 300})
         assert response.status_code == 400

@@ -1,0 +1,54 @@
+"""Pure domain rules: validation, ids, cursors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from order_service.domain.order import new_order_id
+from order_service.domain.validation import validate_new_order
+from order_service.pagination import InvalidCursorError, decode_cursor, encode_cursor
+
+
+def raw(**over):
+    base = {"customer_id": "c", "product_id": "p", "quantity": 1, "total_amount": "1.00"}
+    base.update(over)
+    return base
+
+
+def test_valid_order_is_quantized_to_the_currency():
+    new, errors = validate_new_order(raw(total_amount=Decimal("0.1")))
+    assert errors == [] and new is not None
+    assert new.total_amount == Decimal("0.10") and str(new.total_amount) == "0.10"
+
+
+def test_trailing_zeros_beyond_the_minor_unit_are_fine():
+    new, errors = validate_new_order(raw(total_amount="5.1000"))
+    assert errors == [] and str(new.total_amount) == "5.10"
+
+
+def test_float_amounts_are_refused():
+    _, errors = validate_new_order(raw(total_amount=0.1))
+    assert errors[0]["field"] == "total_amount"
+
+
+def test_booleans_are_not_quantities():
+    _, errors = validate_new_order(raw(quantity=True))
+    assert errors == [{"field": "quantity", "message": "must be an integer"}]
+
+
+def test_uuid7_ids_sort_by_creation_time():
+    ids = [new_order_id() for _ in range(50)]
+    assert all(i.version == 7 for i in ids)
+    assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+
+
+def test_cursor_round_trips_and_rejects_garbage():
+    when, oid = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), uuid.uuid4()
+    assert decode_cursor(encode_cursor(when, oid)) == (when, oid)
+    for bad in ("", "!!", "Zm9v", encode_cursor(when, oid)[:-3] + "***"):
+        with pytest.raises(InvalidCursorError):
+            decode_cursor(bad)

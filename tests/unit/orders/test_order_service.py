@@ -1,0 +1,114 @@
+"""The service layer with in-memory fakes: no I/O, fast."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from common.events import decode_envelope, decode_event_data
+from order_service.api.schemas import render_order
+from order_service.domain.order import NewOrder
+from order_service.services import IdempotencyKeyReusedError, OrderService
+from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_service(store: FakeStore, cache: FakeCache | None = None, clock: Clock | None = None):
+    notified: list[int] = []
+    service = OrderService(
+        lambda: FakeUnitOfWork(store),
+        cache or FakeCache(),
+        render=render_order,
+        clock=clock or Clock(),
+        idempotency_ttl=timedelta(hours=1),
+        on_committed=lambda: notified.append(1),
+    )
+    return service, notified
+
+
+NEW = NewOrder("c-1", "p-1", 2, Decimal("10.50"), "USD")
+
+
+async def test_created_order_and_its_event_commit_together():
+    store = FakeStore()
+    service, notified = make_service(store)
+    result = await service.create_order(NEW, correlation_id="r-1")
+    assert result.status_code == 201
+    assert len(store.orders) == 1 and len(store.outbox) == 1
+    event = store.outbox[0]
+    envelope = decode_envelope(event.payload)
+    data = decode_event_data(envelope)
+    assert envelope.correlation_id == "r-1"
+    assert str(data.order_id) == result.order_id
+    assert event.routing_key == "order.created"
+    assert notified == [1]
+
+
+async def test_failed_commit_leaves_neither_order_nor_event_and_does_not_wake_the_relay():
+    store = FakeStore()
+    store.fail_commit = True
+    service, notified = make_service(store)
+    with pytest.raises(ConnectionError):
+        await service.create_order(NEW, correlation_id="r")
+    assert store.orders == {} and store.outbox == [] and notified == []
+
+
+async def test_same_key_same_body_replays_without_a_second_order():
+    store = FakeStore()
+    service, _ = make_service(store)
+    first = await service.create_order(
+        NEW, correlation_id="r", idempotency_key="k", request_hash="h"
+    )
+    second = await service.create_order(
+        NEW, correlation_id="r", idempotency_key="k", request_hash="h"
+    )
+    assert second.replayed and second.body == first.body
+    assert len(store.orders) == 1 and len(store.outbox) == 1
+
+
+async def test_same_key_other_body_is_refused():
+    store = FakeStore()
+    service, _ = make_service(store)
+    await service.create_order(NEW, correlation_id="r", idempotency_key="k", request_hash="h1")
+    with pytest.raises(IdempotencyKeyReusedError):
+        await service.create_order(NEW, correlation_id="r", idempotency_key="k", request_hash="h2")
+
+
+async def test_key_is_forgotten_after_its_ttl():
+    store, clock = FakeStore(), Clock()
+    service, _ = make_service(store, clock=clock)
+    await service.create_order(NEW, correlation_id="r", idempotency_key="k", request_hash="h")
+    clock.now += timedelta(hours=2)
+    again = await service.create_order(
+        NEW, correlation_id="r", idempotency_key="k", request_hash="h"
+    )
+    assert not again.replayed and len(store.orders) == 2
+
+
+async def test_get_reads_the_database_on_a_miss_and_then_the_cache():
+    store, cache = FakeStore(), FakeCache()
+    service, _ = make_service(store, cache)
+    created = await service.create_order(NEW, correlation_id="r")
+    cache.data.clear()
+    order_id = next(iter(store.orders))
+    body = await service.get_order_body(order_id)
+    assert body is not None and json.loads(body)["id"] == created.order_id
+    assert order_id in cache.data
+
+
+async def test_get_works_when_the_cache_is_down():
+    store, cache = FakeStore(), FakeCache(down=True)
+    service, _ = make_service(store, cache)
+    await service.create_order(NEW, correlation_id="r")
+    order_id = next(iter(store.orders))
+    assert await service.get_order_body(order_id) is not None
