@@ -10,7 +10,7 @@ ORDER_URL ?= http://127.0.0.1:8080
 ANALYTICS_URL ?= http://127.0.0.1:8081
 
 .DEFAULT_GOAL := help
-.PHONY: help install infra migrate run test test-unit test-integration test-faults bench lint \
+.PHONY: help install tools infra migrate run test test-unit test-integration test-faults bench lint \
 	fmt up down logs order analytics notification load dlq clean
 
 help: ## List the targets
@@ -28,6 +28,9 @@ install: $(STAMP) ## Install the project and its dev tools into .venv
 infra: ## Make sure MariaDB, Redis and RabbitMQ are up, with databases and users
 	bash deploy/local-infra.sh
 
+tools: install ## Install the offline validators (docker-compose, promtool, kubernetes-validate)
+	bash deploy/install-tools.sh
+
 migrate: install ## Apply every service's database migrations
 	$(PY) -m order_service migrate
 	$(PY) -m analytics_service migrate
@@ -35,7 +38,7 @@ migrate: install ## Apply every service's database migrations
 run: install infra migrate ## Run the whole system in the foreground (Ctrl-C stops it)
 	$(BIN)/honcho start -f Procfile
 
-test: install infra migrate ## Run the whole test suite (unit, contract, integration, e2e, short fault/bench)
+test: install tools infra migrate ## Run the whole test suite (unit, contract, integration, e2e, short fault/bench)
 	$(BIN)/pytest -m "not faults and not bench" $(PYTEST_ARGS)
 
 test-unit: install ## Run the fast unit and contract tests only (no infrastructure)
@@ -74,7 +77,7 @@ analytics: ## Print the analytics summary of the running system
 
 notification: ## Show the notification worker's sent counts and health
 	@curl -sS http://127.0.0.1:8082/health/ready; echo
-	@curl -sS http://127.0.0.1:8082/metrics | grep -E '^notification_worker_(sent|parked|retried)' || true
+	@curl -sS http://127.0.0.1:8082/metrics | grep -E '^notification_worker_(sent|failed|events_(parked|retried))' || true
 
 load: install ## Run the load tool against the running system (COUNT, CONCURRENCY)
 	$(PY) -m loadtool --count $${COUNT:-1000} --concurrency $${CONCURRENCY:-16}

@@ -23,19 +23,14 @@ def main(argv: list[str]) -> int:
         print("order_service: migrations applied")
         return 0
     if command == "serve":
-        import uvicorn
+        from common.serve import serve_http
 
-        uvicorn.run(
+        serve_http(
             "order_service.app:app_from_env",
             factory=True,
             host=settings.http_host,
             port=settings.http_port,
             workers=settings.workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=15,
         )
         return 0
     print(f"usage: python -m order_service [serve|migrate] (got {command!r})", file=sys.stderr)
