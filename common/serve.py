@@ -43,8 +43,15 @@ def serve_http(
     if workers > 1:
         # Several processes: uvicorn's supervisor forks workers that share the socket.
         uvicorn.run(
-            app, host=host, port=port, factory=factory, workers=workers, loop="uvloop",
-            http="httptools", access_log=False, log_level="warning",
+            app,
+            host=host,
+            port=port,
+            factory=factory,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
             timeout_graceful_shutdown=graceful_timeout,
         )
         return

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from common.observability import Metrics, get_logger
 from order_service.adapters.cache import RedisOrderCache
+from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.api.schemas import render_order
 from order_service.services import OrderService
@@ -47,6 +48,8 @@ def build_engine(settings: OrderSettings) -> AsyncEngine:
         max_overflow=settings.db_pool_size,
         pool_timeout=settings.db_connect_timeout,
         pool_recycle=1800,
+        # No gap locks: concurrent inserts of new idempotency keys never deadlock each other.
+        isolation_level="READ COMMITTED",
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             # A request waiting on another's idempotency key gives up quickly with a 409.
@@ -64,6 +67,7 @@ class Container:
     redis: Redis
     cache: RedisOrderCache
     relay: OutboxRelay | None
+    writer: GroupCommitOrderWriter
     orders: OrderService
 
     @classmethod
@@ -90,22 +94,26 @@ class Container:
                 poll_interval=settings.relay_poll_interval,
                 retention_seconds=settings.outbox_retention_seconds,
             )
+        writer = GroupCommitOrderWriter(engine, max_batch=settings.write_batch_max)
         orders = OrderService(
             lambda: SqlUnitOfWork(engine),
             cache,
+            writer,
             render=render_order,
             clock=lambda: datetime.now(UTC),
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             exchange=settings.topology.exchange,
             on_committed=relay.notify if relay is not None else (lambda: None),
         )
-        return cls(settings, metrics, registry_metrics, engine, redis, cache, relay, orders)
+        return cls(settings, metrics, registry_metrics, engine, redis, cache, relay, writer, orders)
 
     async def start(self) -> None:
+        self.writer.start()
         if self.relay is not None:
             self.relay.start()
 
     async def stop(self) -> None:
+        await self.writer.stop()
         if self.relay is not None:
             await self.relay.stop()
         with contextlib.suppress(Exception):

@@ -12,6 +12,7 @@ from order_service.domain.order import Order
 __all__ = [
     "IdempotencyRecord",
     "IdempotencyRepository",
+    "NewOrderWriter",
     "OrderCache",
     "OrderPage",
     "OrderRepository",
@@ -82,6 +83,11 @@ class UnitOfWork(Protocol):
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
+
+
+class NewOrderWriter(Protocol):
+    async def write(self, order: Order, event: OutboxEvent) -> None:
+        """Commit a new order with its outbox event (one transaction, possibly shared)."""
 
 
 class OrderCache(Protocol):

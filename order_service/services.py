@@ -12,6 +12,7 @@ from common.messaging.publisher import new_traceparent
 from order_service.domain.order import NewOrder, Order, new_order_id
 from order_service.ports import (
     IdempotencyRecord,
+    NewOrderWriter,
     OrderCache,
     OrderPage,
     OutboxEvent,
@@ -62,6 +63,7 @@ class OrderService:
         self,
         uow_factory: Callable[[], UnitOfWork],
         cache: OrderCache,
+        writer: NewOrderWriter,
         *,
         render: Render,
         clock: Callable[[], datetime],
@@ -72,6 +74,7 @@ class OrderService:
     ) -> None:
         self._uow_factory = uow_factory
         self._cache = cache
+        self._writer = writer
         self._render = render
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
@@ -87,8 +90,9 @@ class OrderService:
         idempotency_key: str | None = None,
         request_hash: str = "",
     ) -> CreateOrderResult:
+        expired_key = False
         if idempotency_key is not None:
-            replay = await self._replay(idempotency_key, request_hash)
+            replay, expired_key = await self._replay(idempotency_key, request_hash)
             if replay is not None:
                 return replay
 
@@ -101,60 +105,82 @@ class OrderService:
             occurred_at=now,
         )
         body = self._render(order)
+        event = OutboxEvent(
+            event_id=envelope.event_id,
+            aggregate_id=order.id,
+            event_type=envelope.event_type,
+            exchange=self._exchange,
+            routing_key=envelope.data.routing_key,
+            payload=encode_envelope(envelope),
+            headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
+            occurred_at=now,
+        )
+        if idempotency_key is None:
+            await self._writer.write(order, event)
+        else:
+            result = await self._create_with_key(
+                order, event, body, idempotency_key, request_hash, expired_key
+            )
+            if result is not None:
+                return result
+        self._on_committed()
+        # No cache write here: nothing is cached for a brand-new id, and skipping the Redis round
+        # trip keeps the hot write path short; the first GET fills the entry.
+        return CreateOrderResult(201, body, str(order.id), replayed=False, order=order)
+
+    async def _create_with_key(
+        self,
+        order: Order,
+        event: OutboxEvent,
+        body: bytes,
+        key: str,
+        request_hash: str,
+        expired_key: bool,
+    ) -> CreateOrderResult | None:
+        """One transaction for order, event and key; returns a replay if another request won."""
         try:
             async with self._uow_factory() as uow:
                 await uow.orders.add(order)
-                await uow.outbox.add(
-                    OutboxEvent(
-                        event_id=envelope.event_id,
-                        aggregate_id=order.id,
-                        event_type=envelope.event_type,
-                        exchange=self._exchange,
-                        routing_key=envelope.data.routing_key,
-                        payload=encode_envelope(envelope),
-                        headers={
-                            "correlation_id": correlation_id,
-                            "traceparent": new_traceparent(),
-                        },
-                        occurred_at=now,
+                await uow.outbox.add(event)
+                if expired_key:
+                    await uow.idempotency.delete_expired(key, order.created_at)
+                # Last statement: a concurrent request with the same key waits here on the
+                # row lock until this transaction ends, then replays its response.
+                await uow.idempotency.add(
+                    IdempotencyRecord(
+                        key=key,
+                        request_hash=request_hash,
+                        status_code=201,
+                        response_body=body,
+                        resource_id=str(order.id),
+                        expires_at=order.created_at + self._idempotency_ttl,
                     )
                 )
-                if idempotency_key is not None:
-                    await uow.idempotency.delete_expired(idempotency_key, now)
-                    # Last statement: a concurrent request with the same key waits here on the
-                    # row lock until this transaction ends, then replays its response.
-                    await uow.idempotency.add(
-                        IdempotencyRecord(
-                            key=idempotency_key,
-                            request_hash=request_hash,
-                            status_code=201,
-                            response_body=body,
-                            resource_id=str(order.id),
-                            expires_at=now + self._idempotency_ttl,
-                        )
-                    )
                 await uow.commit()
         except DuplicateKeyError:
-            assert idempotency_key is not None
-            replay = await self._replay(idempotency_key, request_hash)
+            replay, _ = await self._replay(key, request_hash)
             if replay is None:  # the winner's row expired in between: vanishingly rare
-                raise IdempotencyKeyInFlightError(idempotency_key) from None
+                raise IdempotencyKeyInFlightError(key) from None
             return replay
         except LockTimeoutError:
-            raise IdempotencyKeyInFlightError(idempotency_key or "") from None
-        self._on_committed()
-        await self._cache.put(order.id, body)
-        return CreateOrderResult(201, body, str(order.id), replayed=False, order=order)
+            raise IdempotencyKeyInFlightError(key) from None
+        return None
 
-    async def _replay(self, key: str, request_hash: str) -> CreateOrderResult | None:
+    async def _replay(self, key: str, request_hash: str) -> tuple[CreateOrderResult | None, bool]:
+        """The stored response for the key, and whether an expired record must be replaced."""
         async with self._uow_factory() as uow:
             record = await uow.idempotency.get(key)
-        if record is None or record.expires_at <= self._clock():
-            return None
+        if record is None:
+            return None, False
+        if record.expires_at <= self._clock():
+            return None, True
         if record.request_hash != request_hash:
             raise IdempotencyKeyReusedError(key)
-        return CreateOrderResult(
-            record.status_code, record.response_body, record.resource_id, replayed=True
+        return (
+            CreateOrderResult(
+                record.status_code, record.response_body, record.resource_id, replayed=True
+            ),
+            False,
         )
 
     async def get_order_body(self, order_id: uuid.UUID) -> bytes | None:

@@ -28,6 +28,7 @@ class OrderSettings:
     relay_poll_interval: float = 1.0
     outbox_retention_seconds: int = 86400
     idempotency_ttl_seconds: int = 86400
+    write_batch_max: int = 64
     max_body_bytes: int = 16384
     list_max_limit: int = 100
     log_level: str = "info"
@@ -63,6 +64,7 @@ class OrderSettings:
             idempotency_ttl_seconds=env.integer(
                 "ORDER_IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, min_value=1
             ),
+            write_batch_max=env.integer("ORDER_WRITE_BATCH_MAX", d.write_batch_max, min_value=1),
             max_body_bytes=env.integer("ORDER_MAX_BODY_BYTES", d.max_body_bytes, min_value=256),
             list_max_limit=env.integer("ORDER_LIST_MAX_LIMIT", d.list_max_limit, min_value=1),
             log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),

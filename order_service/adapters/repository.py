@@ -22,6 +22,8 @@ __all__ = [
     "MySqlOrderRepository",
     "MySqlOutboxRepository",
     "naive_utc",
+    "order_row",
+    "outbox_row",
 ]
 
 
@@ -60,26 +62,40 @@ _INSERT_OUTBOX = insert(outbox)
 _INSERT_IDEMPOTENCY = insert(idempotency_keys)
 
 
+def order_row(order: Order) -> dict[str, object]:
+    return {
+        "id": str(order.id),
+        "customer_id": order.customer_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
+        "total_amount": order.total_amount,
+        "currency": order.currency,
+        "status": order.status.value,
+        "version": order.version,
+        "created_at": naive_utc(order.created_at),
+        "updated_at": naive_utc(order.updated_at),
+    }
+
+
+def outbox_row(event: OutboxEvent) -> dict[str, object]:
+    return {
+        "event_id": str(event.event_id),
+        "aggregate_id": str(event.aggregate_id),
+        "event_type": event.event_type,
+        "exchange": event.exchange,
+        "routing_key": event.routing_key,
+        "payload": event.payload,
+        "headers": json.dumps(event.headers),
+        "occurred_at": naive_utc(event.occurred_at),
+    }
+
+
 class MySqlOrderRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
     async def add(self, order: Order) -> None:
-        await self._conn.execute(
-            _INSERT_ORDER,
-            {
-                "id": str(order.id),
-                "customer_id": order.customer_id,
-                "product_id": order.product_id,
-                "quantity": order.quantity,
-                "total_amount": order.total_amount,
-                "currency": order.currency,
-                "status": order.status.value,
-                "version": order.version,
-                "created_at": naive_utc(order.created_at),
-                "updated_at": naive_utc(order.updated_at),
-            },
-        )
+        await self._conn.execute(_INSERT_ORDER, order_row(order))
 
     async def get(self, order_id: uuid.UUID) -> Order | None:
         result = await self._conn.execute(select(orders).where(orders.c.id == str(order_id)))
@@ -117,19 +133,7 @@ class MySqlOutboxRepository:
         self._conn = conn
 
     async def add(self, event: OutboxEvent) -> None:
-        await self._conn.execute(
-            _INSERT_OUTBOX,
-            {
-                "event_id": str(event.event_id),
-                "aggregate_id": str(event.aggregate_id),
-                "event_type": event.event_type,
-                "exchange": event.exchange,
-                "routing_key": event.routing_key,
-                "payload": event.payload,
-                "headers": json.dumps(event.headers),
-                "occurred_at": naive_utc(event.occurred_at),
-            },
-        )
+        await self._conn.execute(_INSERT_OUTBOX, outbox_row(event))
 
 
 class MySqlIdempotencyRepository:

@@ -75,17 +75,6 @@ async def test_second_get_is_served_from_the_cache(order_client):
         )
 
 
-async def test_create_fills_the_cache_so_the_first_get_hits(order_client):
-    async with order_client() as (client, container):
-        created = (await client.post("/orders", json=order_body())).json()
-        hits = metric_value(container, "order_service_cache_requests_total", {"result": "hit"})
-        assert (await client.get(f"/orders/{created['id']}")).status_code == 200
-        assert (
-            metric_value(container, "order_service_cache_requests_total", {"result": "hit"})
-            == hits + 1
-        )
-
-
 async def test_unknown_and_malformed_order_ids_are_404_problems(order_client):
     async with order_client() as (client, _):
         for path in (f"/orders/{uuid.uuid4()}", "/orders/not-a-uuid", "/orders/%00"):

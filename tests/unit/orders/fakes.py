@@ -108,3 +108,16 @@ class FakeCache:
 
     async def ping(self) -> bool:
         return not self.down
+
+
+class FakeWriter:
+    """Commits straight into the store, as the group-commit writer does for one order."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    async def write(self, order: Order, event: OutboxEvent) -> None:
+        if self.store.fail_commit:
+            raise ConnectionError("database went away")
+        self.store.orders[order.id] = order
+        self.store.outbox.append(event)

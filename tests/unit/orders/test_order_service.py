@@ -12,7 +12,7 @@ from common.events import decode_envelope, decode_event_data
 from order_service.api.schemas import render_order
 from order_service.domain.order import NewOrder
 from order_service.services import IdempotencyKeyReusedError, OrderService
-from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork
+from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork, FakeWriter
 
 
 class Clock:
@@ -28,6 +28,7 @@ def make_service(store: FakeStore, cache: FakeCache | None = None, clock: Clock 
     service = OrderService(
         lambda: FakeUnitOfWork(store),
         cache or FakeCache(),
+        FakeWriter(store),
         render=render_order,
         clock=clock or Clock(),
         idempotency_ttl=timedelta(hours=1),
