@@ -40,9 +40,10 @@ async def test_created_order_is_returned_with_location_and_exact_amount(order_cl
 @pytest.mark.parametrize("raw", ['"0.1"', "0.1", "0.10"])
 async def test_amount_as_string_or_number_is_exactly_ten_cents(order_client, raw):
     async with order_client() as (client, _):
-        body = '{"customer_id": "%s", "product_id": "p", "quantity": 1, "total_amount": %s}' % (
-            unique_name("c"),
-            raw,
+        customer = unique_name("c")
+        body = (
+            f'{{"customer_id": "{customer}", "product_id": "p", "quantity": 1, '
+            f'"total_amount": {raw}}}'
         )
         response = await client.post(
             "/orders", content=body, headers={"content-type": "application/json"}
