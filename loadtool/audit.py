@@ -1,0 +1,376 @@
+"""End-to-end audit: did every accepted order reach analytics once and each notification
+channel once, and do the analytics totals move by exactly what was accepted?
+
+The collection (HTTP polling with a deadline) is separate from the verdict (``evaluate``, pure),
+so the rules are unit-tested without any service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from loadtool.runner import AcceptedOrder
+from loadtool.stats import LatencySummary, summarize
+
+__all__ = [
+    "ALL_CURRENCIES",
+    "AnalyticsRecord",
+    "AuditConfig",
+    "AuditReport",
+    "Auditor",
+    "Summary",
+    "evaluate",
+    "parse_summary",
+    "parse_timestamp",
+]
+
+ALL_CURRENCIES = "*"  # key used when the summary reports one revenue figure for all currencies
+MAX_IDS_PER_CALL = 10_000
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    analytics_url: str = "http://127.0.0.1:8081"
+    notifications_url: str | None = "http://127.0.0.1:8082"
+    timeout: float = 60.0  # how long to wait for every accepted order to show up
+    poll_interval: float = 0.5
+    settle: float = 1.0  # wait after all showed up, then re-read everything to catch late doubles
+    summary_timeout: float = 10.0  # the summary may be cached; wait this long for it to catch up
+    chunk_size: int = MAX_IDS_PER_CALL
+    request_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    total_orders: int
+    revenue: dict[str, Decimal]  # by currency, or {ALL_CURRENCIES: total}
+
+
+@dataclass(frozen=True)
+class AnalyticsRecord:
+    order_id: str
+    total_amount: Decimal | None
+    currency: str | None
+    occurred_at: float | None  # epoch seconds
+    applied_at: float | None
+
+
+@dataclass
+class AuditReport:
+    accepted: int = 0
+    analytics_found: int = 0
+    lost: list[str] = field(default_factory=list)
+    analytics_duplicates: list[str] = field(default_factory=list)
+    amount_mismatches: list[str] = field(default_factory=list)
+    notifications_checked: bool = False
+    notifications_found: int = 0
+    notifications_missing: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    sends_by_channel: dict[str, int] = field(default_factory=dict)
+    expected_revenue: dict[str, Decimal] = field(default_factory=dict)
+    summary_checked: bool = False
+    summary_orders_delta: int | None = None
+    summary_revenue_delta: dict[str, Decimal] = field(default_factory=dict)
+    orders_difference: int | None = None
+    revenue_difference: dict[str, Decimal] = field(default_factory=dict)
+    e2e_latency: LatencySummary = field(default_factory=lambda: summarize([]))
+    first_applied_at: float | None = None
+    last_applied_at: float | None = None
+    wait_seconds: float = 0.0
+    timed_out: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lost_count(self) -> int:
+        return len(self.lost)
+
+    @property
+    def doubled_count(self) -> int:
+        return len(self.doubled) + len(self.analytics_duplicates)
+
+    @property
+    def summary_matches(self) -> bool:
+        return (
+            self.summary_checked
+            and self.orders_difference == 0
+            and not any(self.revenue_difference.values())
+        )
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, nothing doubled, every notification sent."""
+        return self.lost_count == 0 and self.doubled_count == 0 and not self.notifications_missing
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """RFC 3339 text (``Z`` or offset) or epoch seconds -> epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, float):
+        return None  # a float on the money path is itself a contract violation
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def parse_summary(body: Mapping[str, Any]) -> Summary:
+    """Accepts ``total_revenue`` as one decimal string or a per-currency mapping."""
+    orders = int(body.get("total_orders", 0))
+    revenue: dict[str, Decimal] = {}
+    raw = body.get("total_revenue")
+    if isinstance(raw, Mapping):
+        for currency, amount in raw.items():
+            value = _decimal(amount)
+            if value is not None:
+                revenue[str(currency)] = value
+    elif raw is not None:
+        value = _decimal(raw)
+        if value is None:
+            raise ValueError(f"total_revenue is not an exact decimal string: {raw!r}")
+        revenue[ALL_CURRENCIES] = value
+    for key in ("revenue_by_currency", "by_currency"):
+        extra = body.get(key)
+        if isinstance(extra, Mapping) and ALL_CURRENCIES in revenue and len(revenue) == 1:
+            per = {str(c): _decimal(a) for c, a in extra.items()}
+            revenue = {c: a for c, a in per.items() if a is not None}
+    return Summary(orders, revenue)
+
+
+def _revenue_delta(before: Summary, after: Summary) -> dict[str, Decimal]:
+    keys = set(before.revenue) | set(after.revenue)
+    return {k: after.revenue.get(k, Decimal(0)) - before.revenue.get(k, Decimal(0)) for k in keys}
+
+
+def _expected_revenue(accepted: Sequence[AcceptedOrder], per_currency: bool) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for order in accepted:
+        key = order.currency if per_currency else ALL_CURRENCIES
+        totals[key] = totals.get(key, Decimal(0)) + order.total_amount
+    return totals
+
+
+def evaluate(
+    accepted: Sequence[AcceptedOrder],
+    analytics: Iterable[AnalyticsRecord],
+    notifications: Iterable[tuple[str, Mapping[str, int]]] | None,
+    summary_before: Summary | None = None,
+    summary_after: Summary | None = None,
+) -> AuditReport:
+    """The verdict from what the services reported; pure, so it is tested without a network."""
+    report = AuditReport(accepted=len(accepted))
+    expected = {o.order_id: o for o in accepted}
+    seen = Counter[str]()
+    latencies: list[float] = []
+    applied: list[float] = []
+    for rec in analytics:
+        if rec.order_id not in expected:
+            continue
+        seen[rec.order_id] += 1
+        if seen[rec.order_id] > 1:
+            continue
+        order = expected[rec.order_id]
+        if rec.total_amount is not None and (
+            rec.total_amount != order.total_amount
+            or (rec.currency is not None and rec.currency != order.currency)
+        ):
+            report.amount_mismatches.append(rec.order_id)
+        if rec.applied_at is not None:
+            applied.append(rec.applied_at)
+            if rec.occurred_at is not None:
+                latencies.append(max(0.0, rec.applied_at - rec.occurred_at))
+    report.analytics_found = len(seen)
+    report.lost = [oid for oid in expected if oid not in seen]
+    report.analytics_duplicates = sorted(oid for oid, n in seen.items() if n > 1)
+    report.e2e_latency = summarize(latencies)
+    if applied:
+        report.first_applied_at, report.last_applied_at = min(applied), max(applied)
+
+    if notifications is not None:
+        report.notifications_checked = True
+        sent: dict[str, Counter[str]] = {}
+        for order_id, sends in notifications:
+            if order_id not in expected:
+                continue
+            counts = sent.setdefault(order_id, Counter())
+            for channel, n in sends.items():
+                counts[channel] += int(n)
+        channels = Counter[str]()
+        for counts in sent.values():
+            channels.update(counts)
+        report.sends_by_channel = dict(sorted(channels.items()))
+        delivered = {oid for oid, counts in sent.items() if sum(counts.values()) > 0}
+        report.notifications_found = len(delivered)
+        report.notifications_missing = [oid for oid in expected if oid not in delivered]
+        report.doubled = sorted(
+            oid for oid, counts in sent.items() if any(n > 1 for n in counts.values())
+        )
+
+    if summary_before is not None and summary_after is not None:
+        report.summary_checked = True
+        per_currency = ALL_CURRENCIES not in summary_after.revenue
+        report.expected_revenue = _expected_revenue(accepted, per_currency)
+        report.summary_orders_delta = summary_after.total_orders - summary_before.total_orders
+        report.summary_revenue_delta = _revenue_delta(summary_before, summary_after)
+        report.orders_difference = report.summary_orders_delta - len(accepted)
+        keys = set(report.expected_revenue) | set(report.summary_revenue_delta)
+        report.revenue_difference = {
+            k: report.summary_revenue_delta.get(k, Decimal(0))
+            - report.expected_revenue.get(k, Decimal(0))
+            for k in sorted(keys)
+        }
+    return report
+
+
+def _chunks(ids: Sequence[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(ids), size):
+        yield list(ids[i : i + size])
+
+
+class Auditor:
+    """Talks to the two audit endpoints and the summary; ``client`` is injectable for tests."""
+
+    def __init__(self, config: AuditConfig, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._client = client or httpx.AsyncClient(timeout=config.request_timeout)
+        self._owns_client = client is None
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Auditor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def summary(self) -> Summary | None:
+        """None when the summary cannot be read (the audit still runs, without the delta)."""
+        try:
+            response = await self._client.get(f"{self.config.analytics_url}/analytics/summary")
+            response.raise_for_status()
+            return parse_summary(response.json())
+        except (httpx.HTTPError, ValueError, TypeError):
+            return None
+
+    async def _post_ids(self, url: str, ids: Sequence[str]) -> tuple[list[dict[str, Any]], bool]:
+        """Every record for ``ids``; the flag is False when a call failed (retry later)."""
+        records: list[dict[str, Any]] = []
+        complete = True
+        for chunk in _chunks(ids, self.config.chunk_size):
+            try:
+                response = await self._client.post(url, json={"order_ids": chunk})
+                response.raise_for_status()
+                records.extend(response.json().get("orders", []))
+            except (httpx.HTTPError, ValueError):
+                complete = False
+        return records, complete
+
+    async def analytics_records(self, ids: Sequence[str]) -> tuple[list[AnalyticsRecord], bool]:
+        raw, complete = await self._post_ids(f"{self.config.analytics_url}/analytics/audit", ids)
+        return [
+            AnalyticsRecord(
+                order_id=str(r.get("order_id")),
+                total_amount=_decimal(r.get("total_amount")),
+                currency=r.get("currency"),
+                occurred_at=parse_timestamp(r.get("occurred_at")),
+                applied_at=parse_timestamp(r.get("applied_at")),
+            )
+            for r in raw
+        ], complete
+
+    async def notification_sends(
+        self, ids: Sequence[str]
+    ) -> tuple[list[tuple[str, dict[str, int]]], bool]:
+        assert self.config.notifications_url is not None
+        raw, complete = await self._post_ids(
+            f"{self.config.notifications_url}/notifications/audit", ids
+        )
+        return [
+            (str(r.get("order_id")), {str(k): int(v) for k, v in (r.get("sends") or {}).items()})
+            for r in raw
+        ], complete
+
+    async def run(
+        self, accepted: Sequence[AcceptedOrder], summary_before: Summary | None
+    ) -> AuditReport:
+        """Wait (bounded) until both services report every accepted order, then judge."""
+        cfg = self.config
+        started = time.monotonic()
+        deadline = started + cfg.timeout
+        ids = [o.order_id for o in accepted]
+        pending_analytics = list(ids)
+        pending_notify = list(ids) if cfg.notifications_url else []
+        timed_out = False
+        while pending_analytics or pending_notify:
+            if pending_analytics:
+                records, _ = await self.analytics_records(pending_analytics)
+                found = {r.order_id for r in records}
+                pending_analytics = [i for i in pending_analytics if i not in found]
+            if pending_notify:
+                sends, _ = await self.notification_sends(pending_notify)
+                found = {oid for oid, s in sends if sum(s.values()) > 0}
+                pending_notify = [i for i in pending_notify if i not in found]
+            if not (pending_analytics or pending_notify):
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            await asyncio.sleep(cfg.poll_interval)
+        if not timed_out and cfg.settle > 0:
+            await asyncio.sleep(cfg.settle)
+        # Final full read: late duplicates and exact per-order records for the verdict.
+        analytics, analytics_complete = await self.analytics_records(ids)
+        notifications = None
+        notifications_complete = True
+        if cfg.notifications_url:
+            notifications, notifications_complete = await self.notification_sends(ids)
+        summary_after = await self._summary_after(summary_before, accepted)
+        report = evaluate(accepted, analytics, notifications, summary_before, summary_after)
+        report.wait_seconds = time.monotonic() - started
+        report.timed_out = timed_out
+        if not analytics_complete:
+            report.notes.append("some analytics audit calls failed in the final read")
+        if not notifications_complete:
+            report.notes.append("some notification audit calls failed in the final read")
+        if summary_before is None:
+            report.notes.append("summary unavailable before the run: no delta check")
+        elif summary_after is None:
+            report.notes.append("summary unavailable after the run: no delta check")
+        return report
+
+    async def _summary_after(
+        self, before: Summary | None, accepted: Sequence[AcceptedOrder]
+    ) -> Summary | None:
+        """The summary may be served from a cache: re-read until it shows the expected delta or
+        ``summary_timeout`` passes (then the last reading is reported as is)."""
+        if before is None:
+            return None
+        deadline = time.monotonic() + self.config.summary_timeout
+        expected_orders = before.total_orders + len(accepted)
+        after = await self.summary()
+        while (after is None or after.total_orders != expected_orders) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(self.config.poll_interval)
+            after = await self.summary()
+        return after
