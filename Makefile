@@ -53,7 +53,7 @@ bench: install infra migrate ## Run the full benchmark and print its figures
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common order_service analytics_service notification_worker tests
+	$(BIN)/mypy common order_service analytics_service notification_worker loadtool tests
 
 fmt: install ## Format the code
 	$(BIN)/ruff format .
