@@ -71,7 +71,7 @@ async def create_order(
             new,
             correlation_id=request_id_of(request),
             idempotency_key=idempotency_key,
-            request_hash=request_fingerprint(new),
+            request_hash=request_fingerprint(new) if idempotency_key is not None else "",
         )
     except IdempotencyKeyReusedError:
         return problem(
