@@ -179,7 +179,7 @@ async def test_deferred_message_comes_back_after_its_tier_without_an_attempt(
     amqp, cleanup_topology
 ):
     handler = ScriptedHandler([Defer(0.5, {"x-due": "soon"}), Ack()])
-    topology, spec, runner = await run_with(amqp, cleanup_topology, handler)
+    topology, _, runner = await run_with(amqp, cleanup_topology, handler)
     try:
         event_id, body = event_body()
         await publish(amqp, topology.exchange, body, event_id)
