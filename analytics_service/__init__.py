@@ -1,0 +1,1 @@
+"""Analytics service: applies order events exactly once to its own database and serves totals."""

@@ -1,0 +1,1 @@
+"""The analytics HTTP API: routes and their request/response bodies."""

@@ -1,0 +1,240 @@
+"""Request and response bodies (msgspec), and their mapping from the store's rows.
+
+Amounts are decimal strings: exact, never floats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from analytics_service.aggregation import BucketPlan, money, summarize
+from analytics_service.ports import AuditedOrder, RankedEntry, RevenueRow, SummaryRows
+from common.http import FieldError, MalformedRequestError
+
+__all__ = [
+    "AuditRequest",
+    "AuditResponse",
+    "RevenueResponse",
+    "SummaryResponse",
+    "TopCustomersResponse",
+    "TopProductsResponse",
+    "audit_response",
+    "revenue_response",
+    "summary_response",
+    "top_customers_response",
+    "top_products_response",
+    "validate_audit_body",
+]
+
+Amount = Annotated[str, msgspec.Meta(pattern=r"^-?\d+(\.\d+)?$", examples=["12.50"])]
+
+
+class CurrencySummary(msgspec.Struct, kw_only=True):
+    currency: str
+    total_orders: int
+    total_revenue: Amount
+    average_order_value: Amount
+
+
+class SummaryResponse(msgspec.Struct, kw_only=True):
+    """Totals since the beginning. Money is per currency: amounts in different currencies
+    are never added together."""
+
+    total_orders: int
+    total_revenue: dict[str, Amount]
+    average_order_value: dict[str, Amount]
+    by_currency: list[CurrencySummary]
+    last_updated: datetime | None
+
+
+class RevenueBucket(msgspec.Struct, kw_only=True):
+    start: datetime
+    order_count: int
+    revenue: dict[str, Amount]
+
+
+class RevenueResponse(msgspec.Struct, kw_only=True):
+    granularity: str
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    currency: str | None
+    buckets: list[RevenueBucket]
+
+
+class RankedProduct(msgspec.Struct, kw_only=True):
+    rank: int
+    product_id: str
+    currency: str
+    revenue: Amount
+    order_count: int
+    quantity: int
+
+
+class RankedCustomer(msgspec.Struct, kw_only=True):
+    rank: int
+    customer_id: str
+    currency: str
+    revenue: Amount
+    order_count: int
+    quantity: int
+
+
+class TopProductsResponse(msgspec.Struct, kw_only=True):
+    """Ranked by revenue, highest first. Without ``currency`` the ranking compares nominal
+    amounts across currencies; pass one for a like-for-like ranking."""
+
+    limit: int
+    currency: str | None
+    items: list[RankedProduct]
+
+
+class TopCustomersResponse(msgspec.Struct, kw_only=True):
+    """Ranked by revenue, highest first (see TopProductsResponse on currencies)."""
+
+    limit: int
+    currency: str | None
+    items: list[RankedCustomer]
+
+
+class AuditRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    order_ids: list[uuid.UUID]
+
+
+class AuditedOrderItem(msgspec.Struct, kw_only=True):
+    order_id: uuid.UUID
+    total_amount: Amount
+    currency: str
+    occurred_at: datetime
+    applied_at: datetime
+
+
+class AuditResponse(msgspec.Struct, kw_only=True):
+    orders: list[AuditedOrderItem]
+    missing: list[uuid.UUID]
+
+
+_audit_decoder = msgspec.json.Decoder(AuditRequest)
+
+
+def validate_audit_body(raw: bytes) -> list[FieldError]:
+    """Field errors for a wrong body; MalformedRequestError when it is not JSON at all."""
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise MalformedRequestError(f"the body is not valid JSON: {exc}") from exc
+    try:
+        _audit_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return [{"field": _field_of(str(exc)), "message": str(exc)}]
+    return []
+
+
+def _field_of(message: str) -> str:
+    # msgspec reports "... - at `$.order_ids[3]`"; the field is the path without "$.".
+    if "`$." in message:
+        return message.rsplit("`$.", 1)[1].rstrip("`")
+    if "missing required field" in message:
+        return message.rsplit("`", 2)[-2]
+    return ""
+
+
+def summary_response(rows: SummaryRows) -> SummaryResponse:
+    per_currency = summarize(rows.totals)
+    return SummaryResponse(
+        total_orders=sum(c.total_orders for c in per_currency),
+        total_revenue={c.currency: money(c.total_revenue) for c in per_currency},
+        average_order_value={c.currency: money(c.average_order_value) for c in per_currency},
+        by_currency=[
+            CurrencySummary(
+                currency=c.currency,
+                total_orders=c.total_orders,
+                total_revenue=money(c.total_revenue),
+                average_order_value=money(c.average_order_value),
+            )
+            for c in per_currency
+        ],
+        last_updated=rows.last_updated,
+    )
+
+
+def revenue_response(
+    plan: BucketPlan, currency: str | None, rows: Sequence[RevenueRow]
+) -> RevenueResponse:
+    by_start: dict[datetime, RevenueBucket] = {
+        start: RevenueBucket(start=start, order_count=0, revenue={}) for start in plan.starts()
+    }
+    for row in rows:
+        bucket = by_start.get(row.bucket_start)
+        if bucket is None:  # pragma: no cover - the query only returns rows inside the plan
+            continue
+        bucket.order_count += row.order_count
+        bucket.revenue[row.currency] = money(row.revenue)
+    return RevenueResponse(
+        granularity=plan.granularity,
+        start=plan.start,
+        end=plan.end,
+        currency=currency,
+        buckets=list(by_start.values()),
+    )
+
+
+def top_products_response(
+    limit: int, currency: str | None, entries: Sequence[RankedEntry]
+) -> TopProductsResponse:
+    return TopProductsResponse(
+        limit=limit,
+        currency=currency,
+        items=[
+            RankedProduct(
+                rank=n,
+                product_id=e.id,
+                currency=e.currency,
+                revenue=money(e.revenue),
+                order_count=e.order_count,
+                quantity=e.quantity,
+            )
+            for n, e in enumerate(entries, start=1)
+        ],
+    )
+
+
+def top_customers_response(
+    limit: int, currency: str | None, entries: Sequence[RankedEntry]
+) -> TopCustomersResponse:
+    return TopCustomersResponse(
+        limit=limit,
+        currency=currency,
+        items=[
+            RankedCustomer(
+                rank=n,
+                customer_id=e.id,
+                currency=e.currency,
+                revenue=money(e.revenue),
+                order_count=e.order_count,
+                quantity=e.quantity,
+            )
+            for n, e in enumerate(entries, start=1)
+        ],
+    )
+
+
+def audit_response(requested: Sequence[uuid.UUID], found: Sequence[AuditedOrder]) -> AuditResponse:
+    present = {o.order_id for o in found}
+    return AuditResponse(
+        orders=[
+            AuditedOrderItem(
+                order_id=o.order_id,
+                total_amount=str(o.total_amount),
+                currency=o.currency,
+                occurred_at=o.occurred_at,
+                applied_at=o.applied_at,
+            )
+            for o in sorted(found, key=lambda o: str(o.order_id))
+        ],
+        missing=list(dict.fromkeys(i for i in requested if i not in present)),
+    )

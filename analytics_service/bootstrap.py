@@ -1,0 +1,68 @@
+"""The one place that builds the concrete adapters both processes share."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from analytics_service.adapters.cache import RedisSummaryCache
+from analytics_service.adapters.database import build_engine
+from analytics_service.adapters.repository import MySqlAnalyticsStore
+from analytics_service.settings import AnalyticsSettings
+
+__all__ = ["Adapters"]
+
+
+@dataclass
+class Adapters:
+    engine: AsyncEngine
+    redis: Redis
+    store: MySqlAnalyticsStore
+    cache: RedisSummaryCache
+
+    @classmethod
+    def build(
+        cls,
+        settings: AnalyticsSettings,
+        *,
+        cache_requests: Counter | None = None,
+        cache_invalidations: Counter | None = None,
+    ) -> Adapters:
+        """Nothing connects here: pools open on first use."""
+        engine = build_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            connect_timeout=settings.db_connect_timeout,
+        )
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            retry_on_timeout=False,
+        )
+        cache = RedisSummaryCache(
+            redis,
+            ttl_seconds=settings.summary_ttl_seconds,
+            fallback_ttl_seconds=settings.summary_fallback_ttl_seconds,
+            requests=cache_requests,
+            invalidations=cache_invalidations,
+        )
+        return cls(engine, redis, MySqlAnalyticsStore(engine), cache)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def mysql_up(self) -> bool:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def redis_up(self) -> bool:
+        return await self.cache.ping()

@@ -1,0 +1,122 @@
+"""The consumer process: the runner on analytics.orders plus /health and /metrics on 8083."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from aio_pika.abc import AbstractRobustConnection
+from litestar import Litestar
+
+from analytics_service.bootstrap import Adapters
+from analytics_service.handlers import AnalyticsHandler
+from analytics_service.metrics import SERVICE, ApplyMetrics
+from analytics_service.settings import AnalyticsSettings
+from common.http import health_handlers, metrics_handler
+from common.messaging.connection import connect_robust_forever
+from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
+from common.messaging.topology import apply_topology
+from common.observability import Metrics, configure_logging, get_logger
+
+__all__ = ["AnalyticsConsumer", "app_from_env", "create_consumer_app"]
+
+log = get_logger(__name__)
+
+
+class AnalyticsConsumer:
+    """Owns the broker connection, the runner and the pools; ``stop`` drains and acks first."""
+
+    def __init__(self, settings: AnalyticsSettings, metrics: Metrics) -> None:
+        self._settings = settings
+        self.metrics = metrics
+        apply_metrics = ApplyMetrics(metrics)
+        self._consumer_metrics = ConsumerMetrics(metrics)
+        self.adapters = Adapters.build(
+            settings, cache_invalidations=apply_metrics.cache_invalidations
+        )
+        self.handler = AnalyticsHandler(
+            self.adapters.store,
+            self.adapters.cache,
+            apply_metrics,
+            consumer=settings.consumer_name,
+            clock=lambda: datetime.now(UTC),
+            conflict_retries=settings.deadlock_retries,
+        )
+        self._connection: AbstractRobustConnection | None = None
+        self.runner: ConsumerRunner | None = None
+
+    async def start(self) -> None:
+        topology = self._settings.topology.topology()
+        self._connection = await connect_robust_forever(
+            self._settings.rabbitmq_url, client_name="analytics-consumer"
+        )
+        channel = await self._connection.channel()
+        await apply_topology(channel, topology)
+        await channel.close()
+        self.runner = ConsumerRunner(
+            self._connection,
+            topology.queue(self._settings.topology.analytics_queue),
+            self.handler,
+            self._consumer_metrics,
+            prefetch=self._settings.prefetch,
+            batch_size=self._settings.batch_size,
+            workers=self._settings.workers,
+            max_attempts=self._settings.max_attempts,
+            handler_name="analytics",
+        )
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        await self.adapters.close()
+        log.info("analytics_consumer_stopped")
+
+    async def consuming(self) -> bool:
+        return self.runner is not None and self.runner.consuming
+
+    async def rabbitmq_up(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+
+def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> Litestar:
+    """The consumer runs in this app's lifespan, so uvicorn's SIGTERM handling drains it."""
+    if configure_logs:
+        configure_logging("analytics-consumer", settings.log_level)
+    metrics = Metrics(SERVICE)
+    consumer = AnalyticsConsumer(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await consumer.start()
+        try:
+            yield
+        finally:
+            await consumer.stop()
+
+    health = health_handlers(
+        {
+            "mysql": consumer.adapters.mysql_up,
+            "rabbitmq": consumer.rabbitmq_up,
+            "consuming": consumer.consuming,
+            "redis": consumer.adapters.redis_up,
+        },
+        required=frozenset({"mysql", "rabbitmq", "consuming"}),
+    )
+    app = Litestar(
+        route_handlers=[*health, metrics_handler(metrics)],
+        lifespan=[lifespan],
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.consumer = consumer
+    return app
+
+
+def app_from_env() -> Litestar:
+    return create_consumer_app(AnalyticsSettings.from_env())

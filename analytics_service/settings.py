@@ -1,0 +1,85 @@
+"""Analytics service settings: read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from common.messaging.topology import TopologySettings
+from common.settings import Env
+
+__all__ = ["AnalyticsSettings"]
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8081
+    consumer_http_host: str = "127.0.0.1"
+    consumer_http_port: int = 8083
+    database_url: str = (
+        "mysql+aiomysql://analytics_svc:analytics_svc_local@127.0.0.1:3306/analytics_db"
+    )
+    db_pool_size: int = 10
+    db_connect_timeout: int = 3
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = 0.05
+    # The summary is never staler than this after an event is applied, even when the
+    # consumer could not reach Redis to invalidate it.
+    summary_ttl_seconds: float = 2.0
+    # How long the last summary is kept to answer while the database is down.
+    summary_fallback_ttl_seconds: int = 3600
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    topology: TopologySettings = field(default_factory=TopologySettings)
+    consumer_name: str = "analytics"
+    prefetch: int = 400
+    batch_size: int = 200
+    workers: int = 2
+    max_attempts: int = 5
+    deadlock_retries: int = 3
+    max_buckets: int = 1000
+    top_max_limit: int = 100
+    audit_max_ids: int = 10000
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AnalyticsSettings:
+        env = Env(environ)
+        d = cls()
+        return cls(
+            http_host=env.text("ANALYTICS_HTTP_HOST", d.http_host),
+            http_port=env.integer("ANALYTICS_HTTP_PORT", d.http_port, min_value=1),
+            consumer_http_host=env.text("ANALYTICS_CONSUMER_HTTP_HOST", d.consumer_http_host),
+            consumer_http_port=env.integer(
+                "ANALYTICS_CONSUMER_HTTP_PORT", d.consumer_http_port, min_value=1
+            ),
+            database_url=env.text("ANALYTICS_DATABASE_URL", d.database_url),
+            db_pool_size=env.integer("ANALYTICS_DB_POOL_SIZE", d.db_pool_size, min_value=1),
+            db_connect_timeout=env.integer(
+                "ANALYTICS_DB_CONNECT_TIMEOUT", d.db_connect_timeout, min_value=1
+            ),
+            redis_url=env.text("REDIS_URL", d.redis_url),
+            redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", d.redis_timeout, min_value=0.001),
+            summary_ttl_seconds=env.number(
+                "ANALYTICS_SUMMARY_TTL_SECONDS", d.summary_ttl_seconds, min_value=0.01
+            ),
+            summary_fallback_ttl_seconds=env.integer(
+                "ANALYTICS_SUMMARY_FALLBACK_TTL_SECONDS",
+                d.summary_fallback_ttl_seconds,
+                min_value=1,
+            ),
+            rabbitmq_url=env.text("RABBITMQ_URL", d.rabbitmq_url),
+            topology=TopologySettings.from_env(env),
+            consumer_name=env.text("ANALYTICS_CONSUMER_NAME", d.consumer_name),
+            prefetch=env.integer("ANALYTICS_PREFETCH", d.prefetch, min_value=1),
+            batch_size=env.integer("ANALYTICS_BATCH_SIZE", d.batch_size, min_value=1),
+            workers=env.integer("ANALYTICS_CONSUMER_WORKERS", d.workers, min_value=1),
+            max_attempts=env.integer("ANALYTICS_MAX_ATTEMPTS", d.max_attempts, min_value=1),
+            deadlock_retries=env.integer(
+                "ANALYTICS_DEADLOCK_RETRIES", d.deadlock_retries, min_value=0
+            ),
+            max_buckets=env.integer("ANALYTICS_MAX_BUCKETS", d.max_buckets, min_value=1),
+            top_max_limit=env.integer("ANALYTICS_TOP_MAX_LIMIT", d.top_max_limit, min_value=1),
+            audit_max_ids=env.integer("ANALYTICS_AUDIT_MAX_IDS", d.audit_max_ids, min_value=1),
+            log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
+        )
