@@ -8,8 +8,6 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
 from analytics_service.api.routes import (
     ApiLimits,
@@ -33,6 +31,7 @@ from common.http import (
     problem,
 )
 from common.observability import Metrics, configure_logging
+from common.openapi_page import offline_openapi_config
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -86,12 +85,7 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
         exception_handlers=handlers,
         middleware=[DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics))],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(
-            title="Analytics service",
-            version="1.0.0",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
-        ),
+        openapi_config=offline_openapi_config("Analytics service"),
         debug=False,
     )
     app.state.queries = queries
