@@ -77,7 +77,7 @@ analytics: ## Print the analytics summary of the running system
 
 notification: ## Show the notification worker's sent counts and health
 	@curl -sS http://127.0.0.1:8082/health/ready; echo
-	@curl -sS http://127.0.0.1:8082/metrics | grep -E '^notification_worker_(sent|failed|events_(parked|retried))' || true
+	@curl -sS http://127.0.0.1:8082/metrics | grep -E '^notification_worker_(sent|failed|skipped|events_retried|events_parked|scheduled)' || true
 
 load: install ## Run the load tool against the running system (COUNT, CONCURRENCY)
 	$(PY) -m loadtool --count $${COUNT:-1000} --concurrency $${CONCURRENCY:-16}

@@ -164,7 +164,9 @@ class ConsumerRunner:
         self._publisher = ConfirmingPublisher(self._publish_channel, "")
         self._consume_channel = await self._connection.channel()
         await self._consume_channel.set_qos(prefetch_count=self._prefetch)
-        self._queue = await self._consume_channel.get_queue(self._spec.name, ensure=False)
+        # A (passive) declare, not get_queue: aio-pika's robust channel restores the consumer
+        # after a reconnect only on queues it declared itself.
+        self._queue = await self._consume_channel.declare_queue(self._spec.name, passive=True)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"consumer-{self._spec.name}-{i}")
             for i in range(self._workers)
@@ -178,8 +180,9 @@ class ConsumerRunner:
             return
         self._stopping = True
         if self._queue is not None and self._consumer_tag is not None:
+            # Bounded: during a broker outage the cancel would otherwise wait for a reconnect.
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._consumer_tag)
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), 5.0)
         try:
             await asyncio.wait_for(self._drain(), timeout)
         except TimeoutError:
@@ -190,7 +193,7 @@ class ConsumerRunner:
         for channel in (self._consume_channel, self._publish_channel):
             if channel is not None:
                 with contextlib.suppress(Exception):
-                    await channel.close()
+                    await asyncio.wait_for(channel.close(), 5.0)
         log.info("consumer_stopped", queue=self._spec.name)
 
     async def _drain(self) -> None:

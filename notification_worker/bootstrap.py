@@ -1,0 +1,215 @@
+"""The one place that wires concrete adapters into the worker and runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+
+import uvicorn
+from aio_pika.abc import AbstractRobustConnection
+from redis.asyncio import Redis
+
+from common.messaging.connection import connect_robust_forever
+from common.messaging.consumer import ConsumerMetrics, ConsumerRunner, PerMessage
+from common.messaging.topology import apply_topology
+from common.observability import Metrics, configure_logging, get_logger
+from notification_worker.app import create_app
+from notification_worker.handlers import NotificationHandler
+from notification_worker.metrics import PREFIX, NotificationMetrics
+from notification_worker.notifiers import Channel, build_channels
+from notification_worker.planning import Planner
+from notification_worker.sent_store import RedisSentStore, SentStore
+from notification_worker.settings import NotificationSettings
+
+__all__ = ["Worker", "run_worker"]
+
+log = get_logger(__name__)
+SERVICE = "notification-worker"
+
+
+class _HttpServer(uvicorn.Server):
+    """The worker owns SIGTERM (it must drain the consumer first), not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Broker:
+    """Holds the connection and runner once they exist, for the readiness check."""
+
+    def __init__(self) -> None:
+        self.connection: AbstractRobustConnection | None = None
+        self.runner: ConsumerRunner | None = None
+
+    async def ready(self) -> bool:
+        return (
+            self.connection is not None
+            and self.connection.connected.is_set()
+            and self.runner is not None
+            and self.runner.consuming
+        )
+
+
+async def _refresh_scheduled(
+    store: SentStore, metrics: NotificationMetrics, interval: float
+) -> None:
+    while True:
+        try:
+            metrics.scheduled_pending.set(await store.scheduled_count())
+        except Exception as exc:
+            log.warning("scheduled_gauge_failed", error=repr(exc))
+        await asyncio.sleep(interval)
+
+
+def _channels_ready(channels: list[Channel]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return all([await c.ready() for c in channels])
+
+    return check
+
+
+class Worker:
+    """The wired worker: ``start`` serves HTTP, connects (waiting for the broker as long as it
+    takes), applies the topology and consumes; ``stop`` drains in-flight sends and closes."""
+
+    def __init__(self, settings: NotificationSettings, *, serve_http: bool = True) -> None:
+        self.settings = settings
+        self.metrics = Metrics(PREFIX)
+        self.notification_metrics = NotificationMetrics(self.metrics)
+        self._redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.store = RedisSentStore(
+            self._redis,
+            prefix=settings.redis_prefix,
+            sent_ttl_seconds=settings.sent_ttl_seconds,
+            audit_ttl_seconds=settings.audit_ttl_seconds,
+        )
+        self.channels = list(build_channels(settings))
+        self.spec = settings.queue
+        self.handler = NotificationHandler(
+            Planner(
+                reminder_minutes=settings.reminder_minutes,
+                max_ahead_seconds=settings.max_schedule_ahead_seconds,
+            ),
+            self.channels,
+            self.store,
+            self.notification_metrics,
+            tiers=self.spec.retry_delays,
+            claim_seconds=settings.claim_seconds,
+            channel_concurrency=settings.channel_concurrency,
+        )
+        self.broker = _Broker()
+        self._server: _HttpServer | None = None
+        if serve_http:
+            app = create_app(
+                self.store,
+                self.metrics,
+                {
+                    "broker": self.broker.ready,
+                    "redis": self.store.ping,
+                    "channels": _channels_ready(self.channels),
+                },
+            )
+            self._server = _HttpServer(
+                uvicorn.Config(
+                    app,
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self._server is not None:
+            self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
+        self._tasks.append(
+            asyncio.create_task(
+                _refresh_scheduled(
+                    self.store, self.notification_metrics, self.settings.scheduled_gauge_interval
+                ),
+                name="scheduled-gauge",
+            )
+        )
+        connection = await connect_robust_forever(self.settings.rabbitmq_url, client_name=SERVICE)
+        self.broker.connection = connection
+        setup = await connection.channel()
+        await apply_topology(setup, self.settings.topology.topology())
+        await setup.close()
+        runner = ConsumerRunner(
+            connection,
+            self.spec,
+            PerMessage(self.handler),
+            ConsumerMetrics(self.metrics),
+            prefetch=self.settings.prefetch,
+            # One message per batch: a slow send holds back only its own ack.
+            batch_size=1,
+            workers=self.settings.concurrency,
+            max_attempts=self.settings.max_attempts,
+            handler_name="notifications",
+        )
+        await runner.start()
+        self.broker.runner = runner
+        log.info(
+            "notification_worker_started",
+            channels=list(self.settings.channels),
+            queue=self.spec.name,
+            port=self.settings.http_port,
+        )
+
+    async def stop(self) -> None:
+        if self.broker.runner is not None:
+            await self.broker.runner.stop(timeout=self.settings.shutdown_timeout)
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in self._tasks:
+            if task.get_name() != "http":
+                task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+        if self.broker.connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.broker.connection.close(), 5)
+        for channel in self.channels:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+
+async def run_worker(settings: NotificationSettings) -> int:
+    """Run until SIGTERM or SIGINT, then stop taking work, finish and ack in-flight sends."""
+    configure_logging(SERVICE, settings.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = Worker(settings)
+    exit_code = 0
+    starting = asyncio.create_task(worker.start())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        # A SIGTERM while still waiting for the broker must not wait for the broker.
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()
+            await stopping
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+        log.info("notification_worker_stopping")
+    except Exception:
+        log.exception("notification_worker_failed")
+        exit_code = 1
+    finally:
+        stopping.cancel()
+        await worker.stop()
+        log.info("notification_worker_stopped", exit_code=exit_code)
+    return exit_code
