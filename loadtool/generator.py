@@ -73,7 +73,9 @@ class OrderGenerator:
             "total_amount": str(total),
             "currency": c.currency,
         }
-        key = str(uuid.UUID(int=rnd.getrandbits(128), version=4)) if c.idempotency_keys else None
+        # Keys are fresh every run even with a fixed seed: a key reused from an earlier run would
+        # replay that run's orders instead of creating new ones.
+        key = str(uuid.uuid4()) if c.idempotency_keys else None
         return GeneratedOrder(
             body=json.dumps(body, separators=(",", ":")).encode(),
             total_amount=total,
