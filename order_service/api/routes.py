@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from common.http import RequestValidationError, problem, request_id_of
 from order_service.api.schemas import (
@@ -48,11 +48,11 @@ def _valid_idempotency_key(value: str) -> bool:
 )
 async def create_order(
     request: Request[Any, Any, Any],
-    data: CreateOrderRequest,
+    data: JSONBody[CreateOrderRequest],
     idempotency_key: Annotated[
         str | None,
-        Parameter(
-            header="Idempotency-Key",
+        HeaderParameter(
+            name="Idempotency-Key",
             required=False,
             description="Replays the first response for the same key and body.",
         ),
@@ -99,7 +99,9 @@ async def create_order(
     tags=["orders"],
     responses={200: ResponseSpec(data_container=OrderResponse, description="The order")},
 )
-async def get_order(request: Request[Any, Any, Any], order_id: str) -> Response[bytes]:
+async def get_order(
+    request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
+) -> Response[bytes]:
     try:
         parsed = uuid.UUID(order_id)
     except ValueError:
@@ -113,10 +115,10 @@ async def get_order(request: Request[Any, Any, Any], order_id: str) -> Response[
 @get("/orders", summary="List orders, newest first", tags=["orders"])
 async def list_orders(
     request: Request[Any, Any, Any],
-    customer_id: Annotated[str | None, Parameter(max_length=64)] = None,
-    status: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 20,
-    cursor: Annotated[str | None, Parameter(max_length=512)] = None,
+    customer_id: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,
+    status: Annotated[str | None, QueryParameter(required=False)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
+    cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
 ) -> OrderListResponse:
     container = _container(request)
     errors = []
