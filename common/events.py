@@ -18,7 +18,14 @@ __all__ = [
     "ContractError",
     "Envelope",
     "EventData",
+    "OrderCancelledV1",
+    "OrderConfirmedV1",
     "OrderCreatedV1",
+    "OrderPaidV1",
+    "OrderPaymentFailedV1",
+    "OrderRejectedV1",
+    "OrderScheduledV1",
+    "OrderTransitionV1",
     "OutgoingEnvelope",
     "UnknownEventType",
     "decode_envelope",
@@ -47,7 +54,7 @@ class EventData(msgspec.Struct, kw_only=True):
     routing_key: ClassVar[str]
 
 
-class OrderCreatedV1(EventData, kw_only=True):
+class OrderCreatedV1(EventData, kw_only=True, omit_defaults=True):
     event_type: ClassVar[str] = "OrderCreated"
     event_version: ClassVar[int] = 1
     routing_key: ClassVar[str] = "order.created"
@@ -60,10 +67,81 @@ class OrderCreatedV1(EventData, kw_only=True):
     currency: str
     status: str
     created_at: datetime
+    # Added within v1 (consumers must accept their absence): the aggregate version lets a
+    # consumer tell a stale event from a newer one, and scheduled_time marks an order that was
+    # scheduled before it became created.
+    order_version: int = 1
+    scheduled_time: datetime | None = None
+
+
+class OrderTransitionV1(EventData, kw_only=True):
+    """Every lifecycle event after creation carries the whole order, so a consumer never needs
+    another service's database to act on it (DESIGN.md §1)."""
+
+    order_id: uuid.UUID
+    customer_id: str
+    product_id: str
+    quantity: int
+    total_amount: Decimal
+    currency: str
+    status: str
+    previous_status: str | None
+    order_version: int
+    changed_at: datetime
+    created_at: datetime
+    reason: str | None = None
+    payment_id: str | None = None
+    refund_id: str | None = None
+    scheduled_time: datetime | None = None
+
+
+class OrderScheduledV1(OrderTransitionV1, kw_only=True):
+    event_type: ClassVar[str] = "OrderScheduled"
+    event_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = "order.scheduled"
+
+
+class OrderPaidV1(OrderTransitionV1, kw_only=True):
+    event_type: ClassVar[str] = "OrderPaid"
+    event_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = "order.paid"
+
+
+class OrderConfirmedV1(OrderTransitionV1, kw_only=True):
+    event_type: ClassVar[str] = "OrderConfirmed"
+    event_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = "order.confirmed"
+
+
+class OrderPaymentFailedV1(OrderTransitionV1, kw_only=True):
+    event_type: ClassVar[str] = "OrderPaymentFailed"
+    event_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = "order.payment_failed"
+
+
+class OrderRejectedV1(OrderTransitionV1, kw_only=True):
+    event_type: ClassVar[str] = "OrderRejected"
+    event_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = "order.rejected"
+
+
+class OrderCancelledV1(OrderTransitionV1, kw_only=True):
+    event_type: ClassVar[str] = "OrderCancelled"
+    event_version: ClassVar[int] = 1
+    routing_key: ClassVar[str] = "order.cancelled"
 
 
 EVENT_TYPES: dict[tuple[str, int], type[EventData]] = {
-    (cls.event_type, cls.event_version): cls for cls in (OrderCreatedV1,)
+    (cls.event_type, cls.event_version): cls
+    for cls in (
+        OrderCreatedV1,
+        OrderScheduledV1,
+        OrderPaidV1,
+        OrderConfirmedV1,
+        OrderPaymentFailedV1,
+        OrderRejectedV1,
+        OrderCancelledV1,
+    )
 }
 _ROUTING_KEYS: dict[str, str] = {cls.event_type: cls.routing_key for cls in EVENT_TYPES.values()}
 
@@ -163,10 +241,14 @@ def decode_event_data(envelope: Envelope) -> EventData:
 
 
 def _validate(data: EventData) -> None:
-    if isinstance(data, OrderCreatedV1):
+    if isinstance(data, (OrderCreatedV1, OrderTransitionV1)):
+        name = data.event_type
         if data.quantity <= 0:
-            raise ContractError("invalid OrderCreated data: quantity must be positive")
+            raise ContractError(f"invalid {name} data: quantity must be positive")
         if data.total_amount <= 0 or not data.total_amount.is_finite():
-            raise ContractError("invalid OrderCreated data: total_amount must be positive")
-        if data.created_at.tzinfo is None:
-            raise ContractError("invalid OrderCreated data: created_at has no timezone")
+            raise ContractError(f"invalid {name} data: total_amount must be positive")
+        stamps = [data.created_at, data.scheduled_time]
+        if isinstance(data, OrderTransitionV1):
+            stamps.append(data.changed_at)
+        if any(s is not None and s.tzinfo is None for s in stamps):
+            raise ContractError(f"invalid {name} data: a timestamp has no timezone")

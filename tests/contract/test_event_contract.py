@@ -110,3 +110,34 @@ def test_invalid_events_raise_contract_errors(mutate):
 def test_garbage_bodies_raise_contract_errors(raw):
     with pytest.raises(ContractError):
         decode_envelope(raw)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(f"{t}.v{v}.json" for t, v in EVENT_TYPES), ids=lambda n: n.split(".")[0]
+)
+def test_every_fixture_decodes_and_reencodes_to_itself(name):
+    golden = json.loads(fixture(name))
+    envelope = decode_envelope(fixture(name))
+    data = decode_event_data(envelope)
+    assert (data.event_type, data.event_version) == (golden["event_type"], golden["event_version"])
+    again = new_envelope(
+        data,
+        producer=envelope.producer,
+        correlation_id=envelope.correlation_id,
+        event_id=envelope.event_id,
+        occurred_at=envelope.occurred_at,
+    )
+    assert json.loads(encode_envelope(again)) == golden
+
+
+def test_routing_keys_are_order_dot_snake_case_event_names():
+    keys = {cls.routing_key for cls in EVENT_TYPES.values()}
+    assert keys == {
+        "order.created",
+        "order.scheduled",
+        "order.paid",
+        "order.confirmed",
+        "order.payment_failed",
+        "order.rejected",
+        "order.cancelled",
+    }
