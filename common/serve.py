@@ -28,31 +28,19 @@ def serve_http(
     factory: bool = False,
     graceful_timeout: int = 15,
 ) -> None:
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        factory=factory,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=graceful_timeout,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "factory": factory,
+        "workers": workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": graceful_timeout,
+    }
     if workers > 1:
         # Several processes: uvicorn's supervisor forks workers that share the socket.
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            factory=factory,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=graceful_timeout,
-        )
+        uvicorn.run(app, **options)
         return
-    GracefulServer(config).run()
+    GracefulServer(uvicorn.Config(app, **options)).run()
