@@ -10,7 +10,7 @@ ORDER_URL ?= http://127.0.0.1:8080
 ANALYTICS_URL ?= http://127.0.0.1:8081
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools infra migrate run test test-unit test-integration test-faults bench lint \
+.PHONY: help install tools infra migrate run test test-unit test-integration test-faults bench bench-quick lint \
 	fmt up down logs order analytics notification load dlq clean
 
 help: ## List the targets
@@ -47,8 +47,11 @@ test-unit: install ## Run the fast unit and contract tests only (no infrastructu
 test-faults: install infra migrate ## Run the full fault-injection suite (long)
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
-bench: install infra migrate ## Run the full benchmark and print its figures
-	$(PY) -m loadtool.bench
+bench: install infra migrate ## Run the full benchmark and print its figures (JSON in bench.json)
+	$(PY) -m loadtool.bench --json bench-results.json
+
+bench-quick: install infra migrate ## A one-minute benchmark smoke (the one make test runs)
+	$(PY) -m loadtool.bench --quick
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
