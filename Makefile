@@ -47,7 +47,7 @@ test-unit: install ## Run the fast unit and contract tests only (no infrastructu
 test-faults: install infra migrate ## Run the full fault-injection suite (long)
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
-bench: install infra migrate ## Run the full benchmark and print its figures (JSON in bench.json)
+bench: install infra migrate ## Run the full benchmark and print its figures (JSON in bench-results.json)
 	$(PY) -m loadtool.bench --json bench-results.json
 
 bench-quick: install infra migrate ## A one-minute benchmark smoke (the one make test runs)
