@@ -1,6 +1,23 @@
 """Pure analytics rules: what a fact is, which aggregates it feeds, how buckets and money look.
 
 No I/O here, so the consumer, the rebuild and the API agree on one definition of every total.
+
+Order lifecycle (issue 6). A fact is one order's latest known state: the event with the highest
+``order_version`` seen wins, whatever order the events arrive in, and an older or equal version
+changes nothing. Every aggregate is a sum of per-order contributions that depend only on that
+state, so applying a change adds ``contribution(after) - contribution(before)``:
+
+- booked (``currency``/``hourly``/``product``/``customer``: the existing ``total_orders`` and
+  ``total_revenue``): orders in ``created``, ``paid`` or ``confirmed``. A scheduled order is not
+  booked until its OrderCreated; a cancelled, rejected or payment-failed order is taken back out.
+  Hourly buckets are by the order's ``created_at``.
+- recognised (``recognised``): orders in ``confirmed``, bucketed by the hour of confirmation.
+  Confirmed is final in the lifecycle; if a later version ever left it, the recognised revenue
+  would be taken back the same way.
+- ``status``: orders and revenue per (currency, state), for ``orders_by_status``.
+
+A cancellation applied before its creation leaves the order cancelled and never booked, so no
+total ever goes negative and the final figures do not depend on delivery order.
 """
 
 from __future__ import annotations
@@ -14,13 +31,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
-from common.events import Envelope, EventData, OrderCreatedV1
+from common.events import Envelope, EventData, OrderCreatedV1, OrderTransitionV1
 
 __all__ = [
+    "BOOKED_STATES",
     "GRANULARITIES",
+    "ORDER_STATES",
+    "RECOGNISED_STATES",
+    "REVERSED_STATES",
+    "STATE_OF_EVENT",
     "AggregateKind",
     "Aggregates",
     "BucketPlan",
+    "Change",
     "CurrencySummary",
     "Difference",
     "Granularity",
@@ -32,16 +55,36 @@ __all__ = [
     "aggregate",
     "average",
     "bucket_floor",
+    "delta",
     "diff",
     "fact_from_event",
     "money",
     "plan_buckets",
+    "state_of",
     "summarize",
+    "supersedes",
 ]
 
 Granularity = Literal["hour", "day"]
 GRANULARITIES: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-AggregateKind = Literal["currency", "hourly", "product", "customer"]
+AggregateKind = Literal["currency", "hourly", "product", "customer", "recognised", "status"]
+
+# The lifecycle state each event puts its order in; the fact stores this, not the producer's
+# free-text ``status``, so the rules below never depend on its spelling.
+STATE_OF_EVENT: dict[str, str] = {
+    "OrderScheduled": "scheduled",
+    "OrderCreated": "created",
+    "OrderPaid": "paid",
+    "OrderConfirmed": "confirmed",
+    "OrderPaymentFailed": "payment_failed",
+    "OrderRejected": "rejected",
+    "OrderCancelled": "cancelled",
+}
+ORDER_STATES: tuple[str, ...] = tuple(STATE_OF_EVENT.values())
+BOOKED_STATES = frozenset({"created", "paid", "confirmed"})
+RECOGNISED_STATES = frozenset({"confirmed"})
+# Booked revenue leaves the totals when an order ends in one of these.
+REVERSED_STATES = frozenset({"payment_failed", "rejected", "cancelled"})
 
 # What the analytics tables can hold; anything outside is parked rather than failing a batch.
 MAX_ID_LENGTH = 64
@@ -81,19 +124,62 @@ class OrderFact:
     status: str
     created_at: datetime
     occurred_at: datetime
+    order_version: int = 1
+    # When the order entered ``status``; recognised revenue is bucketed by it.
+    status_changed_at: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        return state_of(self.status)
+
+    @property
+    def changed_at(self) -> datetime:
+        return self.status_changed_at or self.created_at
+
+    @property
+    def booked(self) -> bool:
+        return self.state in BOOKED_STATES
+
+    @property
+    def recognised(self) -> bool:
+        return self.state in RECOGNISED_STATES
+
+
+def state_of(status: str) -> str:
+    """The lifecycle state of a stored status; facts written before the lifecycle existed hold
+    the producer's text of an OrderCreated (e.g. "PENDING"), which means created."""
+    return status if status in STATE_OF_EVENT.values() else "created"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One new event applied to its order: ``before`` is the recorded state it met (None: the
+    first event seen for the order). ``effective`` is False when the order already had this or
+    a newer version, so the event changed nothing."""
+
+    after: OrderFact
+    before: OrderFact | None
+    effective: bool = True
+
+
+def supersedes(incoming: OrderFact, current: OrderFact | None) -> bool:
+    return current is None or incoming.order_version > current.order_version
 
 
 def fact_from_event(envelope: Envelope, event: EventData) -> OrderFact:
-    if not isinstance(event, OrderCreatedV1):
+    if not isinstance(event, (OrderCreatedV1, OrderTransitionV1)):
         raise InvalidFactError(f"{envelope.event_type} v{envelope.event_version} has no fact")
+    state = STATE_OF_EVENT.get(event.event_type)
+    if state is None:  # pragma: no cover - every contract type with order data is listed
+        raise InvalidFactError(f"{event.event_type} has no lifecycle state")
     problems = []
     for name, value in (("customer_id", event.customer_id), ("product_id", event.product_id)):
         if not value or len(value) > MAX_ID_LENGTH:
             problems.append(f"{name} must be 1-{MAX_ID_LENGTH} characters")
     if not _CURRENCY_RE.match(event.currency):
         problems.append("currency must be three upper-case letters")
-    if not event.status or len(event.status) > MAX_STATUS_LENGTH:
-        problems.append(f"status must be 1-{MAX_STATUS_LENGTH} characters")
+    if event.order_version < 1 or event.order_version > MAX_QUANTITY:
+        problems.append(f"order_version must be 1-{MAX_QUANTITY}")
     if event.quantity > MAX_QUANTITY:
         problems.append(f"quantity must be at most {MAX_QUANTITY}")
     if event.total_amount > MAX_AMOUNT:
@@ -111,9 +197,13 @@ def fact_from_event(envelope: Envelope, event: EventData) -> OrderFact:
         quantity=event.quantity,
         total_amount=event.total_amount,
         currency=event.currency,
-        status=event.status,
+        status=state,
         created_at=event.created_at.astimezone(UTC),
         occurred_at=envelope.occurred_at.astimezone(UTC),
+        order_version=event.order_version,
+        status_changed_at=(
+            event.changed_at if isinstance(event, OrderTransitionV1) else envelope.occurred_at
+        ).astimezone(UTC),
     )
 
 
@@ -130,25 +220,39 @@ class Totals:
             self.quantity + other.quantity,
         )
 
+    def __neg__(self) -> Totals:
+        return Totals(-self.order_count, -self.revenue, -self.quantity)
+
+    def __sub__(self, other: Totals) -> Totals:
+        return self + -other
+
+    def is_zero(self) -> bool:
+        return self.order_count == 0 and self.revenue == 0 and self.quantity == 0
+
 
 Key = tuple[Any, ...]
 
 
 @dataclass
 class Aggregates:
-    """Totals per currency, per (hour, currency), per (product, currency), per (customer,
-    currency). Keys iterate sorted, so every writer locks rows in the same order."""
+    """Booked totals per currency, per (hour, currency), per (product, currency), per (customer,
+    currency); recognised totals per (confirmation hour, currency); orders per (currency, state).
+    Keys iterate sorted, so every writer locks rows in the same order."""
 
     currency: dict[Key, Totals] = field(default_factory=dict)
     hourly: dict[Key, Totals] = field(default_factory=dict)
     product: dict[Key, Totals] = field(default_factory=dict)
     customer: dict[Key, Totals] = field(default_factory=dict)
+    recognised: dict[Key, Totals] = field(default_factory=dict)
+    status: dict[Key, Totals] = field(default_factory=dict)
 
     def kinds(self) -> Iterator[tuple[AggregateKind, dict[Key, Totals]]]:
         yield "currency", self.currency
         yield "hourly", self.hourly
         yield "product", self.product
         yield "customer", self.customer
+        yield "recognised", self.recognised
+        yield "status", self.status
 
     def get(self, kind: AggregateKind) -> dict[Key, Totals]:
         return dict(self.kinds())[kind]
@@ -164,20 +268,74 @@ def bucket_floor(moment: datetime, granularity: Granularity = "hour") -> datetim
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def _contributions(fact: OrderFact) -> Iterator[tuple[AggregateKind, Key]]:
+    """The aggregate rows one order in its current state adds ``Totals(1, amount, qty)`` to."""
+    yield "status", (fact.currency, fact.state)
+    if fact.booked:
+        yield "currency", (fact.currency,)
+        yield "hourly", (bucket_floor(fact.created_at), fact.currency)
+        yield "product", (fact.product_id, fact.currency)
+        yield "customer", (fact.customer_id, fact.currency)
+    if fact.recognised:
+        yield "recognised", (bucket_floor(fact.changed_at), fact.currency)
+
+
+def _sums() -> dict[AggregateKind, dict[Key, Totals]]:
+    kinds: tuple[AggregateKind, ...] = (
+        "currency",
+        "hourly",
+        "product",
+        "customer",
+        "recognised",
+        "status",
+    )
+    return {kind: defaultdict(Totals) for kind in kinds}
+
+
+def _sorted(sums: dict[AggregateKind, dict[Key, Totals]], keep: set[Key]) -> Aggregates:
+    return Aggregates(
+        **{
+            kind: dict(
+                sorted(
+                    (k, t)
+                    for k, t in rows.items()
+                    if not t.is_zero() or (kind == "currency" and k in keep)
+                )
+            )
+            for kind, rows in sums.items()
+        }
+    )
+
+
 def aggregate(facts: Iterable[OrderFact]) -> Aggregates:
-    sums: dict[AggregateKind, dict[Key, Totals]] = {
-        "currency": defaultdict(Totals),
-        "hourly": defaultdict(Totals),
-        "product": defaultdict(Totals),
-        "customer": defaultdict(Totals),
-    }
+    """What the facts add up to: the rebuild's truth."""
+    sums = _sums()
     for fact in facts:
         one = Totals(1, fact.total_amount, fact.quantity)
-        sums["currency"][(fact.currency,)] += one
-        sums["hourly"][(bucket_floor(fact.created_at), fact.currency)] += one
-        sums["product"][(fact.product_id, fact.currency)] += one
-        sums["customer"][(fact.customer_id, fact.currency)] += one
-    return Aggregates(**{kind: dict(sorted(rows.items())) for kind, rows in sums.items()})
+        for kind, key in _contributions(fact):
+            sums[kind][key] += one
+    return _sorted(sums, set())
+
+
+def delta(changes: Iterable[Change]) -> Aggregates:
+    """What to add to the stored aggregates for these changes: each order's contribution after
+    minus before. Rows that net to zero are left out, except every touched currency row, so the
+    summary's ``last_updated`` moves with any applied change."""
+    sums = _sums()
+    touched: set[Key] = set()
+    for change in changes:
+        if not change.effective:
+            continue
+        for fact, sign in ((change.after, 1), (change.before, -1)):
+            if fact is None:
+                continue
+            one = Totals(sign, sign * fact.total_amount, sign * fact.quantity)
+            touched.add((fact.currency,))
+            for kind, key in _contributions(fact):
+                sums[kind][key] += one
+    for key in touched:
+        sums["currency"][key] += Totals()
+    return _sorted(sums, touched)
 
 
 @dataclass(frozen=True)
@@ -204,10 +362,15 @@ def diff(expected: Aggregates, actual: Aggregates) -> list[Difference]:
     for kind, want in expected.kinds():
         have = actual.get(kind)
         for key in sorted(set(want) | set(have)):
-            w, h = want.get(key), have.get(key)
+            # A stored all-zero row (every order left it) is the same as no row.
+            w, h = _nonzero(want.get(key)), _nonzero(have.get(key))
             if w != h:
                 found.append(Difference(kind, key, w, h))
     return found
+
+
+def _nonzero(totals: Totals | None) -> Totals | None:
+    return None if totals is None or totals.is_zero() else totals
 
 
 def money(amount: Decimal) -> str:
@@ -226,22 +389,41 @@ def average(revenue: Decimal, count: int) -> Decimal:
 @dataclass(frozen=True)
 class CurrencySummary:
     currency: str
-    total_orders: int
-    total_revenue: Decimal
-    average_order_value: Decimal
+    total_orders: int  # booked
+    total_revenue: Decimal  # booked
+    average_order_value: Decimal  # of booked orders
+    recognised_orders: int = 0
+    recognised_revenue: Decimal = Decimal(0)
+    orders_by_status: dict[str, int] = field(default_factory=dict)
 
 
-def summarize(totals: Mapping[str, Totals]) -> list[CurrencySummary]:
-    return [
-        CurrencySummary(
-            currency=currency,
-            total_orders=t.order_count,
-            total_revenue=t.revenue,
-            average_order_value=average(t.revenue, t.order_count),
+def summarize(
+    totals: Mapping[str, Totals], by_status: Mapping[tuple[str, str], Totals] | None = None
+) -> list[CurrencySummary]:
+    """One entry per currency with a booked order or any order in any state."""
+    states: dict[str, dict[str, Totals]] = defaultdict(dict)
+    for (currency, status), t in (by_status or {}).items():
+        if t.order_count > 0:
+            states[currency][state_of(status)] = t
+    out = []
+    for currency in sorted(set(totals) | set(states)):
+        t = totals.get(currency, Totals())
+        mine = states.get(currency, {})
+        if t.order_count <= 0 and not mine:
+            continue
+        recognised = sum((mine[s] for s in RECOGNISED_STATES if s in mine), Totals())
+        out.append(
+            CurrencySummary(
+                currency=currency,
+                total_orders=max(t.order_count, 0),
+                total_revenue=t.revenue,
+                average_order_value=average(t.revenue, t.order_count),
+                recognised_orders=recognised.order_count,
+                recognised_revenue=recognised.revenue,
+                orders_by_status={s: mine[s].order_count for s in ORDER_STATES if s in mine},
+            )
         )
-        for currency, t in sorted(totals.items())
-        if t.order_count > 0
-    ]
+    return out
 
 
 @dataclass(frozen=True)

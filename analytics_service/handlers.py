@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from analytics_service.aggregation import InvalidFactError, OrderFact, fact_from_event
+from analytics_service.aggregation import Change, InvalidFactError, OrderFact, fact_from_event
 from analytics_service.metrics import ApplyMetrics
 from analytics_service.ports import (
     AnalyticsStore,
@@ -29,7 +29,10 @@ log = get_logger(__name__)
 class AnalyticsHandler:
     """Turns deliveries into facts and applies them through the store.
 
-    Invalid facts are parked; a database outage retries the batch through a retry tier; a
+    Every lifecycle event is a fact about its order; the store keeps the newest version, so an
+    event is acked "applied" when it moved its order, "duplicate" when the event or that order
+    version was already recorded, and "superseded" when a newer version was. Invalid facts are
+    parked; a database outage retries the batch through a retry tier; a
     deadlock is rerun here a few times first, because it usually clears at once.
     """
 
@@ -85,15 +88,15 @@ class AnalyticsHandler:
         settled = []
         counted: set[uuid.UUID] = set()
         for i, fact in facts:
-            # The same event twice in one batch: the first copy is the applied one.
-            if fact.event_id in applied and fact.event_id not in counted:
-                counted.add(fact.event_id)
-                settled.append((i, Ack("applied")))
-            else:
-                settled.append((i, Ack("duplicate")))
+            # The same event twice in one batch: the first copy is the one that counts.
+            label = applied.get(fact.event_id, "duplicate")
+            if fact.event_id in counted:
+                label = "duplicate"
+            counted.add(fact.event_id)
+            settled.append((i, Ack(label)))
         return settled
 
-    async def _apply(self, facts: list[OrderFact]) -> set[uuid.UUID]:
+    async def _apply(self, facts: list[OrderFact]) -> dict[uuid.UUID, str]:
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -108,19 +111,41 @@ class AnalyticsHandler:
                 continue
             self._metrics.apply_seconds.observe(time.perf_counter() - started)
             break
-        if applied:
+        effective = [c for c in applied if c.effective]
+        if effective:
             await self._invalidator.invalidate()
-            self._observe(applied)
-        return {f.event_id for f in applied}
+            self._observe(effective)
+        return {c.after.event_id: _label(c) for c in applied}
 
-    def _observe(self, applied: list[OrderFact]) -> None:
+    def _observe(self, changes: list[Change]) -> None:
+        """Counters are gross movements: booked revenue added when an order enters a booked
+        state, reversed when it leaves one, recognised when it is confirmed."""
         now = self._clock()
-        for fact in applied:
-            self._metrics.orders_applied.labels(fact.currency).inc()
-            self._metrics.revenue.labels(fact.currency).inc(float(fact.total_amount))
-            self._metrics.end_to_end_seconds.observe(
-                max(0.0, (now - fact.occurred_at).total_seconds())
-            )
-        latest = max(f.occurred_at for f in applied)
+        m = self._metrics
+        for change in changes:
+            after, before = change.after, change.before
+            if before is None or before.state != after.state:
+                m.transitions.labels(after.state).inc()
+            amount = float(after.total_amount)
+            was_booked = before is not None and before.booked
+            if after.booked and not was_booked:
+                m.orders_applied.labels(after.currency).inc()
+                m.revenue.labels(after.currency).inc(amount)
+            if was_booked and not after.booked:
+                assert before is not None
+                m.reversed.labels(before.currency, after.state).inc(float(before.total_amount))
+            if after.recognised and not (before is not None and before.recognised):
+                m.recognised.labels(after.currency).inc(amount)
+            m.end_to_end_seconds.observe(max(0.0, (now - after.occurred_at).total_seconds()))
+        latest = max(c.after.occurred_at for c in changes)
         self._metrics.lag_seconds.set(max(0.0, (now - latest).total_seconds()))
         self._metrics.last_applied_timestamp.set(latest.timestamp())
+
+
+def _label(change: Change) -> str:
+    if change.effective:
+        return "applied"
+    before = change.before
+    if before is not None and before.order_version > change.after.order_version:
+        return "superseded"
+    return "duplicate"

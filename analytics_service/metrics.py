@@ -46,10 +46,31 @@ class ApplyMetrics:
             "last_applied_event_timestamp_seconds", "occurred_at of the last applied event"
         )
         self.orders_applied = metrics.counter(
-            "orders_applied_total", "Orders added to the aggregates", ("currency",)
+            "orders_applied_total",
+            "Orders added to the booked totals (created, paid or confirmed)",
+            ("currency",),
         )
         self.revenue = metrics.counter(
-            "revenue_total", "Revenue added to the aggregates, by currency", ("currency",)
+            "revenue_total",
+            "Booked revenue added to the aggregates, by currency (gross: reversals are counted "
+            "in revenue_reversed_total)",
+            ("currency",),
+        )
+        self.recognised = metrics.counter(
+            "revenue_recognised_total",
+            "Revenue recognised: orders confirmed, by currency",
+            ("currency",),
+        )
+        self.reversed = metrics.counter(
+            "revenue_reversed_total",
+            "Booked revenue taken back because the order ended cancelled, rejected or "
+            "payment_failed, by currency and that status",
+            ("currency", "status"),
+        )
+        self.transitions = metrics.counter(
+            "order_transitions_total",
+            "Orders analytics moved into a lifecycle state, by that state",
+            ("status",),
         )
         self.conflicts = metrics.counter(
             "apply_conflicts_total", "Batches rolled back by a deadlock or lock wait and rerun"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from analytics_service.aggregation import Difference, OrderFact, Totals
+from analytics_service.aggregation import Change, Difference, OrderFact, Totals
 
 __all__ = [
     "AggregateRebuilder",
@@ -35,16 +35,20 @@ class StoreConflictError(Exception):
 
 @dataclass(frozen=True)
 class SummaryRows:
-    totals: dict[str, Totals]
+    totals: dict[str, Totals]  # booked, per currency
     last_updated: datetime | None
+    # Orders per (currency, lifecycle state); recognised = the "confirmed" rows.
+    by_status: dict[tuple[str, str], Totals] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RevenueRow:
     bucket_start: datetime
     currency: str
-    order_count: int
-    revenue: Decimal
+    order_count: int  # booked
+    revenue: Decimal  # booked
+    recognised_count: int = 0
+    recognised_revenue: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,16 @@ class AuditedOrder:
     currency: str
     occurred_at: datetime
     applied_at: datetime
+    status: str = "created"
 
 
 class AnalyticsStore(Protocol):
     async def apply(
         self, consumer: str, facts: Sequence[OrderFact], applied_at: datetime
-    ) -> list[OrderFact]:
-        """Record the facts and their aggregates in one transaction; return only the facts
-        that were new (not already seen as an event nor as an order)."""
+    ) -> list[Change]:
+        """Record the facts and their aggregates in one transaction; return a change for every
+        event not seen before (``effective`` False when its order already had that version or a
+        newer one). Events already in the inbox are left out."""
         ...
 
 

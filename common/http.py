@@ -9,10 +9,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,7 +23,9 @@ from common.observability import Metrics, get_logger
 __all__ = [
     "PROBLEM_JSON",
     "FieldError",
+    "FieldErrorDoc",
     "HttpMetrics",
+    "ProblemDetails",
     "RequestContextMiddleware",
     "RequestValidationError",
     "ServiceUnavailableError",
@@ -29,6 +33,7 @@ __all__ = [
     "health_handlers",
     "metrics_handler",
     "problem",
+    "problem_responses",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -104,6 +109,47 @@ def problem(
     if errors is not None:
         body["errors"] = errors
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+
+
+class FieldErrorDoc(msgspec.Struct):
+    field: str
+    message: str
+
+
+class ProblemDetails(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details, as every error response of every service looks (OpenAPI)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldErrorDoc] | None = None
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request (body not parseable, bad header)",
+    401: "Missing or invalid API key (only when API keys are configured)",
+    404: "No such resource",
+    409: "Conflict (for example the same Idempotency-Key still in flight)",
+    413: "Request body over the size limit",
+    415: "Unsupported media type",
+    422: "Invalid fields, one entry per field",
+    429: "Rate limit exceeded (only when a rate limit is configured); see Retry-After",
+    503: "A dependency needed for the answer is down, or the request timed out; see Retry-After",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem responses a route can give (application/problem+json)."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDetails,
+            media_type=PROBLEM_JSON,
+            description=_PROBLEM_DESCRIPTIONS.get(status, _TITLES.get(status, "Error")),
+        )
+        for status in statuses
+    }
 
 
 BodyValidator = Callable[[bytes], list[FieldError]]

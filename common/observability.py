@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "bind_context",
     "configure_logging",
     "get_logger",
+    "scrub_credentials",
 ]
 
 # Seconds; dense below 100 ms where the API and consumers live, sparse above.
@@ -48,12 +50,39 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     return event_dict
 
 
+# user:password@ in any URL-like text (DSNs, AMQP/Redis URLs inside error messages and
+# tracebacks): the password is replaced, the rest stays readable for debugging.
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):([^@\s'\"/]+)@")
+
+
+def scrub_credentials(text: str) -> str:
+    return _URL_CREDENTIALS.sub(r"\1:***@", text)
+
+
+def _scrub_values(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "@" in value:
+            event_dict[key] = scrub_credentials(value)
+    return event_dict
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """Standard-library records (uvicorn, aio-pika, SQLAlchemy) get the same scrubbing."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_credentials(super().format(record))
+
+
 def configure_logging(service: str, level: str = "info") -> None:
     """One JSON object per line on stdout, with the service name and any bound context."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=numeric, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_ScrubbingFormatter("%(message)s"))
     # Library loggers speak through the same handler; keep their chatter at warning.
     for noisy in ("aio_pika", "aiormq", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
@@ -64,6 +93,7 @@ def configure_logging(service: str, level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
             structlog.processors.format_exc_info,
+            _scrub_values,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

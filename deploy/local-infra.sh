@@ -16,6 +16,10 @@ ANALYTICS_DB_USER="${ANALYTICS_DB_USER:-analytics_svc}"
 ANALYTICS_DB_PASSWORD="${ANALYTICS_DB_PASSWORD:-analytics_svc_local}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
+RABBITMQ_MANAGEMENT_URL="${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}"
+RABBITMQ_MANAGEMENT_USER="${RABBITMQ_MANAGEMENT_USER:-guest}"
+RABBITMQ_MANAGEMENT_PASSWORD="${RABBITMQ_MANAGEMENT_PASSWORD:-guest}"
+RABBITMQ_DEFINITIONS="${RABBITMQ_DEFINITIONS:-$(dirname "$0")/rabbitmq/definitions.json}"
 
 say() { printf '[local-infra] %s\n' "$*" >&2; }
 
@@ -111,8 +115,36 @@ FLUSH PRIVILEGES;
 SQL
 }
 
+# The vhost `orderflow`, one user per service with least-privilege permissions, and the
+# topology, from the committed definitions (deploy/rabbitmq/generate_definitions.py). Importing
+# is idempotent: existing objects are updated, nothing else on the broker is touched.
+import_rabbitmq_definitions() {
+  if [ ! -f "$RABBITMQ_DEFINITIONS" ]; then
+    say "no RabbitMQ definitions at $RABBITMQ_DEFINITIONS; skipping broker users"
+    return 0
+  fi
+  say "importing RabbitMQ vhost, per-service users and permissions from $RABBITMQ_DEFINITIONS"
+  if command -v rabbitmqctl >/dev/null 2>&1 && \
+     rabbitmqctl -q import_definitions "$RABBITMQ_DEFINITIONS" >/dev/null 2>&1; then
+    return 0
+  fi
+  # A broker elsewhere (container): the management HTTP API takes the same file.
+  local i
+  for ((i = 0; i < 60; i++)); do
+    if curl -fsS -u "$RABBITMQ_MANAGEMENT_USER:$RABBITMQ_MANAGEMENT_PASSWORD" \
+        -H 'content-type: application/json' -X POST --data-binary "@$RABBITMQ_DEFINITIONS" \
+        "$RABBITMQ_MANAGEMENT_URL/api/definitions" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 1
+  done
+  say "could not import RabbitMQ definitions (rabbitmqctl and the management API both failed)"
+  return 1
+}
+
 ensure_mariadb
 ensure_redis
 ensure_rabbitmq
 create_databases
+import_rabbitmq_definitions
 say "MariaDB, Redis and RabbitMQ are up"

@@ -19,8 +19,10 @@ from common.http import (
     metrics_handler,
     problem,
 )
+from common.http_auth import ApiKeyAuthMiddleware
+from common.http_limits import RateLimitMiddleware, RequestTimeoutMiddleware
 from common.observability import Metrics, configure_logging
-from order_service.api.routes import create_order, get_order, list_orders
+from order_service.api.routes import cancel_order, create_order, get_order, list_orders
 from order_service.container import Container
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import DatabaseUnavailableError
@@ -66,10 +68,20 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         required=frozenset({"mysql"}),
     )
     app = Litestar(
-        route_handlers=[create_order, get_order, list_orders, *health, metrics_handler(metrics)],
+        route_handlers=[
+            create_order,
+            get_order,
+            list_orders,
+            cancel_order,
+            *health,
+            metrics_handler(metrics),
+        ],
         lifespan=[lifespan],
         exception_handlers=handlers,
-        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics))],
+        middleware=[
+            DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),
+            *hardening_middleware(settings, metrics),
+        ],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Order service",
@@ -82,6 +94,45 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
     )
     app.state.container = container
     return app
+
+
+def hardening_middleware(settings: OrderSettings, metrics: Metrics) -> list[DefineMiddleware]:
+    """Rate limit, then auth, then the time limit (docs/security.md); each off when unset."""
+    rejected = metrics.counter(
+        "http_rejected_total",
+        "Requests refused before the handler: rate_limited, unauthorized, timeout",
+        ("reason",),
+    )
+    for reason in ("rate_limited", "unauthorized", "timeout"):
+        rejected.labels(reason)
+    layers = []
+    if settings.rate_limit_per_second > 0:
+        layers.append(
+            DefineMiddleware(
+                RateLimitMiddleware,
+                rate=settings.rate_limit_per_second,
+                burst=settings.rate_limit_burst or None,
+                on_limited=lambda _: rejected.labels("rate_limited").inc(),
+            )
+        )
+    if settings.api_keys:
+        layers.append(
+            DefineMiddleware(
+                ApiKeyAuthMiddleware,
+                keys=settings.api_keys,
+                realm="orders",
+                on_rejected=lambda _: rejected.labels("unauthorized").inc(),
+            )
+        )
+    if settings.request_timeout_seconds > 0:
+        layers.append(
+            DefineMiddleware(
+                RequestTimeoutMiddleware,
+                timeout=settings.request_timeout_seconds,
+                on_timeout=lambda _: rejected.labels("timeout").inc(),
+            )
+        )
+    return layers
 
 
 def app_from_env() -> Litestar:

@@ -10,11 +10,15 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from common.messaging.consumer import ConsumerMetrics
 from common.observability import Metrics, get_logger
 from order_service.adapters.cache import RedisOrderCache
 from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
+from order_service.adapters.payments import SimulatedPaymentGateway
 from order_service.api.schemas import render_order
+from order_service.fulfilment import FulfilmentHandler, FulfilmentWorker, SchedulerHandler
+from order_service.lifecycle import LifecycleService
 from order_service.services import OrderService
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import SqlUnitOfWork
@@ -69,6 +73,9 @@ class Container:
     relay: OutboxRelay | None
     writer: GroupCommitOrderWriter
     orders: OrderService
+    lifecycle: LifecycleService
+    gateway: SimulatedPaymentGateway
+    fulfilment: FulfilmentWorker | None
 
     @classmethod
     def build(cls, settings: OrderSettings, registry_metrics: Metrics) -> Container:
@@ -105,14 +112,64 @@ class Container:
             exchange=settings.topology.exchange,
             on_committed=relay.notify if relay is not None else (lambda: None),
         )
-        return cls(settings, metrics, registry_metrics, engine, redis, cache, relay, writer, orders)
+        gateway = SimulatedPaymentGateway(
+            decline_rate=settings.payment_decline_rate,
+            error_rate=settings.payment_error_rate,
+            latency=settings.payment_latency_seconds,
+        )
+        lifecycle = LifecycleService(
+            lambda: SqlUnitOfWork(engine),
+            cache,
+            gateway,
+            render=render_order,
+            clock=lambda: datetime.now(UTC),
+            exchange=settings.topology.exchange,
+            on_committed=relay.notify if relay is not None else (lambda: None),
+        )
+        fulfilment = None
+        if settings.fulfilment_enabled:
+            topology = settings.topology.topology()
+            scheduler_spec = topology.queue(settings.topology.scheduler_queue)
+            fulfilment = FulfilmentWorker(
+                rabbitmq_url=settings.rabbitmq_url,
+                topology=topology,
+                fulfilment_queue=settings.topology.fulfilment_queue,
+                scheduler_queue=settings.topology.scheduler_queue,
+                fulfilment=FulfilmentHandler(lifecycle),
+                scheduler=SchedulerHandler(
+                    lifecycle, scheduler_spec.retry_delays, lambda: datetime.now(UTC)
+                ),
+                metrics=ConsumerMetrics(registry_metrics),
+                prefetch=settings.fulfilment_prefetch,
+                concurrency=settings.fulfilment_concurrency,
+                max_attempts=settings.fulfilment_max_attempts,
+            )
+        return cls(
+            settings,
+            metrics,
+            registry_metrics,
+            engine,
+            redis,
+            cache,
+            relay,
+            writer,
+            orders,
+            lifecycle,
+            gateway,
+            fulfilment,
+        )
 
     async def start(self) -> None:
         self.writer.start()
         if self.relay is not None:
             self.relay.start()
+        if self.fulfilment is not None:
+            self.fulfilment.start()
 
     async def stop(self) -> None:
+        # Consumers first: they may still commit transitions the relay should flush.
+        if self.fulfilment is not None:
+            await self.fulfilment.stop()
         await self.writer.stop()
         if self.relay is not None:
             await self.relay.stop()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
+from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
 
 __all__ = [
+    "ChargeResult",
     "IdempotencyRecord",
     "IdempotencyRepository",
     "NewOrderWriter",
@@ -18,6 +21,12 @@ __all__ = [
     "OrderRepository",
     "OutboxEvent",
     "OutboxRepository",
+    "PaymentGateway",
+    "PaymentGatewayError",
+    "PaymentRecord",
+    "PaymentRepository",
+    "RefundResult",
+    "StockRepository",
     "UnitOfWork",
 ]
 
@@ -52,10 +61,78 @@ class OrderPage:
 
 class OrderRepository(Protocol):
     async def add(self, order: Order) -> None: ...
-    async def get(self, order_id: uuid.UUID) -> Order | None: ...
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        """``for_update`` locks the row until the unit of work ends."""
+
+    async def update(self, order: Order, *, expected_version: int) -> bool:
+        """Write ``order`` only if the stored version is still ``expected_version``
+        (optimistic concurrency); False when another update got there first."""
+
+    async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None: ...
+    async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
+        """Oldest first."""
+
     async def list(
         self, *, customer_id: str | None, status: str | None, limit: int, cursor: str | None
     ) -> OrderPage: ...
+
+
+class StockRepository(Protocol):
+    async def reserve(self, product_id: str, quantity: int, now: datetime) -> bool:
+        """Take ``quantity`` units; False when not enough are left. A product without a
+        stock row is not stock-managed and always succeeds."""
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    order_id: uuid.UUID
+    status: str  # charged, declined, refunded
+    payment_id: str | None
+    amount: Decimal
+    currency: str
+    decline_reason: str | None
+    refund_id: str | None
+    charged_at: datetime
+
+
+class PaymentRepository(Protocol):
+    """The service's own record of what the gateway answered, keyed by order."""
+
+    async def get(self, order_id: uuid.UUID) -> PaymentRecord | None: ...
+    async def add(self, record: PaymentRecord) -> PaymentRecord:
+        """Store the first answer for the order; returns the stored one (the first wins)."""
+
+    async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
+        """Marks the payment refunded once; a second refund record is a no-op."""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    approved: bool
+    payment_id: str | None
+    decline_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+
+
+class PaymentGatewayError(Exception):
+    """The gateway could not be reached or failed; the call may be retried with the same key."""
+
+
+class PaymentGateway(Protocol):
+    """A payment provider. Both calls carry an idempotency key (the order id), so a retried
+    call returns the first answer instead of charging or refunding again."""
+
+    async def charge(
+        self, *, idempotency_key: str, amount: Decimal, currency: str
+    ) -> ChargeResult: ...
+
+    async def refund(
+        self, *, idempotency_key: str, payment_id: str, amount: Decimal, currency: str
+    ) -> RefundResult: ...
 
 
 class OutboxRepository(Protocol):
@@ -78,6 +155,10 @@ class UnitOfWork(Protocol):
     def outbox(self) -> OutboxRepository: ...
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+    @property
+    def stock(self) -> StockRepository: ...
+    @property
+    def payments(self) -> PaymentRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.events import encode_envelope, new_envelope
 from common.messaging.publisher import new_traceparent
+from order_service.domain.lifecycle import TimelineEntry, first_event
 from order_service.domain.order import NewOrder, Order, new_order_id
 from order_service.ports import (
     IdempotencyRecord,
@@ -55,7 +56,7 @@ class CreateOrderResult:
     order: Order | None = None
 
 
-Render = Callable[[Order], bytes]
+Render = Callable[[Order, Sequence[TimelineEntry]], bytes]
 
 
 class OrderService:
@@ -99,12 +100,20 @@ class OrderService:
         now = self._clock()
         order = Order.create(new, order_id=self._new_id(), now=now)
         envelope = new_envelope(
-            order.created_event(),
+            first_event(order),
             producer=PRODUCER,
             correlation_id=correlation_id,
             occurred_at=now,
         )
-        body = self._render(order)
+        entry = TimelineEntry(
+            status=order.status,
+            previous_status=None,
+            version=order.version,
+            at=now,
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+        )
+        body = self._render(order, (entry,))
         event = OutboxEvent(
             event_id=envelope.event_id,
             aggregate_id=order.id,
@@ -119,7 +128,7 @@ class OrderService:
             await self._writer.write(order, event)
         else:
             result = await self._create_with_key(
-                order, event, body, idempotency_key, request_hash, expired_key
+                order, event, entry, body, idempotency_key, request_hash, expired_key
             )
             if result is not None:
                 return result
@@ -132,6 +141,7 @@ class OrderService:
         self,
         order: Order,
         event: OutboxEvent,
+        entry: TimelineEntry,
         body: bytes,
         key: str,
         request_hash: str,
@@ -142,6 +152,7 @@ class OrderService:
             async with self._uow_factory() as uow:
                 await uow.orders.add(order)
                 await uow.outbox.add(event)
+                await uow.orders.add_transition(order.id, entry)
                 if expired_key:
                     await uow.idempotency.delete_expired(key, order.created_at)
                 # Last statement: a concurrent request with the same key waits here on the
@@ -190,9 +201,10 @@ class OrderService:
             return cached
         async with self._uow_factory() as uow:
             order = await uow.orders.get(order_id)
+            timeline = await uow.orders.timeline(order_id) if order is not None else []
         if order is None:
             return None
-        body = self._render(order)
+        body = self._render(order, timeline)
         await self._cache.fill(order_id, body)
         return body
 

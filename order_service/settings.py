@@ -30,9 +30,23 @@ class OrderSettings:
     idempotency_ttl_seconds: int = 86400
     write_batch_max: int = 64
     max_body_bytes: int = 16384
+    # 0 turns each of these off; the rate limit and API keys are off by default (local use).
+    request_timeout_seconds: float = 10.0
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 0  # 0: one second's worth of requests
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     list_max_limit: int = 100
     log_level: str = "info"
     workers: int = 1
+    # Order lifecycle (docs/lifecycle.md).
+    fulfilment_enabled: bool = True
+    fulfilment_prefetch: int = 50
+    fulfilment_concurrency: int = 8
+    fulfilment_max_attempts: int = 5
+    schedule_horizon_seconds: int = 7 * 86400
+    payment_decline_rate: float = 0.0
+    payment_error_rate: float = 0.0
+    payment_latency_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OrderSettings:
@@ -66,7 +80,37 @@ class OrderSettings:
             ),
             write_batch_max=env.integer("ORDER_WRITE_BATCH_MAX", d.write_batch_max, min_value=1),
             max_body_bytes=env.integer("ORDER_MAX_BODY_BYTES", d.max_body_bytes, min_value=256),
+            request_timeout_seconds=env.number(
+                "ORDER_REQUEST_TIMEOUT_SECONDS", d.request_timeout_seconds, min_value=0
+            ),
+            rate_limit_per_second=env.number(
+                "ORDER_RATE_LIMIT_PER_SECOND", d.rate_limit_per_second, min_value=0
+            ),
+            rate_limit_burst=env.integer("ORDER_RATE_LIMIT_BURST", d.rate_limit_burst, min_value=0),
+            api_keys=env.text_list("ORDER_API_KEYS", ""),
             list_max_limit=env.integer("ORDER_LIST_MAX_LIMIT", d.list_max_limit, min_value=1),
             log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
             workers=env.integer("ORDER_WORKERS", d.workers, min_value=1),
+            fulfilment_enabled=env.flag("ORDER_FULFILMENT_ENABLED", d.fulfilment_enabled),
+            fulfilment_prefetch=env.integer(
+                "ORDER_FULFILMENT_PREFETCH", d.fulfilment_prefetch, min_value=1
+            ),
+            fulfilment_concurrency=env.integer(
+                "ORDER_FULFILMENT_CONCURRENCY", d.fulfilment_concurrency, min_value=1
+            ),
+            fulfilment_max_attempts=env.integer(
+                "ORDER_FULFILMENT_MAX_ATTEMPTS", d.fulfilment_max_attempts, min_value=1
+            ),
+            schedule_horizon_seconds=env.integer(
+                "ORDER_SCHEDULE_HORIZON_SECONDS", d.schedule_horizon_seconds, min_value=1
+            ),
+            payment_decline_rate=env.number(
+                "ORDER_PAYMENT_DECLINE_RATE", d.payment_decline_rate, min_value=0
+            ),
+            payment_error_rate=env.number(
+                "ORDER_PAYMENT_ERROR_RATE", d.payment_error_rate, min_value=0
+            ),
+            payment_latency_seconds=env.number(
+                "ORDER_PAYMENT_LATENCY_SECONDS", d.payment_latency_seconds, min_value=0
+            ),
         )

@@ -13,6 +13,8 @@ from order_service.adapters.repository import (
     MySqlIdempotencyRepository,
     MySqlOrderRepository,
     MySqlOutboxRepository,
+    MySqlPaymentRepository,
+    MySqlStockRepository,
 )
 from order_service.services import DuplicateKeyError, LockTimeoutError
 
@@ -64,6 +66,8 @@ class SqlUnitOfWork:
         self.orders = MySqlOrderRepository(self._conn)
         self.outbox = MySqlOutboxRepository(self._conn)
         self.idempotency = MySqlIdempotencyRepository(self._conn)
+        self.stock = MySqlStockRepository(self._conn)
+        self.payments = MySqlPaymentRepository(self._conn)
         return self
 
     async def __aexit__(

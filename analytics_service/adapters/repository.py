@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, select
+from sqlalchemy import Row, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,16 +22,22 @@ from analytics_service.adapters.tables import (
     order_facts,
     product_totals,
     revenue_hourly,
+    revenue_recognised_hourly,
+    status_totals,
 )
 from analytics_service.aggregation import (
     AggregateKind,
     Aggregates,
+    Change,
     Difference,
     Key,
     OrderFact,
     Totals,
     aggregate,
+    delta,
     diff,
+    state_of,
+    supersedes,
 )
 from analytics_service.ports import AuditedOrder, RankedEntry, RevenueRow, SummaryRows
 
@@ -39,7 +46,14 @@ __all__ = ["MySqlAnalyticsStore"]
 _AUDIT_CHUNK = 1000
 # Every batch updates its currency row, so it is locked last: held for one statement and the
 # commit rather than the whole batch. One fixed order for all writers avoids lock cycles.
-_WRITE_ORDER: tuple[AggregateKind, ...] = ("product", "customer", "hourly", "currency")
+_WRITE_ORDER: tuple[AggregateKind, ...] = (
+    "product",
+    "customer",
+    "hourly",
+    "recognised",
+    "status",
+    "currency",
+)
 _TOP_TABLES: dict[str, tuple[Table, str]] = {
     "product": (product_totals, "product_id"),
     "customer": (customer_totals, "customer_id"),
@@ -54,7 +68,25 @@ def _scale(amount: Decimal) -> int:
 # Compiled once and sent as executemany, which the driver turns into one multi-row INSERT:
 # compiling a 200-row VALUES clause per batch cost more CPU than the database work.
 _INSERT_INBOX = insert(inbox).prefix_with("IGNORE")
-_INSERT_FACTS = insert(order_facts).prefix_with("IGNORE")
+# Inserts the facts of orders seen for the first time, and takes an exclusive lock on those
+# already recorded (a no-op update locks the row; INSERT IGNORE would take a shared lock, and two
+# batches upgrading shared locks on one order deadlock). Rows are sent sorted by order id.
+_INSERT_OR_LOCK_FACTS = insert(order_facts).on_duplicate_key_update(
+    {"order_id": order_facts.c.order_id}
+)
+_FACT_STATE_COLUMNS = (
+    "event_id",
+    "customer_id",
+    "product_id",
+    "quantity",
+    "total_amount",
+    "amount_scale",
+    "currency",
+    "status",
+    "order_version",
+    "status_changed_at",
+)
+_UPDATE_FACT = update(order_facts).where(order_facts.c.order_id == bindparam("fact_order_id"))
 
 
 def _adding(table: Table) -> Any:
@@ -83,9 +115,52 @@ def _key_values(kind: AggregateKind, key: Key) -> dict[str, Any]:
 def _row_key(kind: AggregateKind, row: Any) -> Key:
     _, columns = AGGREGATE_TABLES[kind]
     key = tuple(row._mapping[c] for c in columns)
-    if kind == "hourly":
+    if columns[0] == "bucket_start":
         key = (aware_utc(key[0]), *key[1:])
     return key
+
+
+def _fact_row(fact: OrderFact, now: datetime, *, inserting: bool) -> dict[str, Any]:
+    """Column values of a fact; occurred_at / applied_at are set once, when the order is first
+    recorded, so the audit's latency stays that of the first event analytics applied."""
+    row: dict[str, Any] = {
+        "event_id": str(fact.event_id),
+        "customer_id": fact.customer_id,
+        "product_id": fact.product_id,
+        "quantity": fact.quantity,
+        "total_amount": fact.total_amount,
+        "amount_scale": _scale(fact.total_amount),
+        "currency": fact.currency,
+        "status": fact.status,
+        "order_version": fact.order_version,
+        "status_changed_at": naive_utc(fact.changed_at),
+    }
+    assert set(row) == set(_FACT_STATE_COLUMNS)
+    if inserting:
+        row.update(
+            order_id=str(fact.order_id),
+            created_at=naive_utc(fact.created_at),
+            occurred_at=naive_utc(fact.occurred_at),
+            applied_at=now,
+        )
+    return row
+
+
+def _fact_of(r: Row[Any]) -> OrderFact:
+    return OrderFact(
+        order_id=uuid.UUID(r.order_id),
+        event_id=uuid.UUID(r.event_id),
+        customer_id=r.customer_id,
+        product_id=r.product_id,
+        quantity=int(r.quantity),
+        total_amount=Decimal(r.total_amount),
+        currency=r.currency,
+        status=r.status,
+        created_at=aware_utc(r.created_at),
+        occurred_at=aware_utc(r.occurred_at),
+        order_version=int(r.order_version),
+        status_changed_at=aware_utc(r.status_changed_at),
+    )
 
 
 class MySqlAnalyticsStore:
@@ -98,7 +173,7 @@ class MySqlAnalyticsStore:
 
     async def apply(
         self, consumer: str, facts: Sequence[OrderFact], applied_at: datetime
-    ) -> list[OrderFact]:
+    ) -> list[Change]:
         unique: dict[uuid.UUID, OrderFact] = {}
         for fact in facts:
             unique.setdefault(fact.event_id, fact)
@@ -130,45 +205,56 @@ class MySqlAnalyticsStore:
             )
             new_events = {uuid.UUID(row[0]) for row in mine}
             candidates = [f for e, f in unique.items() if e in new_events]
-            applied = await self._insert_facts(conn, candidates, now)
-            if applied:
-                await self._add(conn, aggregate(applied), now)
-        return applied
+            changes = await self._record_facts(conn, candidates, now)
+            effective = [c for c in changes if c.effective]
+            if effective:
+                await self._add(conn, delta(effective), now)
+        return changes
 
-    async def _insert_facts(
+    async def _record_facts(
         self, conn: AsyncConnection, facts: list[OrderFact], now: datetime
-    ) -> list[OrderFact]:
-        """Inserts a fact per order; an order already recorded under another event id keeps
-        its first fact and is not counted again."""
+    ) -> list[Change]:
+        """Moves each order to the newest state among its recorded fact and the new events;
+        an event whose order already has that version or a newer one changes nothing."""
         if not facts:
             return []
+        by_order: dict[uuid.UUID, list[OrderFact]] = defaultdict(list)
+        for fact in facts:
+            by_order[fact.order_id].append(fact)
+        order_ids = sorted(by_order, key=str)
+        # What an order first seen here is recorded as: the first of its highest version.
+        newest = {o: max(by_order[o], key=lambda f: f.order_version) for o in order_ids}
         await conn.execute(
-            _INSERT_FACTS,
-            [
-                {
-                    "order_id": str(f.order_id),
-                    "event_id": str(f.event_id),
-                    "customer_id": f.customer_id,
-                    "product_id": f.product_id,
-                    "quantity": f.quantity,
-                    "total_amount": f.total_amount,
-                    "amount_scale": _scale(f.total_amount),
-                    "currency": f.currency,
-                    "status": f.status,
-                    "created_at": naive_utc(f.created_at),
-                    "occurred_at": naive_utc(f.occurred_at),
-                    "applied_at": now,
-                }
-                for f in sorted(facts, key=lambda f: str(f.order_id))
-            ],
+            _INSERT_OR_LOCK_FACTS, [_fact_row(newest[o], now, inserting=True) for o in order_ids]
         )
-        stored = await conn.execute(
-            select(order_facts.c.order_id, order_facts.c.event_id).where(
-                order_facts.c.order_id.in_([str(f.order_id) for f in facts])
-            )
+        rows = await conn.execute(
+            select(order_facts)
+            .where(order_facts.c.order_id.in_([str(o) for o in order_ids]))
+            .with_for_update()
         )
-        owner = {row[0]: row[1] for row in stored}
-        return [f for f in facts if owner.get(str(f.order_id)) == str(f.event_id)]
+        stored = {r.order_id: r for r in rows}
+        changes: list[Change] = []
+        updates: list[dict[str, Any]] = []
+        for order_id in order_ids:
+            row = stored[str(order_id)]
+            # The inbox admits an event once, so a row carrying this batch's event id was
+            # inserted just now: the order had no state before.
+            inserted = row.event_id == str(newest[order_id].event_id)
+            current = None if inserted else _fact_of(row)
+            recorded = current
+            for fact in sorted(by_order[order_id], key=lambda f: f.order_version):
+                if supersedes(fact, current):
+                    changes.append(Change(fact, current))
+                    current = fact
+                else:
+                    changes.append(Change(fact, current, effective=False))
+            if current is not None and current is not recorded and not inserted:
+                updates.append(
+                    {"fact_order_id": str(order_id), **_fact_row(current, now, inserting=False)}
+                )
+        if updates:
+            await conn.execute(_UPDATE_FACT, updates)
+        return changes
 
     async def _add(self, conn: AsyncConnection, deltas: Aggregates, now: datetime) -> None:
         """INSERT ... ON DUPLICATE KEY UPDATE x = x + delta: concurrent consumers add to the
@@ -195,47 +281,85 @@ class MySqlAnalyticsStore:
     async def summary(self) -> SummaryRows:
         async with translated(self._engine, begin=False) as conn:
             rows = (await conn.execute(select(currency_totals))).all()
+            states = (await conn.execute(select(status_totals))).all()
         totals = {
             r.currency: Totals(int(r.order_count), Decimal(r.revenue), int(r.quantity))
             for r in rows
         }
+        by_status = {
+            (r.currency, r.status): Totals(int(r.order_count), Decimal(r.revenue), int(r.quantity))
+            for r in states
+        }
         last = max((r.updated_at for r in rows), default=None)
-        return SummaryRows(totals, aware_utc(last) if last is not None else None)
+        return SummaryRows(totals, aware_utc(last) if last is not None else None, by_status)
 
     async def revenue(
         self, start: datetime, end: datetime, granularity: str, currency: str | None
     ) -> list[RevenueRow]:
-        bucket: Any = revenue_hourly.c.bucket_start
+        """Booked revenue by the hour the order was created, recognised revenue by the hour it
+        was confirmed; one row per (bucket, currency) with both."""
+        booked = await self._buckets(revenue_hourly, start, end, granularity, currency)
+        recognised = await self._buckets(
+            revenue_recognised_hourly, start, end, granularity, currency
+        )
+        keys = sorted(set(booked) | set(recognised))
+        zero = (0, Decimal(0))
+        return [
+            RevenueRow(
+                key[0],
+                key[1],
+                booked.get(key, zero)[0],
+                booked.get(key, zero)[1],
+                recognised.get(key, zero)[0],
+                recognised.get(key, zero)[1],
+            )
+            for key in keys
+        ]
+
+    async def _buckets(
+        self,
+        table: Table,
+        start: datetime,
+        end: datetime,
+        granularity: str,
+        currency: str | None,
+    ) -> dict[tuple[datetime, str], tuple[int, Decimal]]:
+        bucket: Any = table.c.bucket_start
         if granularity == "day":
-            bucket = func.timestamp(func.date(revenue_hourly.c.bucket_start))
+            bucket = func.timestamp(func.date(table.c.bucket_start))
         bucket = bucket.label("bucket")
         conditions = [
-            revenue_hourly.c.bucket_start >= naive_utc(start),
-            revenue_hourly.c.bucket_start < naive_utc(end),
+            table.c.bucket_start >= naive_utc(start),
+            table.c.bucket_start < naive_utc(end),
         ]
         if currency is not None:
-            conditions.append(revenue_hourly.c.currency == currency)
+            conditions.append(table.c.currency == currency)
         stmt = (
             select(
                 bucket,
-                revenue_hourly.c.currency,
-                func.sum(revenue_hourly.c.order_count).label("order_count"),
-                func.sum(revenue_hourly.c.revenue).label("revenue"),
+                table.c.currency,
+                func.sum(table.c.order_count).label("order_count"),
+                func.sum(table.c.revenue).label("revenue"),
             )
             .where(and_(*conditions))
-            .group_by(bucket, revenue_hourly.c.currency)
-            .order_by(bucket, revenue_hourly.c.currency)
+            .group_by(bucket, table.c.currency)
         )
         async with translated(self._engine, begin=False) as conn:
             rows = (await conn.execute(stmt)).all()
-        return [
-            RevenueRow(aware_utc(r.bucket), r.currency, int(r.order_count), Decimal(r.revenue))
+        return {
+            (aware_utc(r.bucket), r.currency): (int(r.order_count), Decimal(r.revenue))
             for r in rows
-        ]
+        }
 
     async def top(self, kind: str, limit: int, currency: str | None) -> list[RankedEntry]:
         table, id_column = _TOP_TABLES[kind]
-        stmt = select(table).order_by(table.c.revenue.desc(), table.c[id_column]).limit(limit)
+        # Rows every order left (all cancelled, say) stay behind at zero; they rank nothing.
+        stmt = (
+            select(table)
+            .where(table.c.order_count > 0)
+            .order_by(table.c.revenue.desc(), table.c[id_column])
+            .limit(limit)
+        )
         if currency is not None:
             stmt = stmt.where(table.c.currency == currency)
         async with translated(self._engine, begin=False) as conn:
@@ -264,6 +388,7 @@ class MySqlAnalyticsStore:
                         order_facts.c.currency,
                         order_facts.c.occurred_at,
                         order_facts.c.applied_at,
+                        order_facts.c.status,
                     ).where(order_facts.c.order_id.in_(ids[at : at + _AUDIT_CHUNK]))
                 )
                 found.extend(
@@ -275,6 +400,7 @@ class MySqlAnalyticsStore:
                         currency=r.currency,
                         occurred_at=aware_utc(r.occurred_at),
                         applied_at=aware_utc(r.applied_at),
+                        status=state_of(r.status),
                     )
                     for r in rows
                 )
@@ -297,23 +423,7 @@ class MySqlAnalyticsStore:
 
     async def _locked_facts(self, conn: AsyncConnection) -> list[OrderFact]:
         result = await conn.stream(select(order_facts).with_for_update(read=True))
-        facts: list[OrderFact] = []
-        async for r in result:
-            facts.append(
-                OrderFact(
-                    order_id=uuid.UUID(r.order_id),
-                    event_id=uuid.UUID(r.event_id),
-                    customer_id=r.customer_id,
-                    product_id=r.product_id,
-                    quantity=int(r.quantity),
-                    total_amount=Decimal(r.total_amount),
-                    currency=r.currency,
-                    status=r.status,
-                    created_at=aware_utc(r.created_at),
-                    occurred_at=aware_utc(r.occurred_at),
-                )
-            )
-        return facts
+        return [_fact_of(r) async for r in result]
 
     async def _locked_aggregates(self, conn: AsyncConnection) -> Aggregates:
         stored = Aggregates()

@@ -26,6 +26,8 @@ __all__ = [
     "order_facts",
     "product_totals",
     "revenue_hourly",
+    "revenue_recognised_hourly",
+    "status_totals",
 ]
 
 metadata = MetaData()
@@ -59,8 +61,12 @@ order_facts = Table(
     Column("currency", String(3), nullable=False),
     Column("status", String(32), nullable=False),
     Column("created_at", TS, nullable=False),
+    # occurred_at / applied_at: of the first event applied for the order (the audit's latency).
     Column("occurred_at", TS, nullable=False),
     Column("applied_at", TS, nullable=False),
+    # The order's latest known state: the highest order_version seen wins (aggregation.py).
+    Column("order_version", Integer, nullable=False, server_default="1"),
+    Column("status_changed_at", TS, nullable=False),
     Index("ix_order_facts_created", "created_at"),
 )
 
@@ -86,6 +92,24 @@ revenue_hourly = Table(
     metadata,
     Column("bucket_start", DATETIME(fsp=0), primary_key=True),
     Column("currency", String(3), primary_key=True),
+    *_totals_columns(),
+)
+
+# Recognised (confirmed) revenue per hour of confirmation.
+revenue_recognised_hourly = Table(
+    "revenue_recognised_hourly",
+    metadata,
+    Column("bucket_start", DATETIME(fsp=0), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    *_totals_columns(),
+)
+
+# Orders currently in each lifecycle state, per currency.
+status_totals = Table(
+    "status_totals",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("status", String(32), primary_key=True),
     *_totals_columns(),
 )
 
@@ -127,4 +151,6 @@ AGGREGATE_TABLES: dict[AggregateKind, tuple[Table, tuple[str, ...]]] = {
     "hourly": (revenue_hourly, ("bucket_start", "currency")),
     "product": (product_totals, ("product_id", "currency")),
     "customer": (customer_totals, ("customer_id", "currency")),
+    "recognised": (revenue_recognised_hourly, ("bucket_start", "currency")),
+    "status": (status_totals, ("currency", "status")),
 }

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from analytics_service.aggregation import BucketPlan, money, summarize
+from analytics_service.aggregation import ORDER_STATES, BucketPlan, money, summarize
 from analytics_service.ports import AuditedOrder, RankedEntry, RevenueRow, SummaryRows
 from common.http import FieldError, MalformedRequestError
 
@@ -39,23 +39,45 @@ class CurrencySummary(msgspec.Struct, kw_only=True):
     total_orders: int
     total_revenue: Amount
     average_order_value: Amount
+    recognised_orders: int
+    recognised_revenue: Amount
+    cancelled_orders: int
+    rejected_orders: int
+    payment_failed_orders: int
+    orders_by_status: dict[str, int]
 
 
 class SummaryResponse(msgspec.Struct, kw_only=True):
     """Totals since the beginning. Money is per currency: amounts in different currencies
-    are never added together."""
+    are never added together.
+
+    ``total_orders`` / ``total_revenue`` are booked: orders now created, paid or confirmed
+    (scheduled orders count once created; cancelled, rejected and payment-failed ones are
+    taken back out). ``recognised_*`` are confirmed orders. ``orders_by_status`` counts every
+    order analytics knows by its latest state."""
 
     total_orders: int
     total_revenue: dict[str, Amount]
     average_order_value: dict[str, Amount]
     by_currency: list[CurrencySummary]
     last_updated: datetime | None
+    recognised_orders: int
+    recognised_revenue: dict[str, Amount]
+    cancelled_orders: int
+    rejected_orders: int
+    payment_failed_orders: int
+    orders_by_status: dict[str, int]
 
 
 class RevenueBucket(msgspec.Struct, kw_only=True):
+    """``order_count`` / ``revenue``: booked, by the hour the order was created;
+    ``recognised_*``: confirmed, by the hour of confirmation."""
+
     start: datetime
     order_count: int
     revenue: dict[str, Amount]
+    recognised_count: int = 0
+    recognised_revenue: dict[str, Amount] = msgspec.field(default_factory=dict)
 
 
 class RevenueResponse(msgspec.Struct, kw_only=True):
@@ -111,6 +133,7 @@ class AuditedOrderItem(msgspec.Struct, kw_only=True):
     currency: str
     occurred_at: datetime
     applied_at: datetime
+    status: str
 
 
 class AuditResponse(msgspec.Struct, kw_only=True):
@@ -144,21 +167,39 @@ def _field_of(message: str) -> str:
 
 
 def summary_response(rows: SummaryRows) -> SummaryResponse:
-    per_currency = summarize(rows.totals)
+    per_currency = summarize(rows.totals, rows.by_status)
+    booked = [c for c in per_currency if c.total_orders > 0]
+    recognised = [c for c in per_currency if c.recognised_orders > 0]
+    by_status: dict[str, int] = {}
+    for c in per_currency:
+        for status, n in c.orders_by_status.items():
+            by_status[status] = by_status.get(status, 0) + n
     return SummaryResponse(
-        total_orders=sum(c.total_orders for c in per_currency),
-        total_revenue={c.currency: money(c.total_revenue) for c in per_currency},
-        average_order_value={c.currency: money(c.average_order_value) for c in per_currency},
+        total_orders=sum(c.total_orders for c in booked),
+        total_revenue={c.currency: money(c.total_revenue) for c in booked},
+        average_order_value={c.currency: money(c.average_order_value) for c in booked},
         by_currency=[
             CurrencySummary(
                 currency=c.currency,
                 total_orders=c.total_orders,
                 total_revenue=money(c.total_revenue),
                 average_order_value=money(c.average_order_value),
+                recognised_orders=c.recognised_orders,
+                recognised_revenue=money(c.recognised_revenue),
+                cancelled_orders=c.orders_by_status.get("cancelled", 0),
+                rejected_orders=c.orders_by_status.get("rejected", 0),
+                payment_failed_orders=c.orders_by_status.get("payment_failed", 0),
+                orders_by_status=c.orders_by_status,
             )
             for c in per_currency
         ],
         last_updated=rows.last_updated,
+        recognised_orders=sum(c.recognised_orders for c in recognised),
+        recognised_revenue={c.currency: money(c.recognised_revenue) for c in recognised},
+        cancelled_orders=by_status.get("cancelled", 0),
+        rejected_orders=by_status.get("rejected", 0),
+        payment_failed_orders=by_status.get("payment_failed", 0),
+        orders_by_status={s: by_status[s] for s in ORDER_STATES if s in by_status},
     )
 
 
@@ -172,8 +213,12 @@ def revenue_response(
         bucket = by_start.get(row.bucket_start)
         if bucket is None:  # pragma: no cover - the query only returns rows inside the plan
             continue
-        bucket.order_count += row.order_count
-        bucket.revenue[row.currency] = money(row.revenue)
+        if row.order_count or row.revenue:
+            bucket.order_count += row.order_count
+            bucket.revenue[row.currency] = money(row.revenue)
+        if row.recognised_count or row.recognised_revenue:
+            bucket.recognised_count += row.recognised_count
+            bucket.recognised_revenue[row.currency] = money(row.recognised_revenue)
     return RevenueResponse(
         granularity=plan.granularity,
         start=plan.start,
@@ -233,6 +278,7 @@ def audit_response(requested: Sequence[uuid.UUID], found: Sequence[AuditedOrder]
                 currency=o.currency,
                 occurred_at=o.occurred_at,
                 applied_at=o.applied_at,
+                status=o.status,
             )
             for o in sorted(found, key=lambda o: str(o.order_id))
         ],

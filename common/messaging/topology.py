@@ -16,6 +16,7 @@ from common.settings import Env
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS",
+    "DEFAULT_SCHEDULER_DELAYS",
     "ConsumerQueue",
     "Topology",
     "TopologySettings",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 10.0, 60.0, 600.0)
+# The order scheduler holds not-yet-due orders in these tiers; the smallest bounds how close to
+# its time an order starts (half of it, docs/lifecycle.md), the largest how many hops a week takes.
+DEFAULT_SCHEDULER_DELAYS: tuple[float, ...] = (0.25, 1.0, 10.0, 60.0, 600.0)
 # A poison message that crashes its consumer before any ack would otherwise be redelivered
 # forever; quorum queues dead-letter it to the parking lot after this many redeliveries.
 DELIVERY_LIMIT = 20
@@ -104,6 +108,11 @@ class Topology:
                 return queue
         raise KeyError(name)
 
+    def only(self, name: str) -> Topology:
+        """The exchange and one consumer's queues: what a consumer may declare with its
+        least-privilege broker user (deploy/rabbitmq/generate_definitions.py)."""
+        return Topology(self.exchange, self.exchange_type, (self.queue(name),))
+
 
 def default_topology(
     exchange: str = "orders",
@@ -111,12 +120,29 @@ def default_topology(
     notifications_queue: str = "notifications.orders",
     analytics_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
     notification_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+    fulfilment_queue: str | None = None,
+    scheduler_queue: str | None = None,
+    fulfilment_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+    scheduler_delays: tuple[float, ...] = DEFAULT_SCHEDULER_DELAYS,
 ) -> Topology:
+    """The order service's own queues default to names derived from the exchange
+    (``orders.fulfilment``, ``orders.scheduler``), so a private exchange gets private queues."""
     return Topology(
         exchange=exchange,
         queues=(
             ConsumerQueue(analytics_queue, retry_delays=analytics_delays),
             ConsumerQueue(notifications_queue, retry_delays=notification_delays),
+            # Fulfilment starts on OrderCreated only; the scheduler sees OrderScheduled only.
+            ConsumerQueue(
+                fulfilment_queue or f"{exchange}.fulfilment",
+                bindings=("order.created",),
+                retry_delays=fulfilment_delays,
+            ),
+            ConsumerQueue(
+                scheduler_queue or f"{exchange}.scheduler",
+                bindings=("order.scheduled",),
+                retry_delays=scheduler_delays,
+            ),
         ),
     )
 
@@ -146,6 +172,17 @@ class TopologySettings:
     notifications_queue: str = "notifications.orders"
     analytics_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     notification_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    # Empty: derived from the exchange ("<exchange>.fulfilment", "<exchange>.scheduler").
+    fulfilment_queue: str = ""
+    scheduler_queue: str = ""
+    fulfilment_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    scheduler_delays: tuple[float, ...] = DEFAULT_SCHEDULER_DELAYS
+
+    def __post_init__(self) -> None:
+        if not self.fulfilment_queue:
+            object.__setattr__(self, "fulfilment_queue", f"{self.exchange}.fulfilment")
+        if not self.scheduler_queue:
+            object.__setattr__(self, "scheduler_queue", f"{self.exchange}.scheduler")
 
     @classmethod
     def from_env(cls, env: Env) -> TopologySettings:
@@ -155,6 +192,10 @@ class TopologySettings:
             notifications_queue=env.text("NOTIFICATIONS_QUEUE", "notifications.orders"),
             analytics_delays=env.number_list("ANALYTICS_RETRY_DELAYS", "1,10,60,600"),
             notification_delays=env.number_list("NOTIFICATION_RETRY_DELAYS", "1,10,60,600"),
+            fulfilment_queue=env.optional_text("ORDER_FULFILMENT_QUEUE") or "",
+            scheduler_queue=env.optional_text("ORDER_SCHEDULER_QUEUE") or "",
+            fulfilment_delays=env.number_list("ORDER_FULFILMENT_RETRY_DELAYS", "1,10,60,600"),
+            scheduler_delays=env.number_list("ORDER_SCHEDULER_DELAYS", "0.25,1,10,60,600"),
         )
 
     def topology(self) -> Topology:
@@ -164,4 +205,8 @@ class TopologySettings:
             notifications_queue=self.notifications_queue,
             analytics_delays=self.analytics_delays,
             notification_delays=self.notification_delays,
+            fulfilment_queue=self.fulfilment_queue,
+            scheduler_queue=self.scheduler_queue,
+            fulfilment_delays=self.fulfilment_delays,
+            scheduler_delays=self.scheduler_delays,
         )

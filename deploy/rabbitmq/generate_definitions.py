@@ -71,11 +71,18 @@ class BrokerUser:
     password_env: str
     local_password: str
     consumes: str | None = None  # which TopologySettings queue attribute it consumes
+    # A publisher that also consumes queues of its own (the order service's fulfilment and
+    # scheduler queues): TopologySettings queue attributes.
+    owns: tuple[str, ...] = ()
 
 
 USERS: tuple[BrokerUser, ...] = (
     BrokerUser(
-        "order-service", "publisher", "RABBITMQ_ORDER_SERVICE_PASSWORD", "order-service-local"
+        "order-service",
+        "publisher",
+        "RABBITMQ_ORDER_SERVICE_PASSWORD",
+        "order-service-local",
+        owns=("fulfilment_queue", "scheduler_queue"),
     ),
     BrokerUser(
         "analytics-service",
@@ -125,7 +132,8 @@ def permissions_for(user: BrokerUser, settings: TopologySettings) -> dict[str, s
       *write* on the queue and *read* on the exchange; basic.publish needs *write* on the
       exchange (``amq.default`` for the default exchange); consume, get and purge need *read*.
     - The order service applies the whole topology at start (so no event is unroutable before
-      a consumer first starts) and publishes to the exchange. It can read no queue.
+      a consumer first starts) and publishes to the exchange. It reads no other service's
+      queue; it consumes its own (fulfilment, scheduler) like a consumer does its own.
     - A consumer declares and binds only its own queues, consumes its work queue and its parking
       lot (the DLQ tool lists, replays and purges it) and republishes to its retry tiers and
       parking lot through the default exchange.
@@ -137,10 +145,14 @@ def permissions_for(user: BrokerUser, settings: TopologySettings) -> dict[str, s
     if user.role == "publisher":
         all_queues = [n for spec in topology.queues for n in _queue_names(spec)]
         work_queues = [spec.name for spec in topology.queues]
+        owned = [topology.queue(getattr(settings, attr)) for attr in user.owns]
+        own_names = [n for spec in owned for n in _queue_names(spec)]
         return {
             "configure": _exact([exchange, *all_queues]),
-            "write": _exact([exchange, *work_queues]),
-            "read": _exact([exchange]),
+            "write": _exact(
+                [exchange, *work_queues, *own_names, *([DEFAULT_EXCHANGE] if owned else [])]
+            ),
+            "read": _exact([exchange, *(n for spec in owned for n in (spec.name, spec.dlq))]),
         }
     if user.role == "consumer":
         if user.consumes is None:
@@ -150,13 +162,16 @@ def permissions_for(user: BrokerUser, settings: TopologySettings) -> dict[str, s
         return {
             "configure": _exact([exchange, *own]),
             "write": _exact([DEFAULT_EXCHANGE, *own]),
-            "read": _exact([exchange, spec.name, spec.dlq]),
+            # Declaring a queue with x-dead-letter-exchange needs read on that queue (RabbitMQ
+            # checks it), so the retry tiers are readable too; other consumers' queues are not.
+            "read": _exact([exchange, *own]),
         }
     raise ValueError(f"unknown role {user.role!r} for {user.name}")
 
 
 def _check_owners(topology: Topology, settings: TopologySettings) -> None:
     owned = {getattr(settings, u.consumes) for u in USERS if u.consumes}
+    owned |= {getattr(settings, attr) for u in USERS for attr in u.owns}
     stray = [q.name for q in topology.queues if q.name not in owned]
     if stray:
         raise SystemExit(

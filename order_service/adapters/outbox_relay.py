@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aiormq.exceptions import ChannelAccessRefused
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -140,10 +141,28 @@ class OutboxRelay:
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
-        await apply_topology(self._channel, self._topology)
+        await self._declare_topology()
         self._publisher = ConfirmingPublisher(self._channel, self._topology.exchange)
         self._ready.set()
         log.info("relay_connected", exchange=self._topology.exchange)
+
+    async def _declare_topology(self) -> None:
+        """The whole topology when the broker user may declare it (local guest); with a
+        least-privilege user only the exchange, the consumers' queues being preloaded from the
+        definitions file (deploy/rabbitmq) and declared by each consumer."""
+        assert self._connection is not None
+        setup = await self._connection.channel()
+        try:
+            await apply_topology(setup, self._topology)
+        except ChannelAccessRefused as exc:
+            log.warning("topology_queues_not_declared", reason=str(exc)[:200])
+            setup = await self._connection.channel()
+            await apply_topology(
+                setup, Topology(self._topology.exchange, self._topology.exchange_type, ())
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await setup.close()
 
     async def _run(self) -> None:
         backoff = 0.2

@@ -7,23 +7,35 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from order_service.adapters.tables import idempotency_keys, orders, outbox
+from order_service.adapters.tables import (
+    idempotency_keys,
+    order_transitions,
+    orders,
+    outbox,
+    payments,
+    stock,
+)
 from order_service.domain.currency import minor_units
+from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order, OrderStatus
 from order_service.pagination import decode_cursor, encode_cursor
-from order_service.ports import IdempotencyRecord, OrderPage, OutboxEvent
+from order_service.ports import IdempotencyRecord, OrderPage, OutboxEvent, PaymentRecord
 
 __all__ = [
     "MySqlIdempotencyRepository",
     "MySqlOrderRepository",
     "MySqlOutboxRepository",
+    "MySqlPaymentRepository",
+    "MySqlStockRepository",
+    "first_transition_row",
     "naive_utc",
     "order_row",
     "outbox_row",
+    "transition_row",
 ]
 
 
@@ -54,6 +66,7 @@ def _order_from_row(row: Row[tuple[object, ...]]) -> Order:
         created_at=aware_utc(m["created_at"]),
         updated_at=aware_utc(m["updated_at"]),
         version=int(m["version"]),
+        scheduled_time=aware_utc(m["scheduled_time"]) if m["scheduled_time"] else None,
     )
 
 
@@ -74,7 +87,49 @@ def order_row(order: Order) -> dict[str, object]:
         "version": order.version,
         "created_at": naive_utc(order.created_at),
         "updated_at": naive_utc(order.updated_at),
+        "scheduled_time": naive_utc(order.scheduled_time) if order.scheduled_time else None,
     }
+
+
+def transition_row(order_id: uuid.UUID, entry: TimelineEntry) -> dict[str, object]:
+    return {
+        "order_id": str(order_id),
+        "version": entry.version,
+        "from_status": entry.previous_status.value if entry.previous_status else None,
+        "to_status": entry.status.value,
+        "event_id": str(entry.event_id),
+        "event_type": entry.event_type,
+        "reason": entry.reason,
+        "occurred_at": naive_utc(entry.at),
+    }
+
+
+def first_transition_row(order: Order, event: OutboxEvent) -> dict[str, object]:
+    """The timeline's first entry for a new order, written in the same insert batch."""
+    return transition_row(
+        order.id,
+        TimelineEntry(
+            status=order.status,
+            previous_status=None,
+            version=order.version,
+            at=order.created_at,
+            event_id=event.event_id,
+            event_type=event.event_type,
+        ),
+    )
+
+
+def _entry_from_row(row: Row[tuple[object, ...]]) -> TimelineEntry:
+    m = row._mapping
+    return TimelineEntry(
+        status=OrderStatus(str(m["to_status"])),
+        previous_status=OrderStatus(str(m["from_status"])) if m["from_status"] else None,
+        version=int(m["version"]),
+        at=aware_utc(m["occurred_at"]),
+        event_id=uuid.UUID(str(m["event_id"])),
+        event_type=str(m["event_type"]),
+        reason=str(m["reason"]) if m["reason"] is not None else None,
+    )
 
 
 def outbox_row(event: OutboxEvent) -> dict[str, object]:
@@ -97,10 +152,35 @@ class MySqlOrderRepository:
     async def add(self, order: Order) -> None:
         await self._conn.execute(_INSERT_ORDER, order_row(order))
 
-    async def get(self, order_id: uuid.UUID) -> Order | None:
-        result = await self._conn.execute(select(orders).where(orders.c.id == str(order_id)))
-        row = result.first()
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        query = select(orders).where(orders.c.id == str(order_id))
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
         return _order_from_row(row) if row is not None else None
+
+    async def update(self, order: Order, *, expected_version: int) -> bool:
+        result = await self._conn.execute(
+            update(orders)
+            .where(orders.c.id == str(order.id), orders.c.version == expected_version)
+            .values(
+                status=order.status.value,
+                version=order.version,
+                updated_at=naive_utc(order.updated_at),
+            )
+        )
+        return result.rowcount == 1
+
+    async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None:
+        await self._conn.execute(insert(order_transitions), transition_row(order_id, entry))
+
+    async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
+        rows = await self._conn.execute(
+            select(order_transitions)
+            .where(order_transitions.c.order_id == str(order_id))
+            .order_by(order_transitions.c.version)
+        )
+        return [_entry_from_row(r) for r in rows]
 
     async def list(
         self, *, customer_id: str | None, status: str | None, limit: int, cursor: str | None
@@ -179,4 +259,74 @@ class MySqlIdempotencyRepository:
                 idempotency_keys.c.idem_key == key,
                 idempotency_keys.c.expires_at <= naive_utc(now),
             )
+        )
+
+
+class MySqlStockRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def reserve(self, product_id: str, quantity: int, now: datetime) -> bool:
+        taken = await self._conn.execute(
+            update(stock)
+            .where(stock.c.product_id == product_id, stock.c.available >= quantity)
+            .values(
+                available=stock.c.available - quantity,
+                reserved=stock.c.reserved + quantity,
+                updated_at=naive_utc(now),
+            )
+        )
+        if taken.rowcount == 1:
+            return True
+        managed = await self._conn.execute(
+            select(stock.c.product_id).where(stock.c.product_id == product_id)
+        )
+        return managed.first() is None
+
+
+class MySqlPaymentRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, order_id: uuid.UUID) -> PaymentRecord | None:
+        row = (
+            await self._conn.execute(select(payments).where(payments.c.order_id == str(order_id)))
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return PaymentRecord(
+            order_id=uuid.UUID(str(m["order_id"])),
+            status=str(m["status"]),
+            payment_id=m["payment_id"],
+            amount=Decimal(m["amount"]),
+            currency=str(m["currency"]),
+            decline_reason=m["decline_reason"],
+            refund_id=m["refund_id"],
+            charged_at=aware_utc(m["charged_at"]),
+        )
+
+    async def add(self, record: PaymentRecord) -> PaymentRecord:
+        await self._conn.execute(
+            insert(payments).prefix_with("IGNORE"),
+            {
+                "order_id": str(record.order_id),
+                "status": record.status,
+                "payment_id": record.payment_id,
+                "amount": record.amount,
+                "currency": record.currency,
+                "decline_reason": record.decline_reason,
+                "refund_id": record.refund_id,
+                "charged_at": naive_utc(record.charged_at),
+            },
+        )
+        stored = await self.get(record.order_id)
+        assert stored is not None
+        return stored
+
+    async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
+        await self._conn.execute(
+            update(payments)
+            .where(payments.c.order_id == str(order_id), payments.c.refund_id.is_(None))
+            .values(status="refunded", refund_id=refund_id, refunded_at=naive_utc(now))
         )

@@ -14,10 +14,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.mysql import DATETIME
 
-__all__ = ["idempotency_keys", "metadata", "orders", "outbox"]
+__all__ = [
+    "idempotency_keys",
+    "metadata",
+    "order_transitions",
+    "orders",
+    "outbox",
+    "payments",
+    "stock",
+]
 
 metadata = MetaData()
 # Microsecond precision: the listing cursor and the outbox age depend on it.
@@ -36,6 +45,7 @@ orders = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("scheduled_time", TS, nullable=True),
     Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
     Index("ix_orders_status_created", "status", "created_at", "id"),
     Index("ix_orders_created", "created_at", "id"),
@@ -72,4 +82,45 @@ idempotency_keys = Table(
     Column("created_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
     Index("ix_idempotency_expires", "expires_at"),
+)
+
+# The timeline: one row per state an order entered, written with the transition's outbox row.
+order_transitions = Table(
+    "order_transitions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("from_status", String(32), nullable=True),
+    Column("to_status", String(32), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("occurred_at", TS, nullable=False),
+    UniqueConstraint("order_id", "version", name="uq_order_transitions_version"),
+)
+
+# Inventory owned by the order service; a product without a row is not stock-managed.
+stock = Table(
+    "stock",
+    metadata,
+    Column("product_id", String(64), primary_key=True),
+    Column("available", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", TS, nullable=False),
+)
+
+# What the payment gateway answered, keyed by order: a retry reuses it instead of charging again.
+payments = Table(
+    "payments",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("payment_id", String(64), nullable=True),
+    Column("amount", Numeric(14, 4, asdecimal=True), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("decline_reason", String(200), nullable=True),
+    Column("refund_id", String(64), nullable=True),
+    Column("charged_at", TS, nullable=False),
+    Column("refunded_at", TS, nullable=True),
 )

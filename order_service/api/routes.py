@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
-from common.http import RequestValidationError, problem, request_id_of
+from common.http import RequestValidationError, problem, problem_responses, request_id_of
 from order_service.api.schemas import (
     CreateOrderRequest,
     OrderListResponse,
@@ -20,11 +21,15 @@ from order_service.api.schemas import (
     validate_body,
 )
 from order_service.container import Container
+from order_service.domain.lifecycle import IllegalTransitionError
 from order_service.domain.order import OrderStatus
+from order_service.domain.scheduling import schedule_error
+from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
 from order_service.pagination import InvalidCursorError
+from order_service.ports import PaymentGatewayError
 from order_service.services import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
 
-__all__ = ["create_order", "get_order", "list_orders"]
+__all__ = ["cancel_order", "create_order", "get_order", "list_orders"]
 
 JSON = "application/json"
 
@@ -43,7 +48,10 @@ def _valid_idempotency_key(value: str) -> bool:
     opt={"body_validator": validate_body},
     summary="Create an order",
     status_code=201,
-    responses={201: ResponseSpec(data_container=OrderResponse, description="The new order")},
+    responses={
+        201: ResponseSpec(data_container=OrderResponse, description="The new order"),
+        **problem_responses(400, 401, 409, 413, 422, 429, 503),
+    },
     tags=["orders"],
 )
 async def create_order(
@@ -61,11 +69,16 @@ async def create_order(
     new, errors = from_request(data)
     if new is None:
         raise RequestValidationError(errors)
+    container = _container(request)
+    if new.scheduled_time is not None:
+        horizon = timedelta(seconds=container.settings.schedule_horizon_seconds)
+        error = schedule_error(new.scheduled_time, datetime.now(UTC), horizon)
+        if error is not None:
+            raise RequestValidationError([{"field": "scheduled_time", "message": error}])
     if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
         return problem(
             400, "Idempotency-Key must be 1-255 printable ASCII characters", instance="/orders"
         )  # type: ignore[return-value]
-    container = _container(request)
     try:
         result = await container.orders.create_order(
             new,
@@ -97,7 +110,10 @@ async def create_order(
     "/orders/{order_id:str}",
     summary="Get an order",
     tags=["orders"],
-    responses={200: ResponseSpec(data_container=OrderResponse, description="The order")},
+    responses={
+        200: ResponseSpec(data_container=OrderResponse, description="The order"),
+        **problem_responses(400, 404, 429, 503),
+    },
 )
 async def get_order(
     request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
@@ -112,7 +128,12 @@ async def get_order(
     return Response(body, media_type=JSON)
 
 
-@get("/orders", summary="List orders, newest first", tags=["orders"])
+@get(
+    "/orders",
+    summary="List orders, newest first",
+    tags=["orders"],
+    responses=problem_responses(400, 422, 429, 503),
+)
 async def list_orders(
     request: Request[Any, Any, Any],
     customer_id: Annotated[str | None, QueryParameter(max_length=64, required=False)] = None,
@@ -142,3 +163,50 @@ async def list_orders(
     return OrderListResponse(
         items=[to_response(o) for o in page.orders], next_cursor=page.next_cursor
     )
+
+
+@post(
+    "/orders/{order_id:str}/cancel",
+    summary="Cancel an order (a paid one is refunded)",
+    tags=["orders"],
+    status_code=200,
+    responses={
+        200: ResponseSpec(data_container=OrderResponse, description="The cancelled order"),
+        **problem_responses(401, 404, 409, 429, 503),
+    },
+)
+async def cancel_order(
+    request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
+) -> Response[bytes]:
+    try:
+        parsed = uuid.UUID(order_id)
+    except ValueError:
+        return problem(404, f"no order with id {order_id!r}")  # type: ignore[return-value]
+    instance = f"/orders/{order_id}/cancel"
+    try:
+        body = await _container(request).lifecycle.cancel(
+            parsed, correlation_id=request_id_of(request)
+        )
+    except OrderNotFoundError:
+        return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
+    except IllegalTransitionError as exc:
+        return problem(  # type: ignore[return-value]
+            409,
+            f"the order is {exc.current.value} and can no longer be cancelled",
+            instance=instance,
+        )
+    except ConcurrencyConflictError:
+        return problem(  # type: ignore[return-value]
+            409,
+            "the order is changing; retry shortly",
+            headers={"Retry-After": "1"},
+            instance=instance,
+        )
+    except PaymentGatewayError:
+        return problem(  # type: ignore[return-value]
+            503,
+            "the payment gateway is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+            instance=instance,
+        )
+    return Response(body, media_type=JSON)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -29,7 +29,13 @@ MAX_AMOUNT = Decimal("9999999999")
 
 
 class OrderStatus(StrEnum):
+    SCHEDULED = "scheduled"
     CREATED = "created"
+    PAID = "paid"
+    CONFIRMED = "confirmed"
+    PAYMENT_FAILED = "payment_failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
 
 
 def new_order_id() -> uuid.UUID:
@@ -54,6 +60,8 @@ class NewOrder:
     quantity: int
     total_amount: Decimal
     currency: str
+    # Set for an order that starts later: stored as ``scheduled`` until then.
+    scheduled_time: datetime | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -68,9 +76,11 @@ class Order:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    scheduled_time: datetime | None = None
 
     @classmethod
     def create(cls, new: NewOrder, *, order_id: uuid.UUID, now: datetime) -> Order:
+        """A new order: ``created``, or ``scheduled`` when it has a scheduled time."""
         return cls(
             id=order_id,
             customer_id=new.customer_id,
@@ -78,9 +88,10 @@ class Order:
             quantity=new.quantity,
             total_amount=new.total_amount,
             currency=new.currency,
-            status=OrderStatus.CREATED,
+            status=OrderStatus.SCHEDULED if new.scheduled_time else OrderStatus.CREATED,
             created_at=now,
             updated_at=now,
+            scheduled_time=new.scheduled_time,
         )
 
     def created_event(self) -> OrderCreatedV1:
@@ -93,6 +104,8 @@ class Order:
             currency=self.currency,
             status=self.status.value,
             created_at=self.created_at,
+            order_version=self.version,
+            scheduled_time=self.scheduled_time,
         )
 
     def with_status(self, status: OrderStatus, now: datetime) -> Order:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -10,7 +11,9 @@ from order_service.domain.order import MAX_AMOUNT, MAX_ID_LENGTH, MAX_QUANTITY, 
 
 __all__ = ["ALLOWED_FIELDS", "validate_new_order"]
 
-ALLOWED_FIELDS = frozenset({"customer_id", "product_id", "quantity", "total_amount", "currency"})
+ALLOWED_FIELDS = frozenset(
+    {"customer_id", "product_id", "quantity", "total_amount", "currency", "scheduled_time"}
+)
 DEFAULT_CURRENCY = "USD"
 
 
@@ -68,6 +71,7 @@ def validate_new_order(raw: Any) -> tuple[NewOrder | None, list[dict[str, str]]]
             errors.append({"field": "currency", "message": "unknown ISO 4217 currency code"})
 
     amount = _amount(raw, places, errors)
+    scheduled_time = _scheduled_time(raw, errors)
     if errors:
         return None, errors
     assert isinstance(quantity, int) and isinstance(currency, str) and amount is not None
@@ -78,9 +82,35 @@ def validate_new_order(raw: Any) -> tuple[NewOrder | None, list[dict[str, str]]]
             quantity=quantity,
             total_amount=amount,
             currency=currency,
+            scheduled_time=scheduled_time,
         ),
         [],
     )
+
+
+def _scheduled_time(raw: dict[str, Any], errors: list[dict[str, str]]) -> datetime | None:
+    """Optional RFC 3339 start time with an offset; whether it is in range is checked later,
+    against the clock (order_service.domain.scheduling.schedule_error)."""
+    value = raw.get("scheduled_time")
+    if value is None:
+        return None
+    parsed: datetime | None = None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and "T" in value.upper():
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        errors.append(
+            {
+                "field": "scheduled_time",
+                "message": "must be an RFC 3339 date-time with a timezone offset",
+            }
+        )
+        return None
+    return parsed
 
 
 def _amount(

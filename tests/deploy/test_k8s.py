@@ -99,7 +99,12 @@ def test_rabbitmq_is_a_three_node_cluster_loading_the_generated_quorum_topology(
     definitions_map = _by_kind(manifests, "ConfigMap")["orderflow-rabbitmq-definitions"]
     definitions = json.loads(definitions_map["data"]["definitions.json"])
     work = [q for q in definitions["queues"] if not re.search(r"\.(retry\..+|dlq)$", q["name"])]
-    assert {q["name"] for q in work} == {"analytics.orders", "notifications.orders"}
+    assert {q["name"] for q in work} == {
+        "analytics.orders",
+        "notifications.orders",
+        "orders.fulfilment",
+        "orders.scheduler",
+    }
     assert all(q["arguments"]["x-queue-type"] == "quorum" for q in definitions["queues"])
     assert "users" not in definitions  # credentials come from the topology operator
     users = _by_kind(manifests, "User")

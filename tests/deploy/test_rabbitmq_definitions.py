@@ -74,16 +74,34 @@ def _allows(pattern: str, resource: str) -> bool:
     return re.search(pattern, resource) is not None
 
 
-def test_order_service_can_publish_and_declare_but_read_no_queue() -> None:
+def test_order_service_can_publish_and_declare_but_read_no_other_services_queue() -> None:
     settings = TopologySettings()
     topology = settings.topology()
+    own = {settings.fulfilment_queue, settings.scheduler_queue}
     perms = permissions_for(next(u for u in USERS if u.name == "order-service"), settings)
     assert _allows(perms["write"], "orders")
     for spec in topology.queues:
         for name in (spec.name, spec.dlq, *spec.retry_queues):
             assert _allows(perms["configure"], name)
-            assert not _allows(perms["read"], name)
-    assert not _allows(perms["write"], "amq.default")
+            if spec.name not in own:
+                assert not _allows(perms["read"], name), name
+                assert name == spec.name or not _allows(perms["write"], name), name
+
+
+def test_order_service_consumes_and_retries_only_its_own_fulfilment_and_scheduler_queues() -> None:
+    settings = TopologySettings()
+    topology = settings.topology()
+    perms = permissions_for(next(u for u in USERS if u.name == "order-service"), settings)
+    assert {settings.fulfilment_queue, settings.scheduler_queue} == {
+        "orders.fulfilment",
+        "orders.scheduler",
+    }
+    for name in (settings.fulfilment_queue, settings.scheduler_queue):
+        spec = topology.queue(name)
+        assert _allows(perms["read"], spec.name) and _allows(perms["read"], spec.dlq)
+        for queue in (spec.dlq, *spec.retry_queues):
+            assert _allows(perms["write"], queue)
+    assert _allows(perms["write"], "amq.default")
 
 
 @pytest.mark.parametrize(

@@ -35,5 +35,29 @@ def test_work_queues_park_crash_loops_after_a_delivery_limit():
 def test_default_topology_has_both_consumers_bound_to_every_order_event():
     topology = default_topology()
     assert topology.exchange == "orders"
-    assert [q.name for q in topology.queues] == ["analytics.orders", "notifications.orders"]
-    assert all(q.bindings == ("order.#",) for q in topology.queues)
+    services = [q for q in topology.queues if q.name.split(".")[0] != "orders"]
+    assert [q.name for q in services] == ["analytics.orders", "notifications.orders"]
+    assert all(q.bindings == ("order.#",) for q in services)
+
+
+def test_the_order_service_queues_see_only_the_events_they_act_on():
+    topology = default_topology()
+    assert topology.queue("orders.fulfilment").bindings == ("order.created",)
+    scheduler = topology.queue("orders.scheduler")
+    assert scheduler.bindings == ("order.scheduled",)
+    assert min(scheduler.retry_delays) <= 0.25  # half of it bounds the start-time precision
+
+
+def test_a_private_exchange_gets_private_order_service_queues():
+    topology = default_topology(exchange="t-1.orders")
+    names = [q.name for q in topology.queues]
+    assert "t-1.orders.fulfilment" in names and "t-1.orders.scheduler" in names
+
+
+def test_a_consumer_can_apply_only_the_exchange_and_its_own_queues() -> None:
+    from common.messaging.topology import default_topology
+
+    full = default_topology()
+    own = full.only("notifications.orders")
+    assert own.exchange == full.exchange
+    assert [q.name for q in own.queues] == ["notifications.orders"]

@@ -113,7 +113,7 @@ async def test_exhausted_retries_are_parked_with_reason_and_attempts(amqp, clean
         parked = await _get_one(amqp, spec.dlq, timeout=10)
         assert parked.message_id == event_id
         assert parked.headers["x-park-reason"] == "attempts_exhausted"
-        assert "upstream 503" in parked.headers["x-last-error"]
+        assert "upstream 503" in str(parked.headers["x-last-error"])
         assert parked.headers["x-attempt"] == 2
         assert parked.headers["x-source-queue"] == spec.name
         assert json.loads(parked.body)["event_id"] == event_id

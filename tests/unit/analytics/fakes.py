@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from analytics_service.aggregation import Aggregates, OrderFact, aggregate
+from analytics_service.aggregation import Aggregates, Change, OrderFact, aggregate, supersedes
 from analytics_service.ports import (
     AuditedOrder,
     RankedEntry,
@@ -38,19 +39,22 @@ class FakeStore:
 
     async def apply(
         self, consumer: str, facts: Sequence[OrderFact], applied_at: datetime
-    ) -> list[OrderFact]:
+    ) -> list[Change]:
         self.calls += 1
         if self.fail_with:
             raise self.fail_with.pop(0)
-        applied = []
-        for fact in facts:
+        changes = []
+        for fact in sorted(facts, key=lambda f: f.order_version):
             if (consumer, fact.event_id) in self.inbox:
                 continue
             self.inbox.add((consumer, fact.event_id))
-            if fact.order_id not in self.facts:
+            current = self.facts.get(fact.order_id)
+            if supersedes(fact, current):
                 self.facts[fact.order_id] = fact
-                applied.append(fact)
-        return applied
+                changes.append(Change(fact, current))
+            else:
+                changes.append(Change(fact, current, effective=False))
+        return changes
 
     def aggregates(self) -> Aggregates:
         return aggregate(self.facts.values())
@@ -61,17 +65,28 @@ class FakeStore:
 
     async def summary(self) -> SummaryRows:
         self._check()
-        totals = {k[0]: v for k, v in self.aggregates().currency.items()}
-        return SummaryRows(totals, datetime(2026, 1, 1, tzinfo=UTC) if totals else None)
+        aggregates = self.aggregates()
+        totals = {k[0]: v for k, v in aggregates.currency.items()}
+        by_status = {(k[0], k[1]): v for k, v in aggregates.status.items()}
+        return SummaryRows(totals, datetime(2026, 1, 1, tzinfo=UTC) if totals else None, by_status)
 
     async def revenue(
         self, start: datetime, end: datetime, granularity: str, currency: str | None
     ) -> list[RevenueRow]:
         self._check()
+        aggregates = self.aggregates()
+        rows: dict[tuple[datetime, str], RevenueRow] = {}
+        for k, t in aggregates.hourly.items():
+            rows[(k[0], k[1])] = RevenueRow(k[0], k[1], t.order_count, t.revenue)
+        for k, t in aggregates.recognised.items():
+            booked = rows.get((k[0], k[1]), RevenueRow(k[0], k[1], 0, Decimal(0)))
+            rows[(k[0], k[1])] = dataclasses.replace(
+                booked, recognised_count=t.order_count, recognised_revenue=t.revenue
+            )
         return [
-            RevenueRow(k[0], k[1], t.order_count, t.revenue)
-            for k, t in self.aggregates().hourly.items()
-            if start <= k[0] < end and currency in (None, k[1])
+            r
+            for _, r in sorted(rows.items())
+            if start <= r.bucket_start < end and currency in (None, r.currency)
         ]
 
     async def top(self, kind: str, limit: int, currency: str | None) -> list[RankedEntry]:
@@ -87,7 +102,9 @@ class FakeStore:
     async def audit(self, order_ids: Sequence[uuid.UUID]) -> list[AuditedOrder]:
         self._check()
         return [
-            AuditedOrder(f.order_id, f.total_amount, f.currency, f.occurred_at, f.occurred_at)
+            AuditedOrder(
+                f.order_id, f.total_amount, f.currency, f.occurred_at, f.occurred_at, f.state
+            )
             for i in order_ids
             if (f := self.facts.get(i)) is not None
         ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 
+from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
-from order_service.ports import IdempotencyRecord, OrderPage, OutboxEvent
+from order_service.ports import IdempotencyRecord, OrderPage, OutboxEvent, PaymentRecord
 from order_service.services import DuplicateKeyError
 
 
@@ -15,6 +17,9 @@ class FakeStore:
         self.orders: dict[uuid.UUID, Order] = {}
         self.outbox: list[OutboxEvent] = []
         self.keys: dict[str, IdempotencyRecord] = {}
+        self.timelines: dict[uuid.UUID, list[TimelineEntry]] = {}
+        self.stock: dict[str, int] = {}
+        self.payments: dict[uuid.UUID, PaymentRecord] = {}
         self.fail_commit = False
 
 
@@ -25,12 +30,64 @@ class FakeOrders:
     async def add(self, order: Order) -> None:
         self.pending.setdefault("orders", []).append(order)
 
-    async def get(self, order_id: uuid.UUID) -> Order | None:
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
         return self.store.orders.get(order_id)
+
+    async def update(self, order: Order, *, expected_version: int) -> bool:
+        """Version-checked against the committed store and earlier updates in this unit."""
+        pending = {o.id: o for o, _ in self.pending.get("updates", [])}
+        current = pending.get(order.id) or self.store.orders.get(order.id)
+        if current is None or current.version != expected_version:
+            return False
+        self.pending.setdefault("updates", []).append((order, expected_version))
+        return True
+
+    async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None:
+        self.pending.setdefault("transitions", []).append((order_id, entry))
+
+    async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
+        pending = [e for oid, e in self.pending.get("transitions", []) if oid == order_id]
+        return [*self.store.timelines.get(order_id, []), *pending]
 
     async def list(self, *, customer_id, status, limit, cursor) -> OrderPage:
         orders = sorted(self.store.orders.values(), key=lambda o: o.created_at, reverse=True)
-        return OrderPage([o for o in orders if customer_id in (None, o.customer_id)][:limit], None)
+        return OrderPage(
+            [
+                o
+                for o in orders
+                if customer_id in (None, o.customer_id) and status in (None, o.status.value)
+            ][:limit],
+            None,
+        )
+
+
+class FakeStock:
+    def __init__(self, store: FakeStore, pending: dict) -> None:
+        self.store, self.pending = store, pending
+
+    async def reserve(self, product_id: str, quantity: int, now: datetime) -> bool:
+        if product_id not in self.store.stock:
+            return True
+        taken = sum(q for p, q in self.pending.get("stock", []) if p == product_id)
+        if self.store.stock[product_id] - taken < quantity:
+            return False
+        self.pending.setdefault("stock", []).append((product_id, quantity))
+        return True
+
+
+class FakePayments:
+    def __init__(self, store: FakeStore, pending: dict) -> None:
+        self.store, self.pending = store, pending
+
+    async def get(self, order_id: uuid.UUID) -> PaymentRecord | None:
+        return self.store.payments.get(order_id)
+
+    async def add(self, record: PaymentRecord) -> PaymentRecord:
+        self.pending.setdefault("payments", []).append(record)
+        return self.store.payments.get(record.order_id, record)
+
+    async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
+        self.pending.setdefault("refunds", []).append((order_id, refund_id))
 
 
 class FakeOutbox:
@@ -66,6 +123,8 @@ class FakeUnitOfWork:
         self.orders = FakeOrders(store, self.pending)
         self.outbox = FakeOutbox(self.pending)
         self.idempotency = FakeIdempotency(store, self.pending)
+        self.stock = FakeStock(store, self.pending)
+        self.payments = FakePayments(store, self.pending)
         self.committed = False
 
     async def __aenter__(self) -> FakeUnitOfWork:
@@ -82,6 +141,22 @@ class FakeUnitOfWork:
         self.store.outbox.extend(self.pending.get("outbox", []))
         for record in self.pending.get("keys", []):
             self.store.keys[record.key] = record
+        for order, expected in self.pending.get("updates", []):
+            if self.store.orders[order.id].version != expected:  # lost the race meanwhile
+                raise AssertionError("an optimistic update was committed over a newer version")
+            self.store.orders[order.id] = order
+        for order_id, entry in self.pending.get("transitions", []):
+            self.store.timelines.setdefault(order_id, []).append(entry)
+        for product_id, quantity in self.pending.get("stock", []):
+            self.store.stock[product_id] -= quantity
+        for record in self.pending.get("payments", []):
+            self.store.payments.setdefault(record.order_id, record)
+        for order_id, refund_id in self.pending.get("refunds", []):
+            payment = self.store.payments[order_id]
+            if payment.refund_id is None:
+                self.store.payments[order_id] = dataclasses.replace(
+                    payment, status="refunded", refund_id=refund_id
+                )
         self.committed = True
 
     async def rollback(self) -> None:
@@ -109,6 +184,9 @@ class FakeCache:
     async def ping(self) -> bool:
         return not self.down
 
+    async def invalidate(self, order_id: uuid.UUID) -> None:
+        self.data.pop(order_id, None)
+
 
 class FakeWriter:
     """Commits straight into the store, as the group-commit writer does for one order."""
@@ -121,3 +199,13 @@ class FakeWriter:
             raise ConnectionError("database went away")
         self.store.orders[order.id] = order
         self.store.outbox.append(event)
+        self.store.timelines[order.id] = [
+            TimelineEntry(
+                status=order.status,
+                previous_status=None,
+                version=order.version,
+                at=order.created_at,
+                event_id=event.event_id,
+                event_type=event.event_type,
+            )
+        ]

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from common.events import decode_envelope, decode_event_data
+from common.events import OrderCreatedV1, decode_envelope, decode_event_data
 from order_service.api.schemas import render_order
 from order_service.domain.order import NewOrder
 from order_service.services import IdempotencyKeyReusedError, OrderService
@@ -49,6 +49,7 @@ async def test_created_order_and_its_event_commit_together():
     event = store.outbox[0]
     envelope = decode_envelope(event.payload)
     data = decode_event_data(envelope)
+    assert isinstance(data, OrderCreatedV1)
     assert envelope.correlation_id == "r-1"
     assert str(data.order_id) == result.order_id
     assert event.routing_key == "order.created"

@@ -1,0 +1,330 @@
+"""Lifecycle use cases after creation: the fulfilment saga, scheduled starts, cancellation.
+
+Every transition commits the order (``UPDATE ... WHERE version = ?``), its timeline row and its
+outbox event in one transaction, then refreshes the cache. Gateway calls are never made while a
+transaction waits on them, except a cancellation's refund, which holds the order's row lock so
+that a paid order is refunded only if it really ends up cancelled (docs/lifecycle.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from common.events import encode_envelope, new_envelope
+from common.messaging.publisher import new_traceparent
+from common.observability import get_logger
+from order_service.domain.lifecycle import (
+    TRANSITIONS,
+    IllegalTransitionError,
+    TimelineEntry,
+    transition,
+)
+from order_service.domain.order import Order, OrderStatus
+from order_service.ports import (
+    OrderCache,
+    OutboxEvent,
+    PaymentGateway,
+    PaymentRecord,
+    UnitOfWork,
+)
+
+__all__ = [
+    "ConcurrencyConflictError",
+    "LifecycleService",
+    "OrderNotFoundError",
+]
+
+log = get_logger(__name__)
+
+PRODUCER = "order-service"
+S = OrderStatus
+Render = Callable[[Order, Sequence[TimelineEntry]], bytes]
+
+
+class OrderNotFoundError(Exception):
+    """No order with this id."""
+
+
+class ConcurrencyConflictError(Exception):
+    """Another update changed the order first (its version moved on)."""
+
+
+class LifecycleService:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        cache: OrderCache,
+        gateway: PaymentGateway,
+        *,
+        render: Render,
+        clock: Callable[[], datetime],
+        exchange: str = "orders",
+        on_committed: Callable[[], None] = lambda: None,
+        max_conflicts: int = 8,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._cache = cache
+        self._gateway = gateway
+        self._render = render
+        self._clock = clock
+        self._exchange = exchange
+        self._on_committed = on_committed
+        self._max_conflicts = max_conflicts
+
+    # -- commands --------------------------------------------------------------------------
+    async def cancel(self, order_id: uuid.UUID, *, correlation_id: str) -> bytes:
+        """Cancel a scheduled, created or paid order (a paid one is refunded first).
+
+        Raises OrderNotFoundError, or IllegalTransitionError when it can no longer be cancelled.
+        """
+        for _ in range(self._max_conflicts):
+            try:
+                async with self._uow_factory() as uow:
+                    # The row lock orders us against the saga: a paid order cannot become
+                    # confirmed while we refund it, and we see a payment that just committed.
+                    order = await uow.orders.get(order_id, for_update=True)
+                    if order is None:
+                        raise OrderNotFoundError(order_id)
+                    if S.CANCELLED not in TRANSITIONS[order.status]:
+                        raise IllegalTransitionError(order.id, order.status, S.CANCELLED)
+                    payment_id = refund_id = None
+                    if order.status is S.PAID:
+                        payment_id, refund_id = await self._refund_within(uow, order)
+                    after, body = await self._write(
+                        uow,
+                        order,
+                        S.CANCELLED,
+                        correlation_id=correlation_id,
+                        reason="cancelled_by_customer",
+                        payment_id=payment_id,
+                        refund_id=refund_id,
+                    )
+                    await uow.commit()
+            except ConcurrencyConflictError:
+                continue
+            await self._committed(after, body)
+            return body
+        raise ConcurrencyConflictError(order_id)
+
+    async def fulfil(self, order_id: uuid.UUID, *, correlation_id: str) -> str:
+        """Take a created order through payment and stock as far as it goes; safe to repeat.
+
+        Returns what happened (a metric label). Raises on transient trouble (the consumer
+        retries the message) and ConcurrencyConflictError if the order keeps changing under us.
+        """
+        for _ in range(self._max_conflicts):
+            order = await self._load(order_id)
+            if order is None:
+                return "missing"
+            try:
+                if order.status is S.CREATED:
+                    payment = await self._charge(order)
+                    if payment.status == "declined":
+                        await self._transition(
+                            order,
+                            S.PAYMENT_FAILED,
+                            correlation_id=correlation_id,
+                            reason=payment.decline_reason,
+                        )
+                        return "payment_failed"
+                    await self._transition(
+                        order, S.PAID, correlation_id=correlation_id, payment_id=payment.payment_id
+                    )
+                    continue  # on to the stock reservation
+                if order.status is S.PAID:
+                    if await self._confirm(order, correlation_id=correlation_id):
+                        return "confirmed"
+                    payment_id, refund_id = await self._refund(order)
+                    await self._transition(
+                        order,
+                        S.REJECTED,
+                        correlation_id=correlation_id,
+                        reason="out_of_stock",
+                        payment_id=payment_id,
+                        refund_id=refund_id,
+                    )
+                    return "rejected"
+                if order.status is S.CANCELLED:
+                    # Cancelled while our charge was in flight: give the money back.
+                    await self._refund(order)
+                    return "cancelled"
+                return (
+                    "duplicate"
+                    if order.status in (S.CONFIRMED, S.PAYMENT_FAILED, S.REJECTED)
+                    else "not_due"
+                )
+            except ConcurrencyConflictError:
+                log.info("order_changed_under_fulfilment", order_id=str(order_id))
+                continue
+        raise ConcurrencyConflictError(order_id)
+
+    async def start_scheduled(self, order_id: uuid.UUID, *, correlation_id: str) -> str:
+        """scheduled -> created (OrderCreated, which fulfilment picks up); a no-op otherwise."""
+        for _ in range(self._max_conflicts):
+            order = await self._load(order_id)
+            if order is None:
+                return "missing"
+            if order.status is not S.SCHEDULED:
+                return "cancelled" if order.status is S.CANCELLED else "duplicate"
+            try:
+                await self._transition(order, S.CREATED, correlation_id=correlation_id)
+            except ConcurrencyConflictError:
+                continue
+            return "started"
+        raise ConcurrencyConflictError(order_id)
+
+    async def still_scheduled(self, order_id: uuid.UUID) -> bool:
+        order = await self._load(order_id)
+        return order is not None and order.status is S.SCHEDULED
+
+    # -- steps -----------------------------------------------------------------------------
+    async def _load(self, order_id: uuid.UUID) -> Order | None:
+        async with self._uow_factory() as uow:
+            return await uow.orders.get(order_id)
+
+    async def _charge(self, order: Order) -> PaymentRecord:
+        """The gateway's answer for this order: recorded once, reused on every retry."""
+        async with self._uow_factory() as uow:
+            known = await uow.payments.get(order.id)
+        if known is not None:
+            return known
+        result = await self._gateway.charge(
+            idempotency_key=str(order.id), amount=order.total_amount, currency=order.currency
+        )
+        async with self._uow_factory() as uow:
+            stored = await uow.payments.add(
+                PaymentRecord(
+                    order_id=order.id,
+                    status="charged" if result.approved else "declined",
+                    payment_id=result.payment_id,
+                    amount=order.total_amount,
+                    currency=order.currency,
+                    decline_reason=result.decline_reason,
+                    refund_id=None,
+                    charged_at=self._clock(),
+                )
+            )
+            await uow.commit()
+        return stored
+
+    async def _refund(self, order: Order) -> tuple[str | None, str | None]:
+        async with self._uow_factory() as uow:
+            ids = await self._refund_within(uow, order)
+            await uow.commit()
+        return ids
+
+    async def _refund_within(self, uow: UnitOfWork, order: Order) -> tuple[str | None, str | None]:
+        """Refund a charged payment once (keyed by order id); returns (payment_id, refund_id)."""
+        payment = await uow.payments.get(order.id)
+        if payment is None or payment.status == "declined" or payment.payment_id is None:
+            return None, None
+        if payment.refund_id is not None:
+            return payment.payment_id, payment.refund_id
+        result = await self._gateway.refund(
+            idempotency_key=str(order.id),
+            payment_id=payment.payment_id,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+        await uow.payments.record_refund(order.id, result.refund_id, self._clock())
+        log.info("payment_refunded", order_id=str(order.id), refund_id=result.refund_id)
+        return payment.payment_id, result.refund_id
+
+    async def _confirm(self, order: Order, *, correlation_id: str) -> bool:
+        """Reserve stock and confirm in one transaction; False (nothing written) if sold out."""
+        async with self._uow_factory() as uow:
+            after, body = await self._write(uow, order, S.CONFIRMED, correlation_id=correlation_id)
+            if not await uow.stock.reserve(order.product_id, order.quantity, self._clock()):
+                return False  # leaving without commit rolls the confirmation back
+            await uow.commit()
+        await self._committed(after, body)
+        return True
+
+    async def _transition(
+        self,
+        order: Order,
+        target: OrderStatus,
+        *,
+        correlation_id: str,
+        reason: str | None = None,
+        payment_id: str | None = None,
+        refund_id: str | None = None,
+    ) -> Order:
+        async with self._uow_factory() as uow:
+            after, body = await self._write(
+                uow,
+                order,
+                target,
+                correlation_id=correlation_id,
+                reason=reason,
+                payment_id=payment_id,
+                refund_id=refund_id,
+            )
+            await uow.commit()
+        await self._committed(after, body)
+        return after
+
+    async def _write(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        target: OrderStatus,
+        *,
+        correlation_id: str,
+        reason: str | None = None,
+        payment_id: str | None = None,
+        refund_id: str | None = None,
+    ) -> tuple[Order, bytes]:
+        """Order update (version-checked), timeline row and outbox row; the caller commits."""
+        change = transition(
+            order,
+            target,
+            self._clock(),
+            reason=reason,
+            payment_id=payment_id,
+            refund_id=refund_id,
+        )
+        after = change.after
+        if not await uow.orders.update(after, expected_version=order.version):
+            raise ConcurrencyConflictError(order.id)
+        envelope = new_envelope(
+            change.event,
+            producer=PRODUCER,
+            correlation_id=correlation_id,
+            occurred_at=after.updated_at,
+        )
+        await uow.orders.add_transition(
+            order.id,
+            TimelineEntry(
+                status=after.status,
+                previous_status=order.status,
+                version=after.version,
+                at=after.updated_at,
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                reason=reason,
+            ),
+        )
+        await uow.outbox.add(
+            OutboxEvent(
+                event_id=envelope.event_id,
+                aggregate_id=order.id,
+                event_type=envelope.event_type,
+                exchange=self._exchange,
+                routing_key=change.event.routing_key,
+                payload=encode_envelope(envelope),
+                headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
+                occurred_at=after.updated_at,
+            )
+        )
+        timeline = await uow.orders.timeline(order.id)
+        return after, self._render(after, timeline)
+
+    async def _committed(self, order: Order, body: bytes) -> None:
+        self._on_committed()
+        # A plain SET after the commit: a reader that loaded the old row fills with NX and so
+        # never overwrites this (adapters/cache.py).
+        await self._cache.put(order.id, body)
+        log.info("order_transitioned", order_id=str(order.id), status=order.status.value)
