@@ -62,6 +62,13 @@ class AnalyticsRecord:
     currency: str | None
     occurred_at: float | None  # epoch seconds
     applied_at: float | None
+    # The order's state as analytics last applied it (None from services before issue 6).
+    status: str | None = None
+
+
+# States whose revenue analytics books; cancelled, rejected and payment-failed orders are taken
+# back out, and a scheduled order is booked only once it becomes created.
+BOOKED_STATES = frozenset({"created", "paid", "confirmed", None})
 
 
 @dataclass
@@ -77,6 +84,7 @@ class AuditReport:
     doubled: list[str] = field(default_factory=list)
     sends_by_channel: dict[str, int] = field(default_factory=dict)
     expected_revenue: dict[str, Decimal] = field(default_factory=dict)
+    final_states: dict[str, int] = field(default_factory=dict)
     summary_checked: bool = False
     summary_orders_delta: int | None = None
     summary_revenue_delta: dict[str, Decimal] = field(default_factory=dict)
@@ -160,6 +168,14 @@ def _revenue_delta(before: Summary, after: Summary) -> dict[str, Decimal]:
     return {k: after.revenue.get(k, Decimal(0)) - before.revenue.get(k, Decimal(0)) for k in keys}
 
 
+def booked_orders(
+    accepted: Sequence[AcceptedOrder], analytics: Iterable[AnalyticsRecord]
+) -> list[AcceptedOrder]:
+    """The accepted orders whose final state still counts as booked revenue."""
+    status = {r.order_id: r.status for r in analytics}
+    return [o for o in accepted if status.get(o.order_id) in BOOKED_STATES]
+
+
 def _expected_revenue(accepted: Sequence[AcceptedOrder], per_currency: bool) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
     for order in accepted:
@@ -176,8 +192,12 @@ def evaluate(
     summary_after: Summary | None = None,
 ) -> AuditReport:
     """The verdict from what the services reported; pure, so it is tested without a network."""
+    analytics = list(analytics)
     report = AuditReport(accepted=len(accepted))
     expected = {o.order_id: o for o in accepted}
+    report.final_states = dict(
+        sorted(Counter(str(r.status) for r in analytics if r.order_id in expected).items())
+    )
     seen = Counter[str]()
     latencies: list[float] = []
     applied: list[float] = []
@@ -227,10 +247,11 @@ def evaluate(
     if summary_before is not None and summary_after is not None:
         report.summary_checked = True
         per_currency = ALL_CURRENCIES not in summary_after.revenue
-        report.expected_revenue = _expected_revenue(accepted, per_currency)
+        booked = booked_orders(accepted, analytics)
+        report.expected_revenue = _expected_revenue(booked, per_currency)
         report.summary_orders_delta = summary_after.total_orders - summary_before.total_orders
         report.summary_revenue_delta = _revenue_delta(summary_before, summary_after)
-        report.orders_difference = report.summary_orders_delta - len(accepted)
+        report.orders_difference = report.summary_orders_delta - len(booked)
         keys = set(report.expected_revenue) | set(report.summary_revenue_delta)
         report.revenue_difference = {
             k: report.summary_revenue_delta.get(k, Decimal(0))
@@ -294,6 +315,7 @@ class Auditor:
                 currency=r.get("currency"),
                 occurred_at=parse_timestamp(r.get("occurred_at")),
                 applied_at=parse_timestamp(r.get("applied_at")),
+                status=r.get("status"),
             )
             for r in raw
         ], complete
@@ -344,7 +366,7 @@ class Auditor:
         notifications_complete = True
         if cfg.notifications_url:
             notifications, notifications_complete = await self.notification_sends(ids)
-        summary_after = await self._summary_after(summary_before, accepted)
+        summary_after, analytics = await self._summary_after(summary_before, accepted, analytics)
         report = evaluate(accepted, analytics, notifications, summary_before, summary_after)
         report.wait_seconds = time.monotonic() - started
         report.timed_out = timed_out
@@ -359,18 +381,26 @@ class Auditor:
         return report
 
     async def _summary_after(
-        self, before: Summary | None, accepted: Sequence[AcceptedOrder]
-    ) -> Summary | None:
-        """The summary may be served from a cache: re-read until it shows the expected delta or
-        ``summary_timeout`` passes (then the last reading is reported as is)."""
+        self,
+        before: Summary | None,
+        accepted: Sequence[AcceptedOrder],
+        analytics: list[AnalyticsRecord],
+    ) -> tuple[Summary | None, list[AnalyticsRecord]]:
+        """The summary may be served from a cache, and orders may still be moving to their final
+        state (fulfilment): re-read both until the summary shows the delta the final states
+        imply, or ``summary_timeout`` passes (then the last readings are reported as they are)."""
         if before is None:
-            return None
+            return None, analytics
+        ids = [o.order_id for o in accepted]
         deadline = time.monotonic() + self.config.summary_timeout
-        expected_orders = before.total_orders + len(accepted)
         after = await self.summary()
-        while (after is None or after.total_orders != expected_orders) and (
-            time.monotonic() < deadline
-        ):
+        while time.monotonic() < deadline:
+            expected_orders = before.total_orders + len(booked_orders(accepted, analytics))
+            if after is not None and after.total_orders == expected_orders:
+                break
             await asyncio.sleep(self.config.poll_interval)
+            fresh, complete = await self.analytics_records(ids)
+            if complete:
+                analytics = fresh
             after = await self.summary()
-        return after
+        return after, analytics

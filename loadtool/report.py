@@ -60,6 +60,7 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "notifications_found": report.notifications_found,
         "notifications_missing": len(report.notifications_missing),
         "sends_by_channel": report.sends_by_channel,
+        "final_states": report.final_states,
         "summary_checked": report.summary_checked,
         "summary_matches": report.summary_matches,
         "summary_orders_delta": report.summary_orders_delta,
@@ -133,6 +134,8 @@ def render(data: dict[str, Any], console: Console) -> None:
             f"{audit['notifications_found']} / {audit['accepted']} sent, missing "
             f"{flag(audit['notifications_missing'])}, by channel {audit['sends_by_channel']}",
         )
+    if audit.get("final_states"):
+        table.add_row("final states", str(audit["final_states"]))
     if audit["summary_checked"]:
         table.add_row(
             "summary delta",

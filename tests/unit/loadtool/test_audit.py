@@ -242,3 +242,23 @@ async def test_auditor_without_summary_still_audits() -> None:
     assert report.ok
     assert not report.summary_checked
     assert report.notes
+
+
+def test_orders_that_end_cancelled_rejected_or_failed_are_not_expected_in_booked_revenue():
+    orders = accepted("10.00", "10.00", "10.00", "10.00")
+    statuses = ["confirmed", "payment_failed", "rejected", "created"]
+    analytics = [
+        AnalyticsRecord(f"o{i}", Decimal("10.00"), "USD", 1.0, 2.0, status)
+        for i, status in enumerate(statuses)
+    ]
+    before = Summary(total_orders=5, revenue={"USD": Decimal("50.00")})
+    after = Summary(total_orders=7, revenue={"USD": Decimal("70.00")})
+    report = evaluate(orders, analytics, None, before, after)
+    assert report.orders_difference == 0
+    assert report.revenue_difference == {"USD": Decimal(0)}
+    assert report.final_states == {
+        "confirmed": 1,
+        "created": 1,
+        "payment_failed": 1,
+        "rejected": 1,
+    }
