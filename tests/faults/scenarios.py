@@ -169,6 +169,7 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
 
         async def inject(load: SteadyLoad, cycle: int) -> float:
             label, fault = faults[cycle % len(faults)]
+            await load.wait_accepted(load.accepted_so_far + sizes.warmup_orders // 2, timeout=60)
             async with fault():
                 at_cut = load.accepted_so_far
                 await asyncio.sleep(sizes.outage)  # the outage itself, not a synchronisation
@@ -177,7 +178,13 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
             recoveries[f"{label}#{cycle}"] = round(await wait_all_ready(system, broker=True), 2)
             return restored
 
-        cycles = Sizes(sizes.rate, sizes.duration, sizes.outage, len(faults), sizes.warmup_orders)
+        cycles = Sizes(
+            sizes.rate,
+            sizes.duration,
+            sizes.outage,
+            max(sizes.cycles, len(faults)),
+            sizes.warmup_orders,
+        )
         extra = {"reconnect_seconds": recoveries, "accepted_during_outage": accepted_during}
         await _run_with_faults("rabbitmq_restart", system, cycles, inject, extra=extra)
         assert all(n > 0 for n in accepted_during.values()), (
@@ -217,6 +224,9 @@ async def order_service_killed_with_backlog(sizes: Sizes) -> None:
             backlogs: list[float] = []
 
             async def inject(load: SteadyLoad, cycle: int) -> float:
+                await load.wait_accepted(
+                    load.accepted_so_far + sizes.warmup_orders // 2, timeout=60
+                )
                 await proxy.cut()
                 try:
 
@@ -270,6 +280,7 @@ async def database_unavailable(sizes: Sizes, real_fault: Fault | None = None) ->
         probes_seen: dict[str, int] = {}
 
         async def inject(load: SteadyLoad, cycle: int) -> float:
+            await load.wait_accepted(load.accepted_so_far + sizes.warmup_orders // 2, timeout=60)
             async with fault(), httpx.AsyncClient(base_url=system.order_url, timeout=30) as client:
                 deadline = time.monotonic() + sizes.outage
                 while time.monotonic() < deadline:  # probe the API while the database is down
@@ -381,6 +392,7 @@ async def duplicates_and_poison(sizes: Sizes) -> None:
             exchange = await channel.get_exchange(topology.exchange, ensure=False)
             poison = poison_messages()
             duplicated: list[str] = []
+            counts: dict[str, int] = {"poison": len(poison)}
 
             async def inject(load: SteadyLoad, cycle: int) -> float:
                 taken = 0
@@ -406,6 +418,8 @@ async def duplicates_and_poison(sizes: Sizes) -> None:
                         )
                     duplicated.append(str(message.message_id))
                 await publish_poison(channel, topology.exchange, poison)
+                counts["duplicated_events"] = len(duplicated)
+                counts["extra_copies_published"] = 2 * len(duplicated)
                 return time.monotonic()
 
             await _run_with_faults(
@@ -413,7 +427,7 @@ async def duplicates_and_poison(sizes: Sizes) -> None:
                 system,
                 sizes,
                 inject,
-                extra={"duplicated_events": len(duplicated), "poison": len(poison)},
+                extra=counts,
             )
             expected = {p.kind for p in poison}
             for spec in consumer_queues(system):

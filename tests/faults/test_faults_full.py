@@ -26,7 +26,9 @@ async def test_rabbitmq_stop_app_and_full_restart_mid_load_lose_and_double_nothi
 
 
 async def test_a_broker_outage_through_a_proxy_repeated_loses_nothing() -> None:
-    await scenarios.broker_outage(Sizes(rate=200, duration=45, outage=5, warmup_orders=300))
+    await scenarios.broker_outage(
+        Sizes(rate=200, duration=60, outage=5, cycles=3, warmup_orders=300)
+    )
 
 
 async def test_consumers_killed_repeatedly_mid_batch_apply_and_notify_every_order_once() -> None:
