@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 ORDER_URL ?= http://127.0.0.1:8080
 ANALYTICS_URL ?= http://127.0.0.1:8081
+# make run connects each process as its own broker user on vhost orderflow (see Procfile).
+NOTIFY_RABBITMQ_URL ?= amqp://notification-worker:notification-worker-local@127.0.0.1:5672/orderflow
 
 .DEFAULT_GOAL := help
 .PHONY: help install tools infra migrate run test test-unit test-integration test-faults bench bench-quick lint \
@@ -85,8 +87,8 @@ notification: ## Show the notification worker's sent counts and health
 load: install ## Run the load tool against the running system (COUNT, CONCURRENCY)
 	$(PY) -m loadtool --count $${COUNT:-1000} --concurrency $${CONCURRENCY:-16}
 
-dlq: install ## List the notification worker's parked messages
-	$(PY) -m notification_worker dlq list
+dlq: install ## List the notification worker's parked messages (of the system make run starts)
+	RABBITMQ_URL=$(NOTIFY_RABBITMQ_URL) $(PY) -m notification_worker dlq list
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

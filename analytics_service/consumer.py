@@ -53,7 +53,8 @@ class AnalyticsConsumer:
             self._settings.rabbitmq_url, client_name="analytics-consumer"
         )
         channel = await self._connection.channel()
-        await apply_topology(channel, topology)
+        # Only its own queues: its least-privilege broker user may not declare anyone else's.
+        await apply_topology(channel, topology.only(self._settings.topology.analytics_queue))
         await channel.close()
         self.runner = ConsumerRunner(
             self._connection,

@@ -140,7 +140,11 @@ class Worker:
         connection = await connect_robust_forever(self.settings.rabbitmq_url, client_name=SERVICE)
         self.broker.connection = connection
         setup = await connection.channel()
-        await apply_topology(setup, self.settings.topology.topology())
+        # Only its own queues: its least-privilege broker user may not declare anyone else's.
+        await apply_topology(
+            setup,
+            self.settings.topology.topology().only(self.settings.topology.notifications_queue),
+        )
         await setup.close()
         runner = ConsumerRunner(
             connection,

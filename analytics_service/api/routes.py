@@ -22,7 +22,7 @@ from analytics_service.api.schemas import (
     validate_audit_body,
 )
 from analytics_service.services import AnalyticsQueries
-from common.http import FieldError, RequestValidationError
+from common.http import FieldError, RequestValidationError, problem_responses
 
 __all__ = ["ApiLimits", "audit", "revenue", "summary", "top_customers", "top_products"]
 
@@ -88,7 +88,10 @@ def _limit(value: str | None, maximum: int, errors: list[FieldError]) -> int:
     description="Cached in Redis; reflects an applied event within the summary TTL "
     "(ANALYTICS_SUMMARY_TTL_SECONDS, 2 s by default), usually at once. While the database is "
     "down the last known summary is served with `X-Cache: stale`.",
-    responses={200: ResponseSpec(data_container=SummaryResponse, description="The summary")},
+    responses={
+        200: ResponseSpec(data_container=SummaryResponse, description="The summary"),
+        **problem_responses(503),
+    },
     tags=["analytics"],
 )
 async def summary(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -101,6 +104,7 @@ async def summary(request: Request[Any, Any, Any]) -> Response[bytes]:
     summary="Revenue and order count per UTC hour or day bucket",
     description="`from` is rounded down and `to` up to whole buckets; `to` is exclusive. "
     "Defaults: the last 24 hours (hour) or 30 days (day).",
+    responses=problem_responses(400, 422, 503),
     tags=["analytics"],
 )
 async def revenue(
@@ -136,6 +140,7 @@ async def revenue(
 @get(
     "/analytics/top-products",
     summary="Products ranked by revenue",
+    responses=problem_responses(400, 422, 503),
     tags=["analytics"],
 )
 async def top_products(
@@ -157,6 +162,7 @@ async def top_products(
 @get(
     "/analytics/top-customers",
     summary="Customers ranked by revenue",
+    responses=problem_responses(400, 422, 503),
     tags=["analytics"],
 )
 async def top_customers(
@@ -181,6 +187,7 @@ async def top_customers(
     description="For the load tool: up to 10000 order ids per request (422 beyond).",
     status_code=200,
     opt={"body_validator": validate_audit_body},
+    responses=problem_responses(400, 413, 422, 503),
     tags=["analytics"],
 )
 async def audit(request: Request[Any, Any, Any], data: JSONBody[AuditRequest]) -> AuditResponse:
