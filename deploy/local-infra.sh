@@ -59,12 +59,17 @@ ensure_mariadb() {
 }
 
 ensure_redis() {
-  if port_open 127.0.0.1 "$REDIS_PORT"; then return 0; fi
+  if port_open 127.0.0.1 "$REDIS_PORT"; then
+    # The notification worker's send-once records live in Redis: keep them across a restart.
+    redis-cli -p "$REDIS_PORT" config set appendonly yes >/dev/null 2>&1 || \
+      say "could not turn on Redis persistence (not fatal)"
+    return 0
+  fi
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   say "starting Redis"
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
-    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    --appendonly yes --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_port Redis 127.0.0.1 "$REDIS_PORT" 30
 }
 
