@@ -66,6 +66,7 @@ class AnalyticsConsumer:
             workers=self._settings.workers,
             max_attempts=self._settings.max_attempts,
             handler_name="analytics",
+            batch_linger=self._settings.batch_linger_seconds,
         )
         await self.runner.start()
 

@@ -34,6 +34,7 @@ class AnalyticsSettings:
     consumer_name: str = "analytics"
     prefetch: int = 400
     batch_size: int = 200
+    batch_linger_seconds: float = 0.01
     workers: int = 2
     max_attempts: int = 5
     deadlock_retries: int = 3
@@ -73,6 +74,9 @@ class AnalyticsSettings:
             consumer_name=env.text("ANALYTICS_CONSUMER_NAME", d.consumer_name),
             prefetch=env.integer("ANALYTICS_PREFETCH", d.prefetch, min_value=1),
             batch_size=env.integer("ANALYTICS_BATCH_SIZE", d.batch_size, min_value=1),
+            batch_linger_seconds=env.number(
+                "ANALYTICS_BATCH_LINGER_SECONDS", d.batch_linger_seconds, min_value=0.0
+            ),
             workers=env.integer("ANALYTICS_CONSUMER_WORKERS", d.workers, min_value=1),
             max_attempts=env.integer("ANALYTICS_MAX_ATTEMPTS", d.max_attempts, min_value=1),
             deadlock_retries=env.integer(

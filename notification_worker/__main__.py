@@ -88,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "dlq":
         return asyncio.run(_dlq(settings, args))
-    return asyncio.run(run_worker(settings))
+    import uvloop
+
+    # uvloop: the worker is I/O-bound on Redis and the broker; the C loop halves its overhead.
+    return uvloop.run(run_worker(settings))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,9 @@ class Container:
                 poll_interval=settings.relay_poll_interval,
                 retention_seconds=settings.outbox_retention_seconds,
             )
-        writer = GroupCommitOrderWriter(engine, max_batch=settings.write_batch_max)
+        writer = GroupCommitOrderWriter(
+            engine, max_batch=settings.write_batch_max, writers=settings.write_concurrency
+        )
         orders = OrderService(
             lambda: SqlUnitOfWork(engine),
             cache,

@@ -29,6 +29,9 @@ class OrderSettings:
     outbox_retention_seconds: int = 86400
     idempotency_ttl_seconds: int = 86400
     write_batch_max: int = 64
+    # Transactions in flight at once: each waits on a commit (fsync) round trip, and InnoDB's
+    # own group commit merges concurrent fsyncs, so overlapping a few keeps MySQL busy.
+    write_concurrency: int = 6
     max_body_bytes: int = 16384
     # 0 turns each of these off; the rate limit and API keys are off by default (local use).
     request_timeout_seconds: float = 10.0
@@ -79,6 +82,9 @@ class OrderSettings:
                 "ORDER_IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, min_value=1
             ),
             write_batch_max=env.integer("ORDER_WRITE_BATCH_MAX", d.write_batch_max, min_value=1),
+            write_concurrency=env.integer(
+                "ORDER_WRITE_CONCURRENCY", d.write_concurrency, min_value=1
+            ),
             max_body_bytes=env.integer("ORDER_MAX_BODY_BYTES", d.max_body_bytes, min_value=256),
             request_timeout_seconds=env.number(
                 "ORDER_REQUEST_TIMEOUT_SECONDS", d.request_timeout_seconds, min_value=0
