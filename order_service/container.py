@@ -100,6 +100,7 @@ class Container:
                 batch_size=settings.relay_batch_size,
                 poll_interval=settings.relay_poll_interval,
                 retention_seconds=settings.outbox_retention_seconds,
+                linger_seconds=settings.relay_linger_seconds,
             )
         writer = GroupCommitOrderWriter(
             engine, max_batch=settings.write_batch_max, writers=settings.write_concurrency

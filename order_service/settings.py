@@ -26,6 +26,7 @@ class OrderSettings:
     relay_enabled: bool = True
     relay_batch_size: int = 500
     relay_poll_interval: float = 1.0
+    relay_linger_seconds: float = 0.0
     outbox_retention_seconds: int = 86400
     idempotency_ttl_seconds: int = 86400
     write_batch_max: int = 64
@@ -72,6 +73,9 @@ class OrderSettings:
             topology=TopologySettings.from_env(env),
             relay_enabled=env.flag("ORDER_RELAY_ENABLED", d.relay_enabled),
             relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size, min_value=1),
+            relay_linger_seconds=env.number(
+                "ORDER_RELAY_LINGER_SECONDS", d.relay_linger_seconds, min_value=0.0
+            ),
             relay_poll_interval=env.number(
                 "ORDER_RELAY_POLL_SECONDS", d.relay_poll_interval, min_value=0.01
             ),

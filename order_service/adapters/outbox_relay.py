@@ -80,6 +80,7 @@ class OutboxRelay:
         confirm_timeout: float = 10.0,
         client_name: str = "order-service-relay",
         retention_seconds: float = 86400.0,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._engine = engine
         self._url = rabbitmq_url
@@ -90,6 +91,7 @@ class OutboxRelay:
         self._confirm_timeout = confirm_timeout
         self._client_name = client_name
         self._retention = retention_seconds
+        self._linger = linger_seconds
         self._wake = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -193,6 +195,10 @@ class OutboxRelay:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                if self._linger > 0 and self._wake.is_set() and not self._stopping:
+                    # A batch costs the same round trips for one row as for hundreds: let the
+                    # commits of the next few milliseconds join this one.
+                    await asyncio.sleep(self._linger)
                 self._wake.clear()
         finally:
             if connect_task is not None and not connect_task.done():
