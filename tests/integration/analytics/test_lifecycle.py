@@ -57,6 +57,10 @@ def _minus(after: dict, before: dict) -> dict:
     return out
 
 
+# A few thousand orders across every lifecycle path (issue 6), each event duplicated or shuffled.
+ORDERS_PER_PATH = 250
+
+
 async def test_totals_match_final_states_after_shuffled_duplicated_lifecycle_events(
     start_consumer, publisher, db, settings, api
 ):
@@ -73,7 +77,7 @@ async def test_totals_match_final_states_after_shuffled_duplicated_lifecycle_eve
             amount=f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}",
             quantity=rng.randint(1, 4),
         )
-        for path in [p for p in PATHS for _ in range(30)]
+        for path in [p for p in PATHS for _ in range(ORDERS_PER_PATH)]
     ]
     events = shuffled_with_duplicates(orders, rng)
     before = await _figures(db, currency, product)
