@@ -137,6 +137,18 @@ async def revenue(
     return await _queries(request).revenue(plan, wanted)
 
 
+def _top_params(
+    request: Request[Any, Any, Any], limit: str | None, currency: str | None
+) -> tuple[int, str | None]:
+    """The validated ``limit`` and ``currency`` of a top list, or a 422 naming each bad one."""
+    errors: list[FieldError] = []
+    n = _limit(limit, _limits(request).top_max_limit, errors)
+    wanted = _currency(currency, errors)
+    if errors:
+        raise RequestValidationError(errors)
+    return n, wanted
+
+
 @get(
     "/analytics/top-products",
     summary="Products ranked by revenue",
@@ -151,11 +163,7 @@ async def top_products(
     ] = None,
     currency: Annotated[str | None, QueryParameter(required=False)] = None,
 ) -> TopProductsResponse:
-    errors: list[FieldError] = []
-    n = _limit(limit, _limits(request).top_max_limit, errors)
-    wanted = _currency(currency, errors)
-    if errors:
-        raise RequestValidationError(errors)
+    n, wanted = _top_params(request, limit, currency)
     return await _queries(request).top_products(n, wanted)
 
 
@@ -173,11 +181,7 @@ async def top_customers(
     ] = None,
     currency: Annotated[str | None, QueryParameter(required=False)] = None,
 ) -> TopCustomersResponse:
-    errors: list[FieldError] = []
-    n = _limit(limit, _limits(request).top_max_limit, errors)
-    wanted = _currency(currency, errors)
-    if errors:
-        raise RequestValidationError(errors)
+    n, wanted = _top_params(request, limit, currency)
     return await _queries(request).top_customers(n, wanted)
 
 
