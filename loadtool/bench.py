@@ -307,6 +307,27 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _purge_fulfilment_queue() -> None:
+    """With fulfilment off, the order service still declares its queue (so no OrderCreated is
+    ever unroutable for a fulfilment process started later); drop the benchmark's copies so a
+    later `make run` does not fulfil thousands of benchmark orders."""
+    import aio_pika
+
+    from common.messaging.topology import TopologySettings
+    from common.settings import Env
+
+    topology = TopologySettings.from_env(Env())
+    url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    try:
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(topology.fulfilment_queue, passive=True)
+            await queue.purge()
+    except Exception as exc:  # a benchmark result is still worth printing
+        print(f"could not purge {topology.fulfilment_queue}: {exc!r}", file=sys.stderr)
+
+
 async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
     result: dict[str, Any] = {
         "machine": {
@@ -395,6 +416,8 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
         await notifications.stop()
         if group is not None:
             result["exit_codes"] = await group.stop_all(within=30)
+            if not cfg.fulfilment:
+                await _purge_fulfilment_queue()
     result["headline"] = headline(result)
     result["finished_at"] = time.time()
     return result
