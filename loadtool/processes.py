@@ -74,8 +74,11 @@ class ProcessGroup:
         log_dir: str | Path | None = None,
         python: str = sys.executable,
         cwd: str | Path | None = None,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.env = {**os.environ, **env}
+        # Settings for one service only (its own broker user, a proxy in front of one dependency).
+        self.service_env = {name: dict(extra) for name, extra in (service_env or {}).items()}
         self.specs = {s.name: s for s in services}
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="orderflow-logs-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +106,7 @@ class ProcessGroup:
         with open(self.log_path(name), "ab") as log:
             self.procs[name] = subprocess.Popen(
                 [self.python, "-m", *spec.args],
-                env=self.env,
+                env={**self.env, **self.service_env.get(name, {})},
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -42,9 +42,9 @@ class GroupCommitOrderWriter:
         ]
 
     async def stop(self) -> None:
-        """Write what is queued, then stop."""
-        while not self._queue.empty():
-            await asyncio.sleep(0.01)
+        """Write what is queued and what is being written (join), then stop."""
+        if self._tasks:
+            await self._queue.join()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -64,20 +64,25 @@ class GroupCommitOrderWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._insert(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0][2], translate_db_error(exc) or exc)
-                    continue
-                log.warning("group_commit_batch_failed", size=len(batch), error=repr(exc))
-                for item in batch:
-                    try:
-                        await self._insert([item])
-                    except Exception as one_exc:
-                        _settle(item[2], translate_db_error(one_exc) or one_exc)
-                continue
-            for _, _, future in batch:
-                _settle(future, None)
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[_Item]) -> None:
+        try:
+            await self._insert(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][2], translate_db_error(exc) or exc)
+                return
+            log.warning("group_commit_batch_failed", size=len(batch), error=repr(exc))
+            # Row by row, so one bad order fails alone and every other one is answered.
+            for item in batch:
+                await self._write([item])
+            return
+        for _, _, future in batch:
+            _settle(future, None)
 
     async def _insert(self, batch: list[_Item]) -> None:
         async with self._engine.begin() as conn:

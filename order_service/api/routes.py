@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
@@ -106,6 +107,14 @@ async def create_order(
     return Response(result.body, status_code=result.status_code, media_type=JSON, headers=headers)
 
 
+def _order_id(raw: str) -> uuid.UUID:
+    """A malformed id names no order: 404, like an unknown one (never a 500)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFoundException(f"no order with id {raw!r}") from None
+
+
 @get(
     "/orders/{order_id:str}",
     summary="Get an order",
@@ -118,10 +127,7 @@ async def create_order(
 async def get_order(
     request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
 ) -> Response[bytes]:
-    try:
-        parsed = uuid.UUID(order_id)
-    except ValueError:
-        return problem(404, f"no order with id {order_id!r}")  # type: ignore[return-value]
+    parsed = _order_id(order_id)
     body = await _container(request).orders.get_order_body(parsed)
     if body is None:
         return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
@@ -178,10 +184,7 @@ async def list_orders(
 async def cancel_order(
     request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
 ) -> Response[bytes]:
-    try:
-        parsed = uuid.UUID(order_id)
-    except ValueError:
-        return problem(404, f"no order with id {order_id!r}")  # type: ignore[return-value]
+    parsed = _order_id(order_id)
     instance = f"/orders/{order_id}/cancel"
     try:
         body = await _container(request).lifecycle.cancel(

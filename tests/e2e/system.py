@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import subprocess
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from urllib.parse import quote
@@ -23,7 +22,7 @@ from common.testing import unique_name
 from deploy.rabbitmq.generate_definitions import USERS, VHOST, permissions_for
 from loadtool.processes import SERVICES, ProcessGroup, free_port
 
-__all__ = ["ALL_SERVICES", "BrokerUsers", "PerServiceProcessGroup", "RunningSystem"]
+__all__ = ["ALL_SERVICES", "BrokerUsers", "RunningSystem"]
 
 ALL_SERVICES: tuple[str, ...] = tuple(s.name for s in SERVICES)
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -92,33 +91,6 @@ class BrokerUsers:
                         await api.delete(f"/api/users/{name}")
 
 
-class PerServiceProcessGroup(ProcessGroup):
-    """A ProcessGroup where each service may get its own extra environment (its own broker or
-    database user, or a proxy in front of one dependency) on top of the shared one."""
-
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        service_env: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> None:
-        super().__init__(env)
-        self.service_env = {name: dict(extra) for name, extra in (service_env or {}).items()}
-
-    def start(self, name: str) -> None:
-        if name in self.procs and self.procs[name].poll() is None:
-            return
-        spec = self.specs[name]
-        with open(self.log_path(name), "ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [self.python, "-m", *spec.args],
-                env={**self.env, **self.service_env.get(name, {})},
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-
 class RunningSystem:
     """``async with RunningSystem() as system:`` - the URLs are on ``system``.
 
@@ -175,7 +147,7 @@ class RunningSystem:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.check_exit_codes = check_exit_codes
-        self.group: PerServiceProcessGroup = PerServiceProcessGroup(self.env, self._service_env)
+        self.group = ProcessGroup(self.env, service_env=self._service_env)
         self.exit_codes: dict[str, int | None] = {}
 
     @property

@@ -114,3 +114,32 @@ async def test_get_works_when_the_cache_is_down():
     await service.create_order(NEW, correlation_id="r")
     order_id = next(iter(store.orders))
     assert await service.get_order_body(order_id) is not None
+
+
+async def test_a_failed_batch_answers_every_order_written_row_by_row():
+    import asyncio
+
+    from order_service.adapters.group_commit import GroupCommitOrderWriter
+
+    class FlakyWriter(GroupCommitOrderWriter):
+        def __init__(self) -> None:
+            super().__init__(engine=None, max_batch=8, writers=1)  # type: ignore[arg-type]
+            self.written: list[str] = []
+
+        async def _insert(self, batch):
+            if len(batch) > 1 or batch[0][0] == "bad":
+                raise ValueError("rejected")
+            self.written.append(batch[0][0])
+
+    writer = FlakyWriter()
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(writer.write(o, None) for o in ("a", "bad", "b")),  # type: ignore[arg-type]
+            return_exceptions=True,
+        ),
+        5,
+    )
+    await writer.stop()
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], ValueError)
+    assert sorted(writer.written) == ["a", "b"]
