@@ -66,12 +66,6 @@ class ServiceUnavailableError(Exception):
         self.retry_after = retry_after
 
 
-class ConflictError(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -214,10 +208,6 @@ def _on_unavailable(request: Request[Any, Any, Any], exc: ServiceUnavailableErro
     )
 
 
-def _on_conflict(request: Request[Any, Any, Any], exc: ConflictError) -> Response[Any]:
-    return problem(409, exc.detail, instance=request.url.path)
-
-
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem(500, "unexpected error; see the service log", instance=request.url.path)
@@ -229,7 +219,6 @@ def exception_handlers() -> dict[Any, Any]:
         RequestValidationError: _on_request_validation,
         MalformedRequestError: _on_malformed,
         ServiceUnavailableError: _on_unavailable,
-        ConflictError: _on_conflict,
         HTTPException: _on_http,
         Exception: _on_unexpected,
     }
