@@ -19,6 +19,7 @@ from order_service.adapters.payments import SimulatedPaymentGateway
 from order_service.api.schemas import render_order
 from order_service.fulfilment import FulfilmentHandler, FulfilmentWorker, SchedulerHandler
 from order_service.lifecycle import LifecycleService
+from order_service.saga import FulfilmentSaga
 from order_service.services import OrderService
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import SqlUnitOfWork
@@ -138,7 +139,18 @@ class Container:
                 topology=topology,
                 fulfilment_queue=settings.topology.fulfilment_queue,
                 scheduler_queue=settings.topology.scheduler_queue,
-                fulfilment=FulfilmentHandler(lifecycle),
+                fulfilment=FulfilmentHandler(
+                    FulfilmentSaga(
+                        lambda: SqlUnitOfWork(engine),
+                        cache,
+                        gateway,
+                        lifecycle,
+                        render=render_order,
+                        clock=lambda: datetime.now(UTC),
+                        exchange=settings.topology.exchange,
+                        on_committed=relay.notify if relay is not None else (lambda: None),
+                    )
+                ),
                 scheduler=SchedulerHandler(
                     lifecycle, scheduler_spec.retry_delays, lambda: datetime.now(UTC)
                 ),
@@ -146,6 +158,7 @@ class Container:
                 prefetch=settings.fulfilment_prefetch,
                 concurrency=settings.fulfilment_concurrency,
                 max_attempts=settings.fulfilment_max_attempts,
+                batch_size=settings.fulfilment_batch_size,
             )
         return cls(
             settings,

@@ -13,10 +13,10 @@ from aio_pika.abc import AbstractRobustConnection
 from common.events import OrderCreatedV1, OrderScheduledV1
 from common.messaging.connection import connect_robust_forever
 from common.messaging.consumer import (
+    BatchHandler,
     ConsumerMetrics,
     ConsumerRunner,
     Delivery,
-    MessageHandler,
     PerMessage,
 )
 from common.messaging.outcomes import Ack, Defer, Outcome, Retry
@@ -25,6 +25,7 @@ from common.observability import get_logger
 from order_service.domain.scheduling import Hold, next_step
 from order_service.lifecycle import ConcurrencyConflictError, LifecycleService
 from order_service.ports import PaymentGatewayError
+from order_service.saga import FulfilmentRequest, FulfilmentSaga
 
 __all__ = ["FulfilmentHandler", "FulfilmentWorker", "SchedulerHandler"]
 
@@ -32,24 +33,34 @@ log = get_logger(__name__)
 
 
 class FulfilmentHandler:
-    """OrderCreated -> payment -> stock -> paid/confirmed, or a failure with compensation."""
+    """OrderCreated -> payment -> stock -> paid/confirmed, or a failure with compensation,
+    a batch at a time (order_service/saga.py)."""
 
-    def __init__(self, lifecycle: LifecycleService) -> None:
-        self._lifecycle = lifecycle
+    def __init__(self, saga: FulfilmentSaga) -> None:
+        self._saga = saga
 
-    async def handle(self, delivery: Delivery) -> Outcome:
-        event = delivery.event
-        if not isinstance(event, OrderCreatedV1):
-            return Ack("ignored")
-        try:
-            label = await self._lifecycle.fulfil(
-                event.order_id, correlation_id=delivery.envelope.correlation_id
-            )
-        except PaymentGatewayError as exc:
-            return Retry("payment_gateway", str(exc))
-        except ConcurrencyConflictError as exc:
-            return Retry("conflict", str(exc))
-        return Ack(label)
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
+        requests = [
+            FulfilmentRequest(d.event.order_id, d.envelope.correlation_id)
+            for d in deliveries
+            if isinstance(d.event, OrderCreatedV1)
+        ]
+        results = await self._saga.fulfil_batch(requests) if requests else {}
+        outcomes: list[Outcome] = []
+        for delivery in deliveries:
+            if not isinstance(delivery.event, OrderCreatedV1):
+                outcomes.append(Ack("ignored"))
+                continue
+            result = results[delivery.event.order_id]
+            if isinstance(result, PaymentGatewayError):
+                outcomes.append(Retry("payment_gateway", str(result)))
+            elif isinstance(result, ConcurrencyConflictError):
+                outcomes.append(Retry("conflict", str(result)))
+            elif isinstance(result, Exception):
+                outcomes.append(Retry("handler_error", repr(result)))
+            else:
+                outcomes.append(Ack(result))
+        return outcomes
 
 
 class SchedulerHandler:
@@ -102,6 +113,8 @@ class FulfilmentWorker:
         prefetch: int,
         concurrency: int,
         max_attempts: int,
+        batch_size: int = 100,
+        batch_linger: float = 0.005,
     ) -> None:
         self._url = rabbitmq_url
         self._topology = topology
@@ -111,6 +124,8 @@ class FulfilmentWorker:
         self._prefetch = prefetch
         self._concurrency = concurrency
         self._max_attempts = max_attempts
+        self._batch_size = batch_size
+        self._batch_linger = batch_linger
         self._connection: AbstractRobustConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self.runners: list[ConsumerRunner] = []
@@ -126,18 +141,21 @@ class FulfilmentWorker:
         channel = await self._connection.channel()
         await apply_topology(channel, self._topology)
         await channel.close()
-        handlers: tuple[MessageHandler, ...] = self._handlers
-        for spec, handler, name in zip(
-            self._specs, handlers, ("fulfilment", "scheduler"), strict=True
-        ):
+        fulfilment, scheduler = self._handlers
+        configs: tuple[tuple[BatchHandler, str, int, float], ...] = (
+            (fulfilment, "fulfilment", self._batch_size, self._batch_linger),
+            # One message per batch: a scheduled order waits alone, holding back no other ack.
+            (PerMessage(scheduler), "scheduler", 1, 0.0),
+        )
+        for spec, (handler, name, batch_size, linger) in zip(self._specs, configs, strict=True):
             runner = ConsumerRunner(
                 self._connection,
                 spec,
-                PerMessage(handler),
+                handler,
                 self._metrics,
                 prefetch=self._prefetch,
-                # One message per batch: a slow payment holds back only its own ack.
-                batch_size=1,
+                batch_size=batch_size,
+                batch_linger=linger,
                 workers=self._concurrency,
                 max_attempts=self._max_attempts,
                 handler_name=name,

@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from common.events import encode_envelope, new_envelope
-from common.messaging.publisher import new_traceparent
 from common.observability import get_logger
+from order_service.changes import change_records
+from order_service.domain.fulfilment import PAYMENT_PENDING
 from order_service.domain.lifecycle import (
     TRANSITIONS,
     IllegalTransitionError,
@@ -24,7 +24,6 @@ from order_service.domain.lifecycle import (
 from order_service.domain.order import Order, OrderStatus
 from order_service.ports import (
     OrderCache,
-    OutboxEvent,
     PaymentGateway,
     PaymentRecord,
     UnitOfWork,
@@ -147,7 +146,10 @@ class LifecycleService:
                     )
                     return "rejected"
                 if order.status is S.CANCELLED:
-                    # Cancelled while our charge was in flight: give the money back.
+                    # Cancelled while our charge was in flight: learn the gateway's answer
+                    # (by its key) if it was never recorded, and give the money back.
+                    if await self._charge_in_flight(order):
+                        await self._charge(order)
                     await self._refund(order)
                     return "cancelled"
                 return (
@@ -185,29 +187,58 @@ class LifecycleService:
             return await uow.orders.get(order_id)
 
     async def _charge(self, order: Order) -> PaymentRecord:
-        """The gateway's answer for this order: recorded once, reused on every retry."""
+        """The gateway's answer for this order: recorded once, reused on every retry.
+
+        A pending record commits before the gateway is called, so a charge whose answer was
+        never stored is still known (and refunded if the order ends up cancelled)."""
         async with self._uow_factory() as uow:
             known = await uow.payments.get(order.id)
-        if known is not None:
+        if known is not None and known.status != PAYMENT_PENDING:
             return known
+        if known is None:
+            async with self._uow_factory() as uow:
+                await uow.payments.add_intents([self._payment(order, PAYMENT_PENDING)])
+                await uow.commit()
         result = await self._gateway.charge(
             idempotency_key=str(order.id), amount=order.total_amount, currency=order.currency
         )
+        answer = self._payment(
+            order,
+            "charged" if result.approved else "declined",
+            payment_id=result.payment_id,
+            decline_reason=result.decline_reason,
+        )
         async with self._uow_factory() as uow:
-            stored = await uow.payments.add(
-                PaymentRecord(
-                    order_id=order.id,
-                    status="charged" if result.approved else "declined",
-                    payment_id=result.payment_id,
-                    amount=order.total_amount,
-                    currency=order.currency,
-                    decline_reason=result.decline_reason,
-                    refund_id=None,
-                    charged_at=self._clock(),
-                )
-            )
+            await uow.payments.save_answers([answer])
             await uow.commit()
+        async with self._uow_factory() as uow:
+            stored = await uow.payments.get(order.id)
+        assert stored is not None
         return stored
+
+    def _payment(
+        self,
+        order: Order,
+        status: str,
+        *,
+        payment_id: str | None = None,
+        decline_reason: str | None = None,
+    ) -> PaymentRecord:
+        return PaymentRecord(
+            order_id=order.id,
+            status=status,
+            payment_id=payment_id,
+            amount=order.total_amount,
+            currency=order.currency,
+            decline_reason=decline_reason,
+            refund_id=None,
+            charged_at=self._clock(),
+        )
+
+    async def _charge_in_flight(self, order: Order) -> bool:
+        async with self._uow_factory() as uow:
+            payment = await uow.payments.get(order.id)
+        return payment is not None and payment.status == PAYMENT_PENDING
 
     async def _refund(self, order: Order) -> tuple[str | None, str | None]:
         async with self._uow_factory() as uow:
@@ -289,36 +320,11 @@ class LifecycleService:
         after = change.after
         if not await uow.orders.update(after, expected_version=order.version):
             raise ConcurrencyConflictError(order.id)
-        envelope = new_envelope(
-            change.event,
-            producer=PRODUCER,
-            correlation_id=correlation_id,
-            occurred_at=after.updated_at,
+        event, entry = change_records(
+            change, correlation_id=correlation_id, exchange=self._exchange, reason=reason
         )
-        await uow.orders.add_transition(
-            order.id,
-            TimelineEntry(
-                status=after.status,
-                previous_status=order.status,
-                version=after.version,
-                at=after.updated_at,
-                event_id=envelope.event_id,
-                event_type=envelope.event_type,
-                reason=reason,
-            ),
-        )
-        await uow.outbox.add(
-            OutboxEvent(
-                event_id=envelope.event_id,
-                aggregate_id=order.id,
-                event_type=envelope.event_type,
-                exchange=self._exchange,
-                routing_key=change.event.routing_key,
-                payload=encode_envelope(envelope),
-                headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
-                occurred_at=after.updated_at,
-            )
-        )
+        await uow.orders.add_transition(order.id, entry)
+        await uow.outbox.add(event)
         timeline = await uow.orders.timeline(order.id)
         return after, self._render(after, timeline)
 

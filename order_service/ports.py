@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from order_service.domain.fulfilment import PaymentRecord, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
 
@@ -69,6 +71,16 @@ class OrderRepository(Protocol):
         (optimistic concurrency); False when another update got there first."""
 
     async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None: ...
+    async def get_many(
+        self, order_ids: Collection[uuid.UUID], *, for_update: bool = False
+    ) -> dict[uuid.UUID, Order]: ...
+    async def save_states(self, changed: Sequence[Order]) -> None:
+        """Write the new status/version of orders locked by this unit of work."""
+
+    async def add_transitions(self, entries: Sequence[tuple[uuid.UUID, TimelineEntry]]) -> None: ...
+    async def timelines(
+        self, order_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[TimelineEntry]]: ...
     async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
         """Oldest first."""
 
@@ -82,17 +94,10 @@ class StockRepository(Protocol):
         """Take ``quantity`` units; False when not enough are left. A product without a
         stock row is not stock-managed and always succeeds."""
 
+    async def levels(self, product_ids: Collection[str]) -> dict[str, StockLevel]:
+        """Locked levels of the stock-managed products among ``product_ids``."""
 
-@dataclass(frozen=True)
-class PaymentRecord:
-    order_id: uuid.UUID
-    status: str  # charged, declined, refunded
-    payment_id: str | None
-    amount: Decimal
-    currency: str
-    decline_reason: str | None
-    refund_id: str | None
-    charged_at: datetime
+    async def save_levels(self, levels: Sequence[StockLevel], now: datetime) -> None: ...
 
 
 class PaymentRepository(Protocol):
@@ -104,6 +109,15 @@ class PaymentRepository(Protocol):
 
     async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
         """Marks the payment refunded once; a second refund record is a no-op."""
+
+    async def get_many(
+        self, order_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, PaymentRecord]: ...
+    async def add_intents(self, records: Sequence[PaymentRecord]) -> None:
+        """Pending records written before the gateway is called; existing rows are kept."""
+
+    async def save_answers(self, records: Sequence[PaymentRecord]) -> None:
+        """The gateway's answers; only a pending (or missing) row takes one."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,7 @@ class PaymentGateway(Protocol):
 
 class OutboxRepository(Protocol):
     async def add(self, event: OutboxEvent) -> None: ...
+    async def add_many(self, events: Sequence[OutboxEvent]) -> None: ...
 
 
 class IdempotencyRepository(Protocol):
@@ -178,5 +193,8 @@ class OrderCache(Protocol):
 
     async def put(self, order_id: uuid.UUID, body: bytes) -> None:
         """Store after a write to the order."""
+
+    async def put_many(self, bodies: Mapping[uuid.UUID, bytes]) -> None:
+        """Store after writes to several orders (one round trip)."""
 
     async def ping(self) -> bool: ...

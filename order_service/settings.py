@@ -44,8 +44,9 @@ class OrderSettings:
     workers: int = 1
     # Order lifecycle (docs/lifecycle.md).
     fulfilment_enabled: bool = True
-    fulfilment_prefetch: int = 50
-    fulfilment_concurrency: int = 8
+    fulfilment_prefetch: int = 200
+    fulfilment_concurrency: int = 4
+    fulfilment_batch_size: int = 100
     fulfilment_max_attempts: int = 5
     schedule_horizon_seconds: int = 7 * 86400
     payment_decline_rate: float = 0.0
@@ -107,6 +108,9 @@ class OrderSettings:
             ),
             fulfilment_concurrency=env.integer(
                 "ORDER_FULFILMENT_CONCURRENCY", d.fulfilment_concurrency, min_value=1
+            ),
+            fulfilment_batch_size=env.integer(
+                "ORDER_FULFILMENT_BATCH_SIZE", d.fulfilment_batch_size, min_value=1
             ),
             fulfilment_max_attempts=env.integer(
                 "ORDER_FULFILMENT_MAX_ATTEMPTS", d.fulfilment_max_attempts, min_value=1

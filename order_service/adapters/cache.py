@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
@@ -65,6 +66,17 @@ class RedisOrderCache:
 
     async def put(self, order_id: uuid.UUID, body: bytes) -> None:
         await self._set(order_id, body, nx=False)
+
+    async def put_many(self, bodies: Mapping[uuid.UUID, bytes]) -> None:
+        if not bodies or not self._available():
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for order_id, body in bodies.items():
+                    pipe.set(self._key(order_id), body, ex=self._ttl)
+                await pipe.execute()
+        except Exception as exc:
+            self._failed("set", exc)
 
     async def invalidate(self, order_id: uuid.UUID) -> None:
         if not self._available():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, literal_column, or_, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +22,7 @@ from order_service.adapters.tables import (
     stock,
 )
 from order_service.domain.currency import minor_units
+from order_service.domain.fulfilment import StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order, OrderStatus
 from order_service.pagination import decode_cursor, encode_cursor
@@ -73,6 +76,32 @@ def _order_from_row(row: Row[tuple[object, ...]]) -> Order:
 _INSERT_ORDER = insert(orders)
 _INSERT_OUTBOX = insert(outbox)
 _INSERT_IDEMPOTENCY = insert(idempotency_keys)
+_order_upsert = mysql_insert(orders)
+_UPSERT_ORDER_STATE = _order_upsert.on_duplicate_key_update(
+    status=_order_upsert.inserted.status,
+    version=_order_upsert.inserted.version,
+    updated_at=_order_upsert.inserted.updated_at,
+)
+_payment_upsert = mysql_insert(payments)
+# Only a pending intent takes the gateway's answer; status is assigned last because MySQL
+# evaluates the assignments left to right, each seeing the ones before it.
+_SAVE_PAYMENT_ANSWER = _payment_upsert.on_duplicate_key_update(
+    [
+        ("payment_id", literal_column("IF(status = 'pending', VALUES(payment_id), payment_id)")),
+        (
+            "decline_reason",
+            literal_column("IF(status = 'pending', VALUES(decline_reason), decline_reason)"),
+        ),
+        ("charged_at", literal_column("IF(status = 'pending', VALUES(charged_at), charged_at)")),
+        ("status", literal_column("IF(status = 'pending', VALUES(status), status)")),
+    ]
+)
+_stock_upsert = mysql_insert(stock)
+_SAVE_STOCK = _stock_upsert.on_duplicate_key_update(
+    available=_stock_upsert.inserted.available,
+    reserved=_stock_upsert.inserted.reserved,
+    updated_at=_stock_upsert.inserted.updated_at,
+)
 
 
 def order_row(order: Order) -> dict[str, object]:
@@ -145,6 +174,33 @@ def outbox_row(event: OutboxEvent) -> dict[str, object]:
     }
 
 
+def _payment_from_row(row: Row[tuple[object, ...]]) -> PaymentRecord:
+    m = row._mapping
+    return PaymentRecord(
+        order_id=uuid.UUID(str(m["order_id"])),
+        status=str(m["status"]),
+        payment_id=m["payment_id"],
+        amount=Decimal(m["amount"]),
+        currency=str(m["currency"]),
+        decline_reason=m["decline_reason"],
+        refund_id=m["refund_id"],
+        charged_at=aware_utc(m["charged_at"]),
+    )
+
+
+def _payment_row(record: PaymentRecord) -> dict[str, object]:
+    return {
+        "order_id": str(record.order_id),
+        "status": record.status,
+        "payment_id": record.payment_id,
+        "amount": record.amount,
+        "currency": record.currency,
+        "decline_reason": record.decline_reason,
+        "refund_id": record.refund_id,
+        "charged_at": naive_utc(record.charged_at),
+    }
+
+
 class MySqlOrderRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -173,6 +229,44 @@ class MySqlOrderRepository:
 
     async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None:
         await self._conn.execute(insert(order_transitions), transition_row(order_id, entry))
+
+    async def get_many(
+        self, order_ids: Collection[uuid.UUID], *, for_update: bool = False
+    ) -> dict[uuid.UUID, Order]:
+        if not order_ids:
+            return {}
+        # Sorted, so two batches lock their rows in one order and never deadlock each other.
+        query = select(orders).where(orders.c.id.in_(sorted(str(i) for i in order_ids)))
+        if for_update:
+            query = query.order_by(orders.c.id).with_for_update()
+        found = (_order_from_row(r) for r in await self._conn.execute(query))
+        return {o.id: o for o in found}
+
+    async def save_states(self, changed: Sequence[Order]) -> None:
+        """Write status, version and time of orders whose rows this transaction has locked."""
+        if changed:
+            await self._conn.execute(_UPSERT_ORDER_STATE, [order_row(o) for o in changed])
+
+    async def add_transitions(self, entries: Sequence[tuple[uuid.UUID, TimelineEntry]]) -> None:
+        if entries:
+            await self._conn.execute(
+                insert(order_transitions), [transition_row(oid, e) for oid, e in entries]
+            )
+
+    async def timelines(
+        self, order_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[TimelineEntry]]:
+        result: dict[uuid.UUID, list[TimelineEntry]] = {i: [] for i in order_ids}
+        if not order_ids:
+            return result
+        rows = await self._conn.execute(
+            select(order_transitions)
+            .where(order_transitions.c.order_id.in_([str(i) for i in order_ids]))
+            .order_by(order_transitions.c.order_id, order_transitions.c.version)
+        )
+        for row in rows:
+            result[uuid.UUID(str(row.order_id))].append(_entry_from_row(row))
+        return result
 
     async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
         rows = await self._conn.execute(
@@ -214,6 +308,10 @@ class MySqlOutboxRepository:
 
     async def add(self, event: OutboxEvent) -> None:
         await self._conn.execute(_INSERT_OUTBOX, outbox_row(event))
+
+    async def add_many(self, events: Sequence[OutboxEvent]) -> None:
+        if events:
+            await self._conn.execute(_INSERT_OUTBOX, [outbox_row(e) for e in events])
 
 
 class MySqlIdempotencyRepository:
@@ -283,6 +381,36 @@ class MySqlStockRepository:
         )
         return managed.first() is None
 
+    async def levels(self, product_ids: Collection[str]) -> dict[str, StockLevel]:
+        """The levels of the stock-managed products among ``product_ids``, locked."""
+        if not product_ids:
+            return {}
+        rows = await self._conn.execute(
+            select(stock.c.product_id, stock.c.available, stock.c.reserved)
+            .where(stock.c.product_id.in_(sorted(product_ids)))
+            .order_by(stock.c.product_id)
+            .with_for_update()
+        )
+        return {
+            r.product_id: StockLevel(str(r.product_id), int(r.available), int(r.reserved))
+            for r in rows
+        }
+
+    async def save_levels(self, levels: Sequence[StockLevel], now: datetime) -> None:
+        if levels:
+            await self._conn.execute(
+                _SAVE_STOCK,
+                [
+                    {
+                        "product_id": lv.product_id,
+                        "available": lv.available,
+                        "reserved": lv.reserved,
+                        "updated_at": naive_utc(now),
+                    }
+                    for lv in levels
+                ],
+            )
+
 
 class MySqlPaymentRepository:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -292,34 +420,32 @@ class MySqlPaymentRepository:
         row = (
             await self._conn.execute(select(payments).where(payments.c.order_id == str(order_id)))
         ).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return PaymentRecord(
-            order_id=uuid.UUID(str(m["order_id"])),
-            status=str(m["status"]),
-            payment_id=m["payment_id"],
-            amount=Decimal(m["amount"]),
-            currency=str(m["currency"]),
-            decline_reason=m["decline_reason"],
-            refund_id=m["refund_id"],
-            charged_at=aware_utc(m["charged_at"]),
+        return _payment_from_row(row) if row is not None else None
+
+    async def get_many(self, order_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, PaymentRecord]:
+        if not order_ids:
+            return {}
+        rows = await self._conn.execute(
+            select(payments).where(payments.c.order_id.in_([str(i) for i in order_ids]))
         )
+        found = (_payment_from_row(r) for r in rows)
+        return {p.order_id: p for p in found}
+
+    async def add_intents(self, records: Sequence[PaymentRecord]) -> None:
+        """Record, before the gateway is called, that a charge is about to be made (pending);
+        an order that already has a payment row keeps it."""
+        if records:
+            await self._conn.execute(
+                insert(payments).prefix_with("IGNORE"), [_payment_row(r) for r in records]
+            )
+
+    async def save_answers(self, records: Sequence[PaymentRecord]) -> None:
+        """The gateway's answers, each taken only by a row still pending (or a new one)."""
+        if records:
+            await self._conn.execute(_SAVE_PAYMENT_ANSWER, [_payment_row(r) for r in records])
 
     async def add(self, record: PaymentRecord) -> PaymentRecord:
-        await self._conn.execute(
-            insert(payments).prefix_with("IGNORE"),
-            {
-                "order_id": str(record.order_id),
-                "status": record.status,
-                "payment_id": record.payment_id,
-                "amount": record.amount,
-                "currency": record.currency,
-                "decline_reason": record.decline_reason,
-                "refund_id": record.refund_id,
-                "charged_at": naive_utc(record.charged_at),
-            },
-        )
+        await self._conn.execute(insert(payments).prefix_with("IGNORE"), _payment_row(record))
         stored = await self.get(record.order_id)
         assert stored is not None
         return stored

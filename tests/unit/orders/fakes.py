@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from datetime import datetime
 
+from order_service.domain.fulfilment import PAYMENT_PENDING, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
 from order_service.ports import IdempotencyRecord, OrderPage, OutboxEvent, PaymentRecord
@@ -45,6 +46,20 @@ class FakeOrders:
     async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None:
         self.pending.setdefault("transitions", []).append((order_id, entry))
 
+    async def get_many(self, order_ids, *, for_update: bool = False) -> dict[uuid.UUID, Order]:
+        return {i: self.store.orders[i] for i in order_ids if i in self.store.orders}
+
+    async def save_states(self, changed) -> None:
+        for order in changed:
+            current = self.store.orders[order.id]
+            self.pending.setdefault("updates", []).append((order, current.version))
+
+    async def add_transitions(self, entries) -> None:
+        self.pending.setdefault("transitions", []).extend(entries)
+
+    async def timelines(self, order_ids) -> dict[uuid.UUID, list[TimelineEntry]]:
+        return {i: await self.timeline(i) for i in order_ids}
+
     async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
         pending = [e for oid, e in self.pending.get("transitions", []) if oid == order_id]
         return [*self.store.timelines.get(order_id, []), *pending]
@@ -74,6 +89,16 @@ class FakeStock:
         self.pending.setdefault("stock", []).append((product_id, quantity))
         return True
 
+    async def levels(self, product_ids) -> dict[str, StockLevel]:
+        return {
+            p: StockLevel(p, self.store.stock[p], 0) for p in product_ids if p in self.store.stock
+        }
+
+    async def save_levels(self, levels, now: datetime) -> None:
+        for level in levels:
+            taken = self.store.stock[level.product_id] - level.available
+            self.pending.setdefault("stock", []).append((level.product_id, taken))
+
 
 class FakePayments:
     def __init__(self, store: FakeStore, pending: dict) -> None:
@@ -89,6 +114,15 @@ class FakePayments:
     async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
         self.pending.setdefault("refunds", []).append((order_id, refund_id))
 
+    async def get_many(self, order_ids) -> dict[uuid.UUID, PaymentRecord]:
+        return {i: self.store.payments[i] for i in order_ids if i in self.store.payments}
+
+    async def add_intents(self, records) -> None:
+        self.pending.setdefault("payments", []).extend(records)
+
+    async def save_answers(self, records) -> None:
+        self.pending.setdefault("answers", []).extend(records)
+
 
 class FakeOutbox:
     def __init__(self, pending: dict) -> None:
@@ -96,6 +130,9 @@ class FakeOutbox:
 
     async def add(self, event: OutboxEvent) -> None:
         self.pending.setdefault("outbox", []).append(event)
+
+    async def add_many(self, events) -> None:
+        self.pending.setdefault("outbox", []).extend(events)
 
 
 class FakeIdempotency:
@@ -151,6 +188,10 @@ class FakeUnitOfWork:
             self.store.stock[product_id] -= quantity
         for record in self.pending.get("payments", []):
             self.store.payments.setdefault(record.order_id, record)
+        for record in self.pending.get("answers", []):
+            known = self.store.payments.get(record.order_id)
+            if known is None or known.status == PAYMENT_PENDING:
+                self.store.payments[record.order_id] = record
         for order_id, refund_id in self.pending.get("refunds", []):
             payment = self.store.payments[order_id]
             if payment.refund_id is None:
@@ -180,6 +221,10 @@ class FakeCache:
     async def put(self, order_id: uuid.UUID, body: bytes) -> None:
         if not self.down:
             self.data[order_id] = body
+
+    async def put_many(self, bodies) -> None:
+        for order_id, body in bodies.items():
+            await self.put(order_id, body)
 
     async def ping(self) -> bool:
         return not self.down
