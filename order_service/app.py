@@ -22,8 +22,10 @@ from common.http import (
 from common.http_auth import ApiKeyAuthMiddleware
 from common.http_limits import RateLimitMiddleware, RequestTimeoutMiddleware
 from common.observability import Metrics, configure_logging
+from order_service.adapters.group_commit import WriteOutcomeUnknownError
 from order_service.api.routes import cancel_order, create_order, get_order, list_orders
 from order_service.container import Container
+from order_service.services import LockTimeoutError
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import DatabaseUnavailableError
 
@@ -56,8 +58,31 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
             instance=request.url.path,
         )
 
+    def on_db_busy(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        # The transaction waited too long for a lock and was rolled back: nothing committed.
+        return problem(
+            503,
+            "the order database is busy (a lock wait timed out); nothing was stored, retry",
+            headers={"Retry-After": "1"},
+            instance=request.url.path,
+        )
+
+    def on_outcome_unknown(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        assert isinstance(exc, WriteOutcomeUnknownError)
+        container.metrics.db_unavailable.inc()
+        location = f"/orders/{exc.order_id}"
+        return problem(
+            503,
+            f"the order database did not confirm the write in time; the order may exist: "
+            f"GET {location} tells (404 means it was not stored)",
+            headers={"Retry-After": "1", "Location": location},
+            instance=request.url.path,
+        )
+
     handlers = exception_handlers()
     handlers[DatabaseUnavailableError] = on_db_unavailable
+    handlers[WriteOutcomeUnknownError] = on_outcome_unknown
+    handlers[LockTimeoutError] = on_db_busy
 
     health = health_handlers(
         {

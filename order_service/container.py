@@ -58,7 +58,11 @@ def build_engine(settings: OrderSettings) -> AsyncEngine:
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             # A request waiting on another's idempotency key gives up quickly with a 409.
-            "init_command": "SET SESSION innodb_lock_wait_timeout=5, time_zone='+00:00'",
+            # lock_wait_timeout bounds metadata locks (LOCK TABLES, DDL) the same way.
+            "init_command": (
+                f"SET SESSION innodb_lock_wait_timeout={settings.db_lock_wait_timeout}, "
+                f"lock_wait_timeout={settings.db_lock_wait_timeout}, time_zone='+00:00'"
+            ),
         },
     )
 
@@ -104,7 +108,10 @@ class Container:
                 linger_seconds=settings.relay_linger_seconds,
             )
         writer = GroupCommitOrderWriter(
-            engine, max_batch=settings.write_batch_max, writers=settings.write_concurrency
+            engine,
+            max_batch=settings.write_batch_max,
+            writers=settings.write_concurrency,
+            timeout=settings.write_timeout_seconds,
         )
         orders = OrderService(
             lambda: SqlUnitOfWork(engine),

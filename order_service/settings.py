@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from common.messaging.topology import TopologySettings
-from common.settings import Env
+from common.settings import Env, SettingsError
 
 __all__ = ["OrderSettings"]
 
@@ -33,6 +33,11 @@ class OrderSettings:
     # Transactions in flight at once: each waits on a commit (fsync) round trip, and InnoDB's
     # own group commit merges concurrent fsyncs, so overlapping a few keeps MySQL busy.
     write_concurrency: int = 6
+    # How long a create waits for its commit before answering "outcome unknown" (with the id
+    # to look up); below the request timeout, so the answer is never a blind 503.
+    write_timeout_seconds: float = 8.0
+    # Lock waits (row and metadata) end the transaction well inside the write timeout.
+    db_lock_wait_timeout: int = 5
     max_body_bytes: int = 16384
     # 0 turns each of these off; the rate limit and API keys are off by default (local use).
     request_timeout_seconds: float = 10.0
@@ -87,6 +92,12 @@ class OrderSettings:
                 "ORDER_IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, min_value=1
             ),
             write_batch_max=env.integer("ORDER_WRITE_BATCH_MAX", d.write_batch_max, min_value=1),
+            write_timeout_seconds=env.number(
+                "ORDER_WRITE_TIMEOUT_SECONDS", d.write_timeout_seconds, min_value=0.1
+            ),
+            db_lock_wait_timeout=env.integer(
+                "ORDER_DB_LOCK_WAIT_TIMEOUT", d.db_lock_wait_timeout, min_value=1
+            ),
             write_concurrency=env.integer(
                 "ORDER_WRITE_CONCURRENCY", d.write_concurrency, min_value=1
             ),
@@ -127,4 +138,13 @@ class OrderSettings:
             payment_latency_seconds=env.number(
                 "ORDER_PAYMENT_LATENCY_SECONDS", d.payment_latency_seconds, min_value=0
             ),
-        )
+        )._checked()
+
+    def _checked(self) -> OrderSettings:
+        if 0 < self.request_timeout_seconds <= self.write_timeout_seconds:
+            raise SettingsError(
+                f"ORDER_WRITE_TIMEOUT_SECONDS={self.write_timeout_seconds:g} must be below "
+                f"ORDER_REQUEST_TIMEOUT_SECONDS={self.request_timeout_seconds:g}, so a create "
+                "answers the truth before the request times out"
+            )
+        return self

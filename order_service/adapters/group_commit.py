@@ -4,14 +4,21 @@ Each commit costs a round trip and an fsync; with 16 requests in flight, writing
 multi-row INSERT per table and one COMMIT costs little more than writing one. A request still
 returns only after its own order and outbox row are committed, and a failing batch is retried
 row by row so one bad order never fails its neighbours.
+
+An answer tells the truth about the commit (DESIGN.md §4 rule 6): when a batch fails after its
+COMMIT was sent (the acknowledgement may be lost), the writer looks its orders up before it
+answers anyone; those found are answered as committed. When neither the commit nor the look-up
+can be completed within the request's write budget, the caller learns that the outcome is
+unknown (with the order id it can look up), never that the order failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.observability import get_logger
@@ -21,16 +28,38 @@ from order_service.domain.order import Order
 from order_service.ports import OutboxEvent
 from order_service.unit_of_work import translate_db_error
 
-__all__ = ["GroupCommitOrderWriter"]
+__all__ = ["GroupCommitOrderWriter", "WriteOutcomeUnknownError"]
 
 log = get_logger(__name__)
 
 _Item = tuple[Order, OutboxEvent, "asyncio.Future[None]"]
 
 
+class WriteOutcomeUnknownError(Exception):
+    """The order's commit could be neither confirmed nor ruled out in time; it may exist."""
+
+    def __init__(self, order_id: uuid.UUID) -> None:
+        super().__init__(f"the outcome of writing order {order_id} is not known yet")
+        self.order_id = order_id
+
+
+class _CommitSent(Exception):
+    """A failure after COMMIT was sent: the batch may or may not have committed."""
+
+
 class GroupCommitOrderWriter:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 64, writers: int = 2) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch: int = 64,
+        writers: int = 2,
+        timeout: float = 8.0,
+        resolve_attempts: int = 5,
+    ) -> None:
         self._engine = engine
+        self._timeout = timeout
+        self._resolve_attempts = resolve_attempts
         self._max_batch = max_batch
         self._writers = writers
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -56,7 +85,10 @@ class GroupCommitOrderWriter:
         self._queue.put_nowait((order, event, future))
         # shield: a client that disconnects does not cancel a commit already under way; the
         # order is then committed and published even though nobody reads the 201.
-        await asyncio.shield(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self._timeout)
+        except TimeoutError:
+            raise WriteOutcomeUnknownError(order.id) from None
 
     async def _run(self) -> None:
         while True:
@@ -73,10 +105,24 @@ class GroupCommitOrderWriter:
         try:
             await self._insert(batch)
         except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, _CommitSent) else exc
+            assert cause is not None
+            if isinstance(exc, _CommitSent):
+                committed = await self._find_committed(batch)
+                if committed is None:  # the database cannot tell us: nobody is told "failed"
+                    for order, _, future in batch:
+                        _settle(future, WriteOutcomeUnknownError(order.id))
+                    return
+                for order, _, future in batch:
+                    if order.id in committed:
+                        _settle(future, None)
+                batch = [item for item in batch if item[0].id not in committed]
+                if not batch:
+                    return
             if len(batch) == 1:
-                _settle(batch[0][2], translate_db_error(exc) or exc)
+                _settle(batch[0][2], translate_db_error(cause) or cause)
                 return
-            log.warning("group_commit_batch_failed", size=len(batch), error=repr(exc))
+            log.warning("group_commit_batch_failed", size=len(batch), error=repr(cause))
             # Row by row, so one bad order fails alone and every other one is answered.
             for item in batch:
                 await self._write([item])
@@ -85,7 +131,8 @@ class GroupCommitOrderWriter:
             _settle(future, None)
 
     async def _insert(self, batch: list[_Item]) -> None:
-        async with self._engine.begin() as conn:
+        async with self._engine.connect() as conn:
+            await conn.begin()
             await conn.execute(insert(orders), [order_row(o) for o, _, _ in batch])
             await conn.execute(insert(outbox), [outbox_row(e) for _, e, _ in batch])
             # The timeline's first entry rides in the same transaction: no extra round trip
@@ -93,6 +140,25 @@ class GroupCommitOrderWriter:
             await conn.execute(
                 insert(order_transitions), [first_transition_row(o, e) for o, e, _ in batch]
             )
+            try:
+                await conn.commit()
+            except Exception as exc:
+                raise _CommitSent() from exc
+
+    async def _find_committed(self, batch: list[_Item]) -> set[uuid.UUID] | None:
+        """The orders of the batch that are in the database, or None if it cannot be asked."""
+        ids = [str(order.id) for order, _, _ in batch]
+        delay = 0.1
+        for _ in range(self._resolve_attempts):
+            try:
+                async with self._engine.connect() as conn:
+                    rows = await conn.execute(select(orders.c.id).where(orders.c.id.in_(ids)))
+                    return {uuid.UUID(str(r.id)) for r in rows}
+            except Exception as exc:
+                log.warning("group_commit_outcome_check_failed", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return None
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -1,0 +1,95 @@
+"""DESIGN.md §4 rule 6: a 2xx means committed; an error means not committed, or the client
+can find out. Checked where the effect lands: the rows in order_db."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pymysql
+import pytest
+from sqlalchemy import event
+
+from tests.integration.orders.test_orders_api import order_body
+
+
+def _hold_orders_table_lock(locked: threading.Event, seconds: float) -> None:
+    conn = pymysql.connect(host="127.0.0.1", user="root", password="", database="order_db")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLES orders WRITE")
+            locked.set()
+            time.sleep(seconds)
+            cur.execute("UNLOCK TABLES")
+    finally:
+        conn.close()
+
+
+async def _stored(client, customer_id: str) -> int:
+    listing = await client.get("/orders", params={"customer_id": customer_id})
+    assert listing.status_code == 200
+    return len(listing.json()["items"])
+
+
+async def test_an_unkeyed_order_answered_as_failed_while_the_table_is_locked_never_commits(
+    order_client,
+):
+    customer = f"cust-lock-{uuid.uuid4().hex[:10]}"
+    async with order_client(
+        request_timeout_seconds=3.0, write_timeout_seconds=2.5, db_lock_wait_timeout=1
+    ) as (client, _):
+        locked = threading.Event()
+        holder = threading.Thread(target=_hold_orders_table_lock, args=(locked, 4.0))
+        holder.start()
+        try:
+            assert await asyncio.to_thread(locked.wait, 5.0), "the table lock was not taken"
+            started = time.monotonic()
+            response = await client.post("/orders", json=order_body(customer_id=customer))
+            waited = time.monotonic() - started
+        finally:
+            await asyncio.to_thread(holder.join)
+        assert waited >= 0.9, "the insert never waited on the lock: no fault happened"
+        assert response.status_code == 503
+        assert response.headers["content-type"].startswith("application/problem+json")
+        # After the lock is gone (the holder thread has unlocked), nothing appears later.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert await _stored(client, customer) == 0
+            await asyncio.sleep(0.2)
+
+
+async def test_a_batch_whose_commit_acknowledgement_is_lost_is_answered_201_for_every_order(
+    order_client, monkeypatch: pytest.MonkeyPatch
+):
+    customer = f"cust-ack-{uuid.uuid4().hex[:10]}"
+    async with order_client(fulfilment_enabled=False) as (client, container):
+        engine = container.engine.sync_engine
+        dialect = engine.dialect
+        real_commit = dialect.do_commit
+        inserting: set[int] = set()
+        lost: list[int] = []
+
+        def note_order_inserts(conn, cursor, statement, params, context, executemany) -> None:
+            if statement.startswith("INSERT INTO orders "):
+                inserting.add(id(conn.connection))  # the pool's proxy, as do_commit sees it
+
+        def commit_then_lose_the_answer(dbapi_connection) -> None:
+            real_commit(dbapi_connection)
+            if id(dbapi_connection) in inserting and not lost:
+                lost.append(1)
+                raise ConnectionResetError("connection lost while reading the COMMIT answer")
+
+        event.listen(engine, "before_cursor_execute", note_order_inserts)
+        monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+        try:
+            responses = await asyncio.gather(
+                *(client.post("/orders", json=order_body(customer_id=customer)) for _ in range(8))
+            )
+        finally:
+            monkeypatch.undo()
+            event.remove(engine, "before_cursor_execute", note_order_inserts)
+        assert lost, "no commit answer was lost: no fault happened"
+        assert [r.status_code for r in responses] == [201] * 8
+        assert await _stored(client, customer) == 8
