@@ -13,7 +13,7 @@ NOTIFY_RABBITMQ_URL ?= amqp://notification-worker:notification-worker-local@127.
 
 .DEFAULT_GOAL := help
 .PHONY: help install tools infra migrate run test test-unit test-integration test-faults bench bench-quick lint \
-	fmt up down logs order analytics notification load dlq clean
+	fmt up down logs order analytics notification load dlq observe clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -89,6 +89,9 @@ load: install ## Run the load tool against the running system (COUNT, CONCURRENC
 
 dlq: install ## List the notification worker's parked messages (of the system make run starts)
 	RABBITMQ_URL=$(NOTIFY_RABBITMQ_URL) $(PY) -m notification_worker dlq list
+
+observe: ## Run a local Prometheus (Debian package) scraping what `make run` started, with the alert rules
+	bash deploy/observe.sh
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
