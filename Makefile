@@ -13,7 +13,7 @@ NOTIFY_RABBITMQ_URL ?= amqp://notification-worker:notification-worker-local@127.
 
 .DEFAULT_GOAL := help
 .PHONY: help install tools infra migrate run test test-unit test-integration test-faults bench bench-quick lint \
-	fmt up down logs order analytics notification load dlq clean
+	fmt up down logs order analytics notification load dlq observe asyncapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -89,6 +89,12 @@ load: install ## Run the load tool against the running system (COUNT, CONCURRENC
 
 dlq: install ## List the notification worker's parked messages (of the system make run starts)
 	RABBITMQ_URL=$(NOTIFY_RABBITMQ_URL) $(PY) -m notification_worker dlq list
+
+observe: ## Run a local Prometheus (Debian package) scraping what `make run` started, with the alert rules
+	bash deploy/observe.sh
+
+asyncapi: install ## Write docs/asyncapi.json from the event contract and the topology
+	$(PY) -m common.asyncapi docs/asyncapi.json
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -11,6 +11,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
+from common.asyncapi import asyncapi_handler, build_asyncapi
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
@@ -100,6 +101,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
             cancel_order,
             *health,
             metrics_handler(metrics),
+            asyncapi_handler(build_asyncapi(settings.topology.topology())),
         ],
         lifespan=[lifespan],
         exception_handlers=handlers,
