@@ -121,7 +121,7 @@ class Container:
             clock=lambda: datetime.now(UTC),
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             exchange=settings.topology.exchange,
-            on_committed=relay.notify if relay is not None else (lambda: None),
+            on_committed=relay.handoff if relay is not None else (lambda events: None),
         )
         gateway = SimulatedPaymentGateway(
             decline_rate=settings.payment_decline_rate,
@@ -135,7 +135,7 @@ class Container:
             render=render_order,
             clock=lambda: datetime.now(UTC),
             exchange=settings.topology.exchange,
-            on_committed=relay.notify if relay is not None else (lambda: None),
+            on_committed=relay.handoff if relay is not None else (lambda events: None),
         )
         fulfilment = None
         if settings.fulfilment_enabled:
@@ -155,7 +155,7 @@ class Container:
                         render=render_order,
                         clock=lambda: datetime.now(UTC),
                         exchange=settings.topology.exchange,
-                        on_committed=relay.notify if relay is not None else (lambda: None),
+                        on_committed=relay.handoff if relay is not None else (lambda events: None),
                     )
                 ),
                 scheduler=SchedulerHandler(

@@ -24,6 +24,7 @@ from order_service.domain.lifecycle import (
 from order_service.domain.order import Order, OrderStatus
 from order_service.ports import (
     OrderCache,
+    OutboxEvent,
     PaymentGateway,
     PaymentRecord,
     UnitOfWork,
@@ -60,7 +61,7 @@ class LifecycleService:
         render: Render,
         clock: Callable[[], datetime],
         exchange: str = "orders",
-        on_committed: Callable[[], None] = lambda: None,
+        on_committed: Callable[[Sequence[OutboxEvent]], None] = lambda events: None,
         max_conflicts: int = 8,
     ) -> None:
         self._uow_factory = uow_factory
@@ -91,7 +92,7 @@ class LifecycleService:
                     payment_id = refund_id = None
                     if order.status is S.PAID:
                         payment_id, refund_id = await self._refund_within(uow, order)
-                    after, body = await self._write(
+                    after, body, event = await self._write(
                         uow,
                         order,
                         S.CANCELLED,
@@ -103,7 +104,7 @@ class LifecycleService:
                     await uow.commit()
             except ConcurrencyConflictError:
                 continue
-            await self._committed(after, body)
+            await self._committed(after, body, event)
             return body
         raise ConcurrencyConflictError(order_id)
 
@@ -266,11 +267,13 @@ class LifecycleService:
     async def _confirm(self, order: Order, *, correlation_id: str) -> bool:
         """Reserve stock and confirm in one transaction; False (nothing written) if sold out."""
         async with self._uow_factory() as uow:
-            after, body = await self._write(uow, order, S.CONFIRMED, correlation_id=correlation_id)
+            after, body, event = await self._write(
+                uow, order, S.CONFIRMED, correlation_id=correlation_id
+            )
             if not await uow.stock.reserve(order.product_id, order.quantity, self._clock()):
                 return False  # leaving without commit rolls the confirmation back
             await uow.commit()
-        await self._committed(after, body)
+        await self._committed(after, body, event)
         return True
 
     async def _transition(
@@ -284,7 +287,7 @@ class LifecycleService:
         refund_id: str | None = None,
     ) -> Order:
         async with self._uow_factory() as uow:
-            after, body = await self._write(
+            after, body, event = await self._write(
                 uow,
                 order,
                 target,
@@ -294,7 +297,7 @@ class LifecycleService:
                 refund_id=refund_id,
             )
             await uow.commit()
-        await self._committed(after, body)
+        await self._committed(after, body, event)
         return after
 
     async def _write(
@@ -307,7 +310,7 @@ class LifecycleService:
         reason: str | None = None,
         payment_id: str | None = None,
         refund_id: str | None = None,
-    ) -> tuple[Order, bytes]:
+    ) -> tuple[Order, bytes, OutboxEvent]:
         """Order update (version-checked), timeline row and outbox row; the caller commits."""
         change = transition(
             order,
@@ -326,10 +329,10 @@ class LifecycleService:
         await uow.orders.add_transition(order.id, entry)
         await uow.outbox.add(event)
         timeline = await uow.orders.timeline(order.id)
-        return after, self._render(after, timeline)
+        return after, self._render(after, timeline), event
 
-    async def _committed(self, order: Order, body: bytes) -> None:
-        self._on_committed()
+    async def _committed(self, order: Order, body: bytes, event: OutboxEvent) -> None:
+        self._on_committed([event])
         # A plain SET after the commit: a reader that loaded the old row fills with NX and so
         # never overwrites this (adapters/cache.py).
         await self._cache.put(order.id, body)

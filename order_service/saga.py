@@ -63,7 +63,7 @@ class FulfilmentSaga:
         render: Render,
         clock: Callable[[], datetime],
         exchange: str = "orders",
-        on_committed: Callable[[], None] = lambda: None,
+        on_committed: Callable[[Sequence[OutboxEvent]], None] = lambda events: None,
         deadlock_retries: int = 3,
     ) -> None:
         self._uow_factory = uow_factory
@@ -224,7 +224,7 @@ class FulfilmentSaga:
             timelines = await uow.orders.timelines(list(changed)) if changed else {}
             await uow.commit()
         if events:
-            self._on_committed()
+            self._on_committed(events)
         await self._refresh_cache(changed, timelines)
         for order_id, entry in entries:
             log.info("order_transitioned", order_id=str(order_id), status=entry.status.value)

@@ -70,7 +70,7 @@ class OrderService:
         clock: Callable[[], datetime],
         idempotency_ttl: timedelta,
         exchange: str = "orders",
-        on_committed: Callable[[], None] = lambda: None,
+        on_committed: Callable[[Sequence[OutboxEvent]], None] = lambda events: None,
         id_factory: Callable[[], uuid.UUID] = new_order_id,
     ) -> None:
         self._uow_factory = uow_factory
@@ -132,7 +132,7 @@ class OrderService:
             )
             if result is not None:
                 return result
-        self._on_committed()
+        self._on_committed([event])
         # No cache write here: nothing is cached for a brand-new id, and skipping the Redis round
         # trip keeps the hot write path short; the first GET fills the entry.
         return CreateOrderResult(201, body, str(order.id), replayed=False, order=order)

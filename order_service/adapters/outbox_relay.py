@@ -1,8 +1,11 @@
 """The outbox relay: publishes committed outbox rows with confirms, marks them sent after.
 
-Several relays (one per order-service process) can run at once: each claims a batch with
-``FOR UPDATE SKIP LOCKED``, so a row is published by one relay in the normal case. A crash
-between the confirm and the commit republishes the batch; consumers deduplicate by event_id.
+Committed rows reach the relay in memory (``handoff``, called after each commit): they are
+published and marked sent without being read back. The SELECT stays for recovery only: rows
+older than ``recovery_grace`` that are still pending (this process restarted, another replica
+died, a publish or the mark failed) are claimed with ``FOR UPDATE SKIP LOCKED``, so several
+relays can recover at once. A crash between the confirm and the mark republishes a row;
+consumers deduplicate by event_id.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -26,6 +31,7 @@ from common.messaging.topology import Topology, apply_topology
 from common.observability import Metrics, get_logger
 from order_service.adapters.repository import aware_utc, naive_utc
 from order_service.adapters.tables import outbox
+from order_service.ports import OutboxEvent
 
 __all__ = ["OutboxMetrics", "OutboxRelay"]
 
@@ -81,6 +87,8 @@ class OutboxRelay:
         client_name: str = "order-service-relay",
         retention_seconds: float = 86400.0,
         linger_seconds: float = 0.0,
+        recovery_grace: float = 5.0,
+        max_handoff: int = 20000,
     ) -> None:
         self._engine = engine
         self._url = rabbitmq_url
@@ -92,6 +100,10 @@ class OutboxRelay:
         self._client_name = client_name
         self._retention = retention_seconds
         self._linger = linger_seconds
+        self._recovery_grace = recovery_grace
+        self._grace_delta = timedelta(seconds=recovery_grace)
+        # Bounded: past it, committed rows simply wait for recovery instead of memory.
+        self._fresh: deque[OutboxEvent] = deque(maxlen=max_handoff)
         self._wake = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -100,6 +112,7 @@ class OutboxRelay:
         self._publisher: ConfirmingPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
+        self._next_recovery = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -108,8 +121,14 @@ class OutboxRelay:
             asyncio.create_task(self._watch_backlog(), name="outbox-backlog"),
         ]
 
+    def handoff(self, events: Sequence[OutboxEvent]) -> None:
+        """Called after a commit with the outbox rows it wrote: publish them now."""
+        self._fresh.extend(events)
+        self._wake.set()
+
     def notify(self) -> None:
-        """Called after an order commits: publish now instead of at the next poll."""
+        """Look for pending rows now instead of at the next poll (rows written elsewhere)."""
+        self._next_recovery = 0.0
         self._wake.set()
 
     @property
@@ -174,6 +193,7 @@ class OutboxRelay:
                 if connect_task is not None and connect_task.done():
                     if connect_task.exception() is not None:
                         log.warning("relay_connect_failed", error=repr(connect_task.exception()))
+                        self._fresh.clear()  # the broker is away: recovery publishes them later
                         await self._pause(backoff)
                         connect_task = asyncio.create_task(self._connect())
                     else:
@@ -181,20 +201,34 @@ class OutboxRelay:
                 self._metrics.connected.set(1 if self.connected else 0)
                 if self._publisher is not None:
                     try:
-                        while await self.publish_pending() >= self._batch_size:
-                            pass
+                        while self._fresh:
+                            await self.publish_fresh()
+                        now = time.monotonic()
+                        if now >= self._next_recovery or self._stopping:
+                            while await self.publish_pending() >= self._batch_size:
+                                pass
+                            self._next_recovery = now + self._poll_interval
                         backoff = 0.2
                     except Exception as exc:
                         if self._stopping:  # nothing more can be flushed; rows stay pending
                             return
+                        # Handed-over rows not yet confirmed stay pending: recovery finds them.
+                        self._fresh.clear()
                         log.warning("relay_publish_failed", error=repr(exc), retry_in=backoff)
                         await self._pause(backoff)
                         backoff = min(backoff * 2, 5.0)
                         continue
                 if self._stopping:
                     return
+                if self._publisher is None and self._fresh and self._stale(self._fresh[0]):
+                    self._fresh.clear()  # not connected for a while: recovery takes them
+                wait = (
+                    self._poll_interval
+                    if self._publisher is None
+                    else max(0.0, self._next_recovery - time.monotonic())
+                )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 if self._linger > 0 and self._wake.is_set() and not self._stopping:
                     # A batch costs the same round trips for one row as for hundreds: let the
                     # commits of the next few milliseconds join this one.
@@ -204,10 +238,47 @@ class OutboxRelay:
             if connect_task is not None and not connect_task.done():
                 connect_task.cancel()
 
+    def _stale(self, event: OutboxEvent) -> bool:
+        return datetime.now(UTC) - event.occurred_at > self._grace_delta
+
     async def _pause(self, seconds: float) -> None:
         """Sleep that ends early on stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    async def publish_fresh(self) -> int:
+        """Publish up to a batch of handed-over rows, then mark the confirmed ones sent."""
+        assert self._publisher is not None
+        started = time.perf_counter()
+        batch = [self._fresh.popleft() for _ in range(min(self._batch_size, len(self._fresh)))]
+        messages = [_event_message(e) for e in batch]
+        results = await self._publisher.publish_many(messages, timeout=self._confirm_timeout)
+        sent = [str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok]
+        if sent:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.event_id.in_(sent))
+                    .values(published_at=naive_utc(datetime.now(UTC)))
+                )
+        failed = 0
+        for event, result in zip(batch, results, strict=True):
+            if result.ok:
+                self._metrics.published.labels(event.event_type).inc()
+                continue
+            failed += 1
+            self._count_failure(event.event_id, event.routing_key, result.returned)
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        if failed:
+            raise RuntimeError(f"{failed} of {len(batch)} events not confirmed")
+        return len(batch)
+
+    def _count_failure(self, event_id: object, routing_key: str, returned: bool) -> None:
+        if returned:
+            self._metrics.returned.inc()
+            log.error("event_unroutable", event_id=str(event_id), routing_key=routing_key)
+        else:
+            self._metrics.confirm_failures.inc()
 
     async def publish_pending(self) -> int:
         """Claim one batch, publish it with pipelined confirms, mark the confirmed rows sent.
@@ -231,13 +302,7 @@ class OutboxRelay:
                     update(outbox).where(outbox.c.id.in_(sent)).values(published_at=now)
                 )
             for row, result in failed:
-                if result.returned:
-                    self._metrics.returned.inc()
-                    log.error(
-                        "event_unroutable", event_id=row.event_id, routing_key=row.routing_key
-                    )
-                else:
-                    self._metrics.confirm_failures.inc()
+                self._count_failure(row.event_id, row.routing_key, result.returned)
                 await conn.execute(
                     update(outbox)
                     .where(outbox.c.id == row.id)
@@ -262,7 +327,12 @@ class OutboxRelay:
                 outbox.c.headers,
                 outbox.c.occurred_at,
             )
-            .where(outbox.c.exchange == self._topology.exchange, outbox.c.published_at.is_(None))
+            .where(
+                outbox.c.exchange == self._topology.exchange,
+                outbox.c.published_at.is_(None),
+                # Younger rows are on their way through a relay's memory (handoff).
+                outbox.c.occurred_at < naive_utc(datetime.now(UTC)) - self._grace_delta,
+            )
             .order_by(outbox.c.id)
             .limit(self._batch_size)
             .with_for_update(skip_locked=True)
@@ -319,6 +389,17 @@ class OutboxRelay:
             except Exception as exc:
                 log.debug("outbox_backlog_check_failed", error=repr(exc))
             await asyncio.sleep(2.0)
+
+
+def _event_message(event: OutboxEvent) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=event.payload,
+        routing_key=event.routing_key,
+        message_id=str(event.event_id),
+        event_type=event.event_type,
+        timestamp=event.occurred_at,
+        headers=event.headers,
+    )
 
 
 def _to_message(row: _Row) -> OutgoingMessage:

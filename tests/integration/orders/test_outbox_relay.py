@@ -213,3 +213,43 @@ async def test_two_relays_at_once_publish_each_event_once(
     published = [relay._metrics.published.labels("OrderCreated")._value.get() for relay in relays]
     assert sum(published) >= len(ids)
     await channel.close()
+
+
+async def test_committed_events_reach_the_broker_without_reading_the_outbox_back(
+    order_client, amqp, test_topology
+):
+    """Handoff in memory: the claim SELECT runs on the recovery schedule, not once per commit."""
+    from sqlalchemy import event
+
+    claims: list[str] = []
+
+    def count_claims(conn, cursor, statement, params, context, executemany) -> None:
+        if (
+            statement.startswith("SELECT")
+            and "FROM outbox" in statement
+            and "SKIP LOCKED" in (statement)
+        ):
+            claims.append(statement)
+
+    async with order_client(fulfilment_enabled=False, relay_poll_interval=30.0) as (
+        client,
+        container,
+    ):
+        assert await container.relay.wait_ready(10)
+        event.listen(container.engine.sync_engine, "before_cursor_execute", count_claims)
+        try:
+            channel = await amqp.channel()
+            collector = Collector(channel, test_topology.analytics_queue)
+            customer = unique_name("handoff")
+            ids = []
+            for _ in range(10):  # one at a time: every commit wakes the relay on its own
+                response = await client.post("/orders", json=order_body(customer))
+                assert response.status_code == 201
+                ids.append(response.json()["id"])
+            await wait_until(
+                lambda: _all_present(collector, ids), timeout=10, message="handed-over events"
+            )
+            await channel.close()
+        finally:
+            event.remove(container.engine.sync_engine, "before_cursor_execute", count_claims)
+    assert len(claims) <= 1  # the recovery pass at start-up; none per commit

@@ -32,7 +32,7 @@ def make_service(store: FakeStore, cache: FakeCache | None = None, clock: Clock 
         render=render_order,
         clock=clock or Clock(),
         idempotency_ttl=timedelta(hours=1),
-        on_committed=lambda: notified.append(1),
+        on_committed=lambda events: notified.append(len(events)),
     )
     return service, notified
 
