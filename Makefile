@@ -38,7 +38,7 @@ migrate: install ## Apply every service's database migrations
 	$(PY) -m analytics_service migrate
 
 run: install infra migrate ## Run the whole system in the foreground (Ctrl-C stops it)
-	$(BIN)/honcho start -f Procfile
+	$(PY) deploy/procfile_run.py Procfile
 
 test: install tools infra migrate ## Run the whole test suite (unit, contract, integration, e2e, short fault/bench)
 	$(BIN)/pytest -m "not faults and not bench" $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -68,6 +69,13 @@ def _scrub_values(
     return event_dict
 
 
+_json = msgspec.json.Encoder(enc_hook=str)
+
+
+def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> bytes:
+    return _json.encode(event_dict)
+
+
 class _ScrubbingFormatter(logging.Formatter):
     """Standard-library records (uvicorn, aio-pika, SQLAlchemy) get the same scrubbing."""
 
@@ -94,10 +102,12 @@ def configure_logging(service: str, level: str = "info") -> None:
             _redact,
             structlog.processors.format_exc_info,
             _scrub_values,
-            structlog.processors.JSONRenderer(),
+            _render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        # Bytes straight to the stdout buffer: msgspec encodes a line several times faster
+        # than json.dumps, and per-event INFO lines are on every consumer's hot path.
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()
