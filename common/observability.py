@@ -76,6 +76,10 @@ def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> bytes
     return _json.encode(event_dict)
 
 
+def _render_json_text(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> str:
+    return _json.encode(event_dict).decode()
+
+
 class _ScrubbingFormatter(logging.Formatter):
     """Standard-library records (uvicorn, aio-pika, SQLAlchemy) get the same scrubbing."""
 
@@ -94,6 +98,7 @@ def configure_logging(service: str, level: str = "info") -> None:
     # Library loggers speak through the same handler; keep their chatter at warning.
     for noisy in ("aio_pika", "aiormq", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    binary = getattr(sys.stdout, "buffer", None)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -102,12 +107,17 @@ def configure_logging(service: str, level: str = "info") -> None:
             _redact,
             structlog.processors.format_exc_info,
             _scrub_values,
-            _render_json,
+            _render_json if binary is not None else _render_json_text,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # Bytes straight to the stdout buffer: msgspec encodes a line several times faster
-        # than json.dumps, and per-event INFO lines are on every consumer's hot path.
-        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
+        # than json.dumps, and per-event INFO lines are on every consumer's hot path. A stdout
+        # without a byte buffer (a test's StringIO) gets text.
+        logger_factory=(
+            structlog.BytesLoggerFactory(file=binary)
+            if binary is not None
+            else structlog.PrintLoggerFactory(file=sys.stdout)
+        ),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()
