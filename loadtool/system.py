@@ -38,6 +38,7 @@ __all__ = [
     "Endpoints",
     "ProcfileSystem",
     "RunningSystem",
+    "exit_codes",
     "prepare_infra",
     "procfile_env",
 ]
@@ -56,7 +57,8 @@ DEFAULT_PORTS = {
     "analytics-consumer": 8083,
     "notifications": 8082,
 }
-_STOPPED = re.compile(r"\|\s*(\S+) stopped \(rc=(-?\d+)\)")
+# honcho: "09:52:28 system | order.1 stopped (rc=0)" (it numbers each process: ``.1``).
+_STOPPED = re.compile(r"\|\s*(\S+?)(?:\.\d+)? stopped \(rc=(-?\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,15 @@ async def prepare_infra(root: Path = ROOT, python: str = sys.executable) -> list
             tail = out.decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")
     return [" ".join(a) for a in steps]
+
+
+def exit_codes(log: str, names: list[str]) -> dict[str, int | None]:
+    """Each process's exit code as honcho logged it (None: not logged)."""
+    codes: dict[str, int | None] = dict.fromkeys(names)
+    for name, rc in _STOPPED.findall(log):
+        if name in codes:
+            codes[name] = int(rc)
+    return codes
 
 
 class BenchLock:
@@ -280,11 +291,7 @@ class ProcfileSystem:
             for pid in services.get(name, []):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-        codes: dict[str, int | None] = dict.fromkeys(self.commands)
-        for name, rc in _STOPPED.findall(self.log_tail(400)):
-            if name in codes:
-                codes[name] = int(rc)
-        return codes
+        return exit_codes(self.log_tail(400), list(self.commands))
 
     async def __aenter__(self) -> ProcfileSystem:
         return self
