@@ -49,10 +49,10 @@ test-unit: install ## Run the fast unit and contract tests only (no infrastructu
 test-faults: install infra migrate ## Run the full fault-injection suite (long)
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
-bench: install infra migrate ## Run the full benchmark and print its figures (JSON in bench-results.json)
+bench: install infra migrate ## Full benchmark of what make run starts (saga on, then off; CPU/order; bench-results.json)
 	$(PY) -m loadtool.bench --json bench-results.json
 
-bench-quick: install infra migrate ## A one-minute benchmark smoke (the one make test runs)
+bench-quick: install infra migrate ## A one-minute benchmark smoke, saga on (the one make test runs)
 	$(PY) -m loadtool.bench --quick
 
 lint: install ## ruff and mypy

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -23,12 +23,14 @@ from loadtool.stats import LatencySummary, summarize
 
 __all__ = [
     "ALL_CURRENCIES",
+    "SAGA_FINAL_STATES",
     "AnalyticsRecord",
     "AuditConfig",
     "AuditReport",
     "Auditor",
     "Summary",
     "evaluate",
+    "notified_final",
     "parse_summary",
     "parse_timestamp",
 ]
@@ -47,6 +49,10 @@ class AuditConfig:
     summary_timeout: float = 10.0  # the summary may be cached; wait this long for it to catch up
     chunk_size: int = MAX_IDS_PER_CALL
     request_timeout: float = 30.0
+    # With the fulfilment saga on: an order is done only when analytics has applied one of these
+    # states and every channel that sent its OrderCreated notice also sent the final one
+    # (``log:confirmed``). None: done once applied and notified at all (saga off).
+    final_states: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class AnalyticsRecord:
 # States whose revenue analytics books; cancelled, rejected and payment-failed orders are taken
 # back out, and a scheduled order is booked only once it becomes created.
 BOOKED_STATES = frozenset({"created", "paid", "confirmed", None})
+# Where the fulfilment saga leaves an order (every one of them sends a notification).
+SAGA_FINAL_STATES = frozenset({"confirmed", "payment_failed", "rejected", "cancelled"})
 
 
 @dataclass
@@ -82,6 +90,11 @@ class AuditReport:
     notifications_found: int = 0
     notifications_missing: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)
+    # Only with final states: applied but never reached a final state in analytics (its last
+    # event lost or stuck), or a final state whose notification was never sent.
+    final_checked: bool = False
+    unfinished: list[str] = field(default_factory=list)
+    final_notifications_missing: list[str] = field(default_factory=list)
     sends_by_channel: dict[str, int] = field(default_factory=dict)
     expected_revenue: dict[str, Decimal] = field(default_factory=dict)
     final_states: dict[str, int] = field(default_factory=dict)
@@ -93,6 +106,8 @@ class AuditReport:
     e2e_latency: LatencySummary = field(default_factory=lambda: summarize([]))
     first_applied_at: float | None = None
     last_applied_at: float | None = None
+    # Wall clock when the polling first saw every order done (None: never, timed out).
+    completed_at: float | None = None
     wait_seconds: float = 0.0
     timed_out: bool = False
     notes: list[str] = field(default_factory=list)
@@ -115,8 +130,15 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, nothing doubled, every notification sent."""
-        return self.lost_count == 0 and self.doubled_count == 0 and not self.notifications_missing
+        """Nothing lost, nothing doubled, every notification sent (and, with final states,
+        every order final in analytics and its final notification sent)."""
+        return (
+            self.lost_count == 0
+            and self.doubled_count == 0
+            and not self.notifications_missing
+            and not self.unfinished
+            and not self.final_notifications_missing
+        )
 
 
 def parse_timestamp(value: Any) -> float | None:
@@ -184,12 +206,26 @@ def _expected_revenue(accepted: Sequence[AcceptedOrder], per_currency: bool) -> 
     return totals
 
 
+def notified_final(sends: Mapping[str, int], final_states: frozenset[str]) -> bool:
+    """Every channel that sent the OrderCreated notice (bare key ``log``) also sent a final
+    one (``log:confirmed``, ``log:payment_failed`` ...)."""
+    created = {k for k, n in sends.items() if ":" not in k and n > 0}
+    final = {
+        k.split(":", 1)[0]
+        for k, n in sends.items()
+        if n > 0 and ":" in k and k.split(":", 1)[1] in final_states
+    }
+    return bool(created) and created <= final
+
+
 def evaluate(
     accepted: Sequence[AcceptedOrder],
     analytics: Iterable[AnalyticsRecord],
     notifications: Iterable[tuple[str, Mapping[str, int]]] | None,
     summary_before: Summary | None = None,
     summary_after: Summary | None = None,
+    *,
+    final_states: frozenset[str] | None = None,
 ) -> AuditReport:
     """The verdict from what the services reported; pure, so it is tested without a network."""
     analytics = list(analytics)
@@ -219,6 +255,12 @@ def evaluate(
                 latencies.append(max(0.0, rec.applied_at - rec.occurred_at))
     report.analytics_found = len(seen)
     report.lost = [oid for oid in expected if oid not in seen]
+    if final_states is not None:
+        report.final_checked = True
+        status = {r.order_id: r.status for r in analytics if r.order_id in expected}
+        report.unfinished = [
+            oid for oid in expected if oid in status and status[oid] not in final_states
+        ]
     report.analytics_duplicates = sorted(oid for oid, n in seen.items() if n > 1)
     report.e2e_latency = summarize(latencies)
     if applied:
@@ -243,6 +285,12 @@ def evaluate(
         report.doubled = sorted(
             oid for oid, counts in sent.items() if any(n > 1 for n in counts.values())
         )
+        if final_states is not None:
+            report.final_notifications_missing = [
+                oid
+                for oid in expected
+                if oid in delivered and not notified_final(sent[oid], final_states)
+            ]
 
     if summary_before is not None and summary_after is not None:
         report.summary_checked = True
@@ -333,26 +381,46 @@ class Auditor:
         ], complete
 
     async def run(
-        self, accepted: Sequence[AcceptedOrder], summary_before: Summary | None
+        self,
+        accepted: Sequence[AcceptedOrder],
+        summary_before: Summary | None,
+        *,
+        on_complete: Callable[[], object] | None = None,
     ) -> AuditReport:
-        """Wait (bounded) until both services report every accepted order, then judge."""
+        """Wait (bounded) until both services report every accepted order, then judge.
+
+        ``on_complete`` is called once, the moment the polling sees every order done (before
+        the settle and the final read): the benchmark closes its CPU window there."""
         cfg = self.config
+        final = cfg.final_states
         started = time.monotonic()
         deadline = started + cfg.timeout
         ids = [o.order_id for o in accepted]
         pending_analytics = list(ids)
         pending_notify = list(ids) if cfg.notifications_url else []
         timed_out = False
+        completed_at: float | None = None
+        if not ids:
+            completed_at = time.time()
+            if on_complete is not None:
+                on_complete()
         while pending_analytics or pending_notify:
             if pending_analytics:
                 records, _ = await self.analytics_records(pending_analytics)
-                found = {r.order_id for r in records}
+                found = {r.order_id for r in records if final is None or r.status in final}
                 pending_analytics = [i for i in pending_analytics if i not in found]
             if pending_notify:
                 sends, _ = await self.notification_sends(pending_notify)
-                found = {oid for oid, s in sends if sum(s.values()) > 0}
+                found = {
+                    oid
+                    for oid, s in sends
+                    if (sum(s.values()) > 0 if final is None else notified_final(s, final))
+                }
                 pending_notify = [i for i in pending_notify if i not in found]
             if not (pending_analytics or pending_notify):
+                completed_at = time.time()
+                if on_complete is not None:
+                    on_complete()
                 break
             if time.monotonic() >= deadline:
                 timed_out = True
@@ -367,9 +435,12 @@ class Auditor:
         if cfg.notifications_url:
             notifications, notifications_complete = await self.notification_sends(ids)
         summary_after, analytics = await self._summary_after(summary_before, accepted, analytics)
-        report = evaluate(accepted, analytics, notifications, summary_before, summary_after)
+        report = evaluate(
+            accepted, analytics, notifications, summary_before, summary_after, final_states=final
+        )
         report.wait_seconds = time.monotonic() - started
         report.timed_out = timed_out
+        report.completed_at = completed_at
         if not analytics_complete:
             report.notes.append("some analytics audit calls failed in the final read")
         if not notifications_complete:

@@ -1,14 +1,18 @@
-"""``python -m loadtool.bench``: the infrastructure ceiling and the real system, in one run.
+"""``python -m loadtool.bench``: the system as ``make run`` starts it, measured end to end.
 
 1. Ceiling: raw aiomysql order+outbox transactions, raw aio-pika publish with pipelined confirms
-   and consume with manual acks (scratch quorum queue), Redis GETs - all at the same concurrency.
-2. The system (started here as subprocesses unless ``--use-running``): saturation (closed loop),
-   then fixed offered rates (50 % of saturation, then each of ``--rates``), each audited end to
-   end; then cached GET /orders/{id}. Consumer rates come from their /metrics counters.
-3. A table of the headline figures, each with its ceiling and ratio; the whole run as JSON.
+   and consume with manual acks, Redis GETs; with the CPU each probe cost MariaDB, RabbitMQ and
+   Redis per operation (from /proc).
+2. For each configuration - the default first (``honcho start -f Procfile``: fulfilment saga on,
+   ``LOG_LEVEL=info``, per-service broker users on vhost ``orderflow``), then the same with
+   ``ORDER_FULFILMENT_ENABLED=false`` - an audited warm-up, saturation (closed loop at c=16), a
+   ladder of offered rates (plus 300/s with the saga on), then cached GET /orders/{id}. Every
+   phase is audited end to end (created -> final state, applied by analytics, every
+   notification sent) and reports CPU ms per order of every component from /proc.
+3. Tables of the phases, the CPU per order and the issue's figures with their targets; the whole
+   run as JSON. Exit 1 when any phase lost or doubled anything (or left an order unfinished).
 
-Ratios are system / ceiling: below 1 for throughput (the share of the bare ceiling reached),
-above 1 for latency (how many times the bare cost). See docs/benchmark.md.
+See docs/benchmark.md.
 """
 
 from __future__ import annotations
@@ -21,88 +25,106 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-from loadtool.audit import AuditConfig
-from loadtool.ceiling import CeilingConfig, measure_ceiling
-from loadtool.cli import install_uvloop, run_and_audit
+from loadtool import cpu
+from loadtool.audit import SAGA_FINAL_STATES, AuditConfig, Auditor
+from loadtool.ceiling import CeilingConfig, mysql_ceiling, rabbit_ceiling, redis_ceiling
+from loadtool.cli import install_uvloop
 from loadtool.client import HttpConnection, HttpError, parse_target
 from loadtool.generator import GeneratorConfig, OrderGenerator
-from loadtool.metrics import CounterSampler, parse_counters, sum_counter
-from loadtool.processes import ProcessGroup
+from loadtool.metrics import parse_counters, sum_counter
 from loadtool.report import report_json
 from loadtool.runner import LoadConfig, run_load
 from loadtool.stats import rate, summarize
+from loadtool.system import (
+    BenchLock,
+    Endpoints,
+    ProcfileSystem,
+    RunningSystem,
+    prepare_infra,
+    procfile_env,
+)
 
-__all__ = ["BenchConfig", "main", "run_bench"]
+__all__ = ["TARGETS", "BenchConfig", "headline", "kept_up", "ladder", "main", "run_bench"]
 
-# The targets of issue 8, printed next to what was measured.
-TARGETS = {
-    "sustained_orders_per_s": ">= 1200",
-    "saturation_accepted_per_s": ">= 2000 at c=16",
-    "saturation_post_p99_ms": "< 50 at c=16",
-    "e2e_p99_ms_at_500": "< 200",
-    "get_cached_per_s": ">= 8000",
+SAGA_ON = "saga on"
+SAGA_OFF = "saga off"
+# Issue 11's targets: (today, must reach, goal), printed beside what was measured.
+TARGETS: dict[str, tuple[str, str, str]] = {
+    "sustained_orders_per_s_saga_on": ("68", ">= 300", ">= 600"),
+    "sustained_orders_per_s_saga_off": ("~560", ">= 1,000", ">= 1,200"),
+    "accepted_post_per_s_c16": ("237", ">= 1,500", ">= 2,000"),
+    "post_p99_ms_c16": ("140", "< 60", "< 50"),
+    "e2e_p99_ms_at_300_saga_on": ("-", "< 500", "< 200"),
+    "get_cached_per_s": ("2,900", ">= 6,000", ">= 8,000"),
+    "cpu_ms_per_order_saga_on": ("42", "<= 6", "<= 3"),
 }
+E2E_P99_RATE = 300.0
+# Components that are not the order pipeline: the load generator (wrk in the issue) and the
+# analytics API, which during a phase serves only the audit's polling.
+NOT_PIPELINE = frozenset({cpu.LOADGEN, "analytics-api"})
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     concurrency: int = 16
     ceiling_duration: float = 8.0
-    saturation_duration: float = 20.0
+    configurations: tuple[str, ...] = (SAGA_ON, SAGA_OFF)
+    warmup_count: int = 200
+    saturation_duration: float = 15.0
     saturation_count: int | None = None  # quick mode: a fixed count instead of a duration
-    rates: tuple[float, ...] = (500.0, 1200.0)
+    # Offered rates as fractions of the saturation phase's end-to-end rate, tried in ascending
+    # order until one does not keep up; ``rates`` replaces them with absolute rates.
+    ladder: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.15)
+    rates: tuple[float, ...] = ()
     rate_duration: float = 15.0
     rate_count: int | None = None
+    e2e_p99_rate: float | None = E2E_P99_RATE  # always measured with the saga on
+    drain_min_s: float = 3.0  # a phase kept up when it drained within max(this, 10 % of it)
     get_duration: float = 8.0
-    audit_timeout: float = 180.0
+    audit_timeout: float = 300.0
     use_running: bool = False
     skip_ceiling: bool = False
-    # The issue 8 targets predate the fulfilment saga, which adds two events per order (paid,
-    # confirmed) and their effects; run without it unless asked, and say which in the report.
-    fulfilment: bool = False
-    order_url: str = "http://127.0.0.1:8080"
-    analytics_url: str = "http://127.0.0.1:8081"
-    analytics_metrics_url: str = "http://127.0.0.1:8083/metrics"
-    notifications_url: str = "http://127.0.0.1:8082"
-    startup_timeout: float = 90.0
+    skip_infra: bool = False
+    startup_timeout: float = 120.0
     log_dir: str | None = None
-
-
-def _port_url(env: str, default: int) -> str:
-    return f"http://127.0.0.1:{os.environ.get(env) or default}"
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     rates = tuple(float(r) for r in args.rates.split(",") if r.strip()) if args.rates else ()
+    configurations = (SAGA_ON,) if args.saga_only or args.quick else (SAGA_ON, SAGA_OFF)
+    if args.use_running:
+        configurations = ("running",)
     common: dict[str, Any] = {
         "concurrency": args.concurrency,
         "use_running": args.use_running,
         "skip_ceiling": args.skip_ceiling,
-        "fulfilment": args.fulfilment,
-        "audit_timeout": args.audit_timeout,
-        "order_url": _port_url("ORDER_HTTP_PORT", 8080),
-        "analytics_url": _port_url("ANALYTICS_HTTP_PORT", 8081),
-        "analytics_metrics_url": _port_url("ANALYTICS_CONSUMER_HTTP_PORT", 8083) + "/metrics",
-        "notifications_url": _port_url("NOTIFY_HTTP_PORT", 8082),
+        "skip_infra": args.skip_infra,
         "log_dir": args.log_dir,
+        "configurations": configurations,
     }
     if args.quick:
         return BenchConfig(
-            ceiling_duration=2.0,
-            saturation_count=400,
+            ceiling_duration=1.0,
+            warmup_count=50,
+            saturation_count=300,
+            ladder=(0.5,),
             rates=(),
-            rate_count=200,
-            get_duration=3.0,
-            **{**common, "audit_timeout": min(args.audit_timeout, 60.0)},
+            rate_count=150,
+            e2e_p99_rate=None,
+            get_duration=2.0,
+            audit_timeout=min(args.audit_timeout, 90.0),
+            **common,
         )
     return BenchConfig(
         ceiling_duration=args.ceiling_duration,
@@ -110,53 +132,127 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         rates=rates,
         rate_duration=args.rate_duration,
         get_duration=args.get_duration,
+        audit_timeout=args.audit_timeout,
         **common,
     )
 
 
-def _audit_config(cfg: BenchConfig) -> AuditConfig:
-    return AuditConfig(
-        analytics_url=cfg.analytics_url,
-        notifications_url=cfg.notifications_url,
-        timeout=cfg.audit_timeout,
-        settle=0.5,
+# -- phases -------------------------------------------------------------------------------------
+
+
+def drain_bound(cfg: BenchConfig, elapsed: float) -> float:
+    return max(cfg.drain_min_s, 0.1 * elapsed)
+
+
+def kept_up(phase: dict[str, Any], bound: float) -> bool:
+    """Audit clean, every order done within ``bound`` seconds of the last send, and (offered
+    rate) the service accepted what was offered: no backlog grew anywhere."""
+    load, audit = phase["load"], phase.get("audit") or {}
+    drain = phase.get("drain_s")
+    if not audit.get("ok") or drain is None or drain > bound or load["error_count"]:
+        return False
+    offered = load.get("offered_rate")
+    return not offered or load["accepted_per_s"] >= 0.95 * offered
+
+
+class Phases:
+    """Runs audited phases against one started system, reading CPU around each."""
+
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        endpoints: Endpoints,
+        components: Callable[[], dict[str, list[int]]],
+        final_states: frozenset[str] | None,
+        console: Console,
+    ) -> None:
+        self.cfg = cfg
+        self.endpoints = endpoints
+        self.components = components
+        self.final_states = final_states
+        self.console = console
+        self.seed = 100
+
+    def audit_config(self) -> AuditConfig:
+        return AuditConfig(
+            analytics_url=self.endpoints.analytics_url,
+            notifications_url=self.endpoints.notifications_url,
+            timeout=self.cfg.audit_timeout,
+            poll_interval=0.25,
+            settle=0.5,
+            final_states=self.final_states,
+        )
+
+    async def run(
+        self, name: str, *, offered: float | None, duration: float | None, count: int | None
+    ) -> dict[str, Any]:
+        self.seed += 1
+        load = LoadConfig(
+            url=self.endpoints.order_url,
+            count=count,
+            concurrency=self.cfg.concurrency,
+            rate=offered,
+            duration=duration if count is None else None,
+        )
+        where = f"offered {offered:.0f}/s" if offered else f"closed loop c={load.concurrency}"
+        size = f"{count} orders" if count is not None else f"{duration:g} s"
+        self.console.print(f"[cyan]{name}: {where}, {size} ...[/]")
+        components = self.components()
+        snaps: dict[str, cpu.CpuSnapshot] = {}
+
+        def close_window() -> None:
+            snaps["after"] = cpu.snapshot(components, time.monotonic())
+
+        async with Auditor(self.audit_config()) as auditor:
+            summary_before = await auditor.summary()
+            snaps["before"] = cpu.snapshot(components, time.monotonic())
+            result = await run_load(load, OrderGenerator(GeneratorConfig(), self.seed))
+            audit = await auditor.run(result.accepted, summary_before, on_complete=close_window)
+        if "after" not in snaps:
+            close_window()
+        data = report_json(result, audit)
+        data["name"] = name
+        data["_ids"] = [o.order_id for o in result.accepted]
+        load_end = result.started_at + result.elapsed
+        if audit.completed_at is not None:
+            data["drain_s"] = round(max(0.0, audit.completed_at - load_end), 3)
+            span = audit.completed_at - result.started_at
+            data["done_orders_per_s"] = round(rate(len(result.accepted), span), 1)
+        bound = drain_bound(self.cfg, result.elapsed)
+        data["drain_bound_s"] = round(bound, 3)
+        data["kept_up"] = kept_up(data, bound)
+        data["cpu"] = cpu.cpu_delta(snaps["before"], snaps["after"], len(result.accepted))
+        data["cpu"]["pipeline"] = _pipeline(data["cpu"], len(result.accepted))
+        a = data["audit"]
+        self.console.print(
+            f"  accepted {data['load']['accepted']} ({data['load']['accepted_per_s']:.0f}/s), "
+            f"drain {data.get('drain_s', '-')} s, lost {a['lost']}, doubled {a['doubled']}, "
+            f"not final {a['unfinished']}, final states {a['final_states']}, "
+            f"CPU {data['cpu']['pipeline']['ms_per_order']:.2f} ms/order (pipeline)"
+        )
+        return data
+
+    async def get(self, ids: Sequence[str]) -> dict[str, Any]:
+        self.console.print(f"[cyan]cached GET /orders/{{id}}, c={self.cfg.concurrency} ...[/]")
+        components = self.components()
+        return await _get_phase(self.cfg, self.endpoints.order_url, ids, components)
+
+
+def _pipeline(rows: dict[str, Any], orders: int) -> dict[str, Any]:
+    seconds = sum(
+        float(r["cpu_s"]) for name, r in rows.items() if "pids" in r and name not in NOT_PIPELINE
     )
+    return {
+        "cpu_s": round(seconds, 3),
+        "ms_per_order": round(seconds * 1000 / orders, 3) if orders else 0.0,
+    }
 
 
-async def _phase(
-    cfg: BenchConfig,
-    name: str,
-    *,
-    rate_: float | None,
-    duration: float | None,
-    count: int | None,
-    seed: int,
+async def _get_phase(
+    cfg: BenchConfig, order_url: str, ids: Sequence[str], components: dict[str, list[int]]
 ) -> dict[str, Any]:
-    load = LoadConfig(
-        url=cfg.order_url,
-        count=count,
-        concurrency=cfg.concurrency,
-        rate=rate_,
-        duration=duration if count is None else None,
-    )
-    result, audit = await run_and_audit(load, GeneratorConfig(), _audit_config(cfg), seed=seed)
-    data = report_json(result, audit)
-    data["name"] = name
-    data["_ids"] = [o.order_id for o in result.accepted]
-    load_end = result.started_at + result.elapsed
-    a = data.get("audit") or {}
-    if a.get("last_applied_at"):
-        drain = a["last_applied_at"] - load_end
-        data["drain_s"] = round(drain, 3)
-        data["kept_up"] = a["lost"] == 0 and drain <= max(2.0, 0.1 * result.elapsed)
-    else:
-        data["kept_up"] = False
-    return data
-
-
-async def _get_phase(cfg: BenchConfig, ids: Sequence[str]) -> dict[str, Any]:
     """Cached GET /orders/{id}: each id read once to fill the cache, then a closed loop."""
-    target = parse_target(cfg.order_url)
+    target = parse_target(order_url)
     ids = list(ids[:1000])
     if not ids:
         return {"error": "no accepted orders to read"}
@@ -165,7 +261,7 @@ async def _get_phase(cfg: BenchConfig, ids: Sequence[str]) -> dict[str, Any]:
         with contextlib.suppress(HttpError):
             await warm.request("GET", f"/orders/{order_id}")
     warm.close()
-    hits_before = await _cache_hits(cfg)
+    hits_before = await _cache_hits(order_url)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     stop_at = time.monotonic() + cfg.get_duration
@@ -190,15 +286,20 @@ async def _get_phase(cfg: BenchConfig, ids: Sequence[str]) -> dict[str, Any]:
         finally:
             conn.close()
 
+    before = cpu.snapshot(components, time.monotonic())
     began = time.perf_counter()
     await asyncio.gather(*(worker(k * 37) for k in range(cfg.concurrency)))
     elapsed = time.perf_counter() - began
-    hits_after = await _cache_hits(cfg)
+    after = cpu.snapshot(components, time.monotonic())
+    hits_after = await _cache_hits(order_url)
+    usage = cpu.cpu_delta(before, after, len(latencies))
     data: dict[str, Any] = {
         "per_s": round(rate(len(latencies), elapsed), 1),
         "ok": len(latencies),
         "errors": errors,
         "latency_ms": summarize(latencies).as_dict(),
+        "order_service_cpu_us_per_get": round(_ms_per_op(usage, "order") * 1000, 1),
+        "cpu": usage,
     }
     if hits_before is not None and hits_after is not None:
         hits = hits_after[0] - hits_before[0]
@@ -207,10 +308,15 @@ async def _get_phase(cfg: BenchConfig, ids: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-async def _cache_hits(cfg: BenchConfig) -> tuple[float, float] | None:
+def _ms_per_op(usage: dict[str, Any], name: str) -> float:
+    value = (usage.get(name) or {}).get("ms_per_order")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+async def _cache_hits(order_url: str) -> tuple[float, float] | None:
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:
-            text = (await client.get(f"{cfg.order_url}/metrics")).text
+            text = (await client.get(f"{order_url}/metrics")).text
     except httpx.HTTPError:
         return None
     samples = parse_counters(text)
@@ -218,14 +324,145 @@ async def _cache_hits(cfg: BenchConfig) -> tuple[float, float] | None:
     return sum_counter(samples, name, 'result="hit"'), sum_counter(samples, name)
 
 
-def _ratio(system: float | None, ceiling: float | None) -> float | None:
-    if not system or not ceiling:
-        return None
-    return round(system / ceiling, 3)
+def ladder(cfg: BenchConfig, estimate: float, *, saga: bool) -> list[float]:
+    """Offered rates to try, ascending: fractions of the saturation phase's end-to-end rate
+    (or ``--rates``), plus the e2e-p99 rate with the saga on."""
+    rates = list(cfg.rates) or [max(1.0, round(f * estimate)) for f in cfg.ladder]
+    if saga and cfg.e2e_p99_rate is not None:
+        rates.append(cfg.e2e_p99_rate)
+    return sorted(set(rates))
+
+
+async def run_configuration(
+    cfg: BenchConfig,
+    name: str,
+    endpoints: Endpoints,
+    components: Callable[[], dict[str, list[int]]],
+    console: Console,
+) -> dict[str, Any]:
+    saga = name == SAGA_ON or (name == "running" and await _saga_running(endpoints))
+    phases = Phases(cfg, endpoints, components, SAGA_FINAL_STATES if saga else None, console)
+    out: dict[str, Any] = {"name": name, "saga": saga, "phases": []}
+    found = components()
+    out["components"] = dict(found)
+    missing = [k for k, v in found.items() if not v]
+    if missing:
+        console.print(f"[yellow]no process found for: {', '.join(missing)}[/]")
+    all_phases: list[dict[str, Any]] = out["phases"]
+    all_phases.append(
+        await phases.run("warm-up", offered=None, duration=None, count=cfg.warmup_count)
+    )
+    sat = await phases.run(
+        "saturation",
+        offered=None,
+        duration=cfg.saturation_duration,
+        count=cfg.saturation_count,
+    )
+    all_phases.append(sat)
+    estimate = float(sat.get("done_orders_per_s") or sat["load"]["accepted_per_s"])
+    pending = ladder(cfg, estimate, saga=saga)
+    failed = False
+    for offered in pending:
+        must = saga and offered == cfg.e2e_p99_rate
+        if failed and not must:
+            continue
+        phase = await phases.run(
+            f"rate-{offered:g}", offered=offered, duration=cfg.rate_duration, count=cfg.rate_count
+        )
+        all_phases.append(phase)
+        failed = failed or not phase["kept_up"]
+    out["get"] = await phases.get(sat["_ids"])
+    for p in all_phases:
+        p.pop("_ids", None)
+    return out
+
+
+async def _saga_running(endpoints: Endpoints) -> bool:
+    """Whether the running order service fulfils (it exports the saga's metrics only then)."""
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            text = (await client.get(f"{endpoints.order_url}/metrics")).text
+    except httpx.HTTPError:
+        return True
+    return "fulfilment" in text
+
+
+async def _purge_fulfilment_queue(order_amqp_url: str, console: Console) -> None:
+    """With fulfilment off the order service still routes OrderCreated to its fulfilment queue
+    (nothing is unroutable for a fulfilment process started later); drop the benchmark's copies
+    so a later ``make run`` does not fulfil thousands of benchmark orders."""
+    import aio_pika
+
+    from common.messaging.topology import TopologySettings
+    from common.settings import Env
+
+    topology = TopologySettings.from_env(Env())
+    try:
+        connection = await aio_pika.connect(order_amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(topology.fulfilment_queue, passive=True)
+            await queue.purge()
+    except Exception as exc:  # a benchmark result is still worth printing
+        console.print(f"[yellow]could not purge {topology.fulfilment_queue}: {exc!r}[/]")
+
+
+# -- ceiling ------------------------------------------------------------------------------------
+
+
+async def measure_ceiling_with_cpu(cfg: BenchConfig) -> dict[str, Any]:
+    """Each probe in turn, with the CPU it cost the infrastructure per operation."""
+    ccfg = CeilingConfig.from_env(cfg.concurrency, cfg.ceiling_duration)
+    result: dict[str, Any] = {"concurrency": ccfg.concurrency, "duration_s": ccfg.duration}
+    probes: tuple[tuple[str, Callable[[CeilingConfig], Awaitable[dict[str, Any]]], str], ...] = (
+        ("mysql", mysql_ceiling, "txns"),
+        ("rabbitmq", rabbit_ceiling, "published"),
+        ("redis", redis_ceiling, "gets"),
+    )
+    components = cpu.discover(runner_pid=None, services={}, loadgen_pid=os.getpid())
+    for name, probe, ops_key in probes:
+        before = cpu.snapshot(components, time.monotonic())
+        try:
+            result[name] = await probe(ccfg)
+        except Exception as exc:  # a missing ceiling must not hide the system's figures
+            result[name] = {"error": repr(exc)}
+            continue
+        after = cpu.snapshot(components, time.monotonic())
+        ops = int(result[name].get(ops_key) or 0)
+        if name == "rabbitmq":  # every message published and consumed, plus the hop probe
+            ops += int((result[name].get("hop_latency_ms") or {}).get("count") or 0)
+        usage = cpu.cpu_delta(before, after, ops)
+        result[name]["cpu_ms_per_op"] = {
+            k: v["ms_per_order"] for k, v in usage.items() if "pids" in v
+        }
+    return result
+
+
+# Which ceiling figure sits beside each component in the CPU table.
+CEILING_CPU = {
+    "mariadb": ("mysql", "mariadb", "per order+outbox txn"),
+    "rabbitmq": ("rabbitmq", "rabbitmq", "per msg published+consumed"),
+    "redis": ("redis", "redis", "per GET"),
+}
+
+
+# -- headline -----------------------------------------------------------------------------------
+
+
+def _by_name(result: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((c for c in result.get("configurations", []) if c["name"] == name), {})
+
+
+def _sustained(conf: dict[str, Any]) -> tuple[float | None, str | None]:
+    kept = [p for p in conf.get("phases", []) if p["name"].startswith("rate-") and p.get("kept_up")]
+    best = max(kept, key=lambda p: p["load"]["offered_rate"], default=None)
+    if best is None:
+        return None, None
+    return best["load"]["accepted_per_s"], best["name"]
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
-    """The figures issue 8 asks for, each with the ceiling it is compared to."""
+    """Issue 11's figures, each with the ceiling it compares to and its targets."""
     ceiling = result.get("ceiling", {})
     mysql = ceiling.get("mysql", {})
     rabbit = ceiling.get("rabbitmq", {})
@@ -233,99 +470,92 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     mysql_tps = mysql.get("txn_per_s")
     mysql_p99 = (mysql.get("latency_ms") or {}).get("p99_ms")
     pipeline_ceiling = min((v for v in (mysql_tps, rabbit.get("publish_per_s")) if v), default=None)
-    phases = result.get("phases", [])
-    by_name = {p["name"]: p for p in phases}
-    sat = by_name.get("saturation", {})
-    half = by_name.get("half-saturation", {})
-    at_500 = by_name.get("rate-500", half)
-    kept = [p for p in phases if p.get("kept_up")]
-    sustained_phase = max(kept, key=lambda p: p["audit"]["e2e_orders_per_s"], default=sat)
-    sustained = (sustained_phase.get("audit") or {}).get("e2e_orders_per_s")
-    e2e_p99_500 = ((at_500.get("audit") or {}).get("e2e_latency_ms") or {}).get("p99_ms")
-    consumers = result.get("consumers", {})
-    consume_ceiling = rabbit.get("consume_per_s")
     hop_p99 = (rabbit.get("hop_latency_ms") or {}).get("p99_ms")
-    # The bare path of one order: its write, one broker hop, the analytics write.
     e2e_ceiling = round(2 * (mysql_p99 or 0) + (hop_p99 or 0), 3) or None
-    get = result.get("get", {})
+    confs = result.get("configurations", [])
+    default = _by_name(result, SAGA_ON) or (confs[0] if confs else {})
+    off = _by_name(result, SAGA_OFF)
 
-    def row(system: Any, ceil: Any, basis: str, target: str = "") -> dict[str, Any]:
+    def phase(conf: dict[str, Any], name: str) -> dict[str, Any]:
+        return next((p for p in conf.get("phases", []) if p["name"] == name), {})
+
+    sat = phase(default, "saturation")
+    at_rate = phase(default, f"rate-{E2E_P99_RATE:g}")
+    sustained_on, phase_on = _sustained(default)
+    sustained_off, phase_off = _sustained(off)
+    cpu_phase = phase(default, phase_on) if phase_on else sat
+
+    def row(key: str | None, system: Any, ceil: Any, basis: str, **extra: Any) -> dict[str, Any]:
+        today, must, goal = TARGETS.get(key or "", ("", "", ""))
+        ratio = round(system / ceil, 3) if system and ceil else None
         return {
             "system": system,
             "ceiling": ceil,
-            "ratio": _ratio(system, ceil),
+            "ratio": ratio,
             "ceiling_basis": basis,
-            "target": target,
+            "today": today,
+            "must": must,
+            "goal": goal,
+            **extra,
         }
 
-    return {
-        "sustained_orders_per_s": {
-            **row(
-                sustained,
-                pipeline_ceiling,
-                "min(MySQL order+outbox txn/s, publish msg/s)",
-                TARGETS["sustained_orders_per_s"],
-            ),
-            "phase": sustained_phase.get("name"),
-            "kept_up": bool(sustained_phase.get("kept_up")),
-        },
-        "saturation_accepted_per_s": row(
+    def e2e(p: dict[str, Any]) -> Any:
+        return ((p.get("audit") or {}).get("e2e_latency_ms") or {}).get("p99_ms")
+
+    rows = {
+        "sustained_orders_per_s_saga_on": row(
+            "sustained_orders_per_s_saga_on",
+            sustained_on,
+            pipeline_ceiling,
+            "min(MySQL txn/s, publish msg/s)",
+            phase=phase_on,
+            saturation_done_per_s=sat.get("done_orders_per_s"),
+        ),
+        "sustained_orders_per_s_saga_off": row(
+            "sustained_orders_per_s_saga_off",
+            sustained_off,
+            pipeline_ceiling,
+            "min(MySQL txn/s, publish msg/s)",
+            phase=phase_off,
+            saturation_done_per_s=phase(off, "saturation").get("done_orders_per_s"),
+        ),
+        "accepted_post_per_s_c16": row(
+            "accepted_post_per_s_c16",
             (sat.get("load") or {}).get("accepted_per_s"),
             mysql_tps,
             "MySQL txn/s",
-            TARGETS["saturation_accepted_per_s"],
         ),
-        "saturation_post_p99_ms": row(
+        "post_p99_ms_c16": row(
+            "post_p99_ms_c16",
             ((sat.get("load") or {}).get("latency_ms") or {}).get("p99_ms"),
             mysql_p99,
             "MySQL txn p99",
-            TARGETS["saturation_post_p99_ms"],
         ),
-        "post_p99_ms_at_half_saturation": row(
-            ((half.get("load") or {}).get("latency_ms") or {}).get("p99_ms"),
-            mysql_p99,
-            "MySQL txn p99",
+        "e2e_p99_ms_at_300_saga_on": row(
+            "e2e_p99_ms_at_300_saga_on",
+            e2e(at_rate) if at_rate else None,
+            e2e_ceiling,
+            "2 x MySQL txn p99 + broker hop p99",
+            phase=at_rate.get("name"),
         ),
-        "e2e_p99_ms_at_500": {
-            **row(
-                e2e_p99_500,
-                e2e_ceiling,
-                "2 x MySQL txn p99 + broker hop p99",
-                TARGETS["e2e_p99_ms_at_500"],
-            ),
-            "phase": at_500.get("name"),
-        },
         "get_cached_per_s": row(
-            get.get("per_s"), redis.get("get_per_s"), "Redis GET/s", TARGETS["get_cached_per_s"]
+            "get_cached_per_s",
+            (default.get("get") or {}).get("per_s"),
+            redis.get("get_per_s"),
+            "Redis GET/s",
         ),
-        "analytics_events_per_s": row(
-            consumers.get("analytics_peak_per_s"), consume_ceiling, "aio-pika consume+ack msg/s"
-        ),
-        "notification_events_per_s": row(
-            consumers.get("notifications_peak_per_s"), consume_ceiling, "aio-pika consume+ack msg/s"
+        "cpu_ms_per_order_saga_on": row(
+            "cpu_ms_per_order_saga_on",
+            ((cpu_phase.get("cpu") or {}).get("pipeline") or {}).get("ms_per_order"),
+            None,
+            "Go peer: 2.2 ms (CEILING.md)",
+            phase=cpu_phase.get("name"),
         ),
     }
+    return rows
 
 
-async def _purge_fulfilment_queue() -> None:
-    """With fulfilment off, the order service still declares its queue (so no OrderCreated is
-    ever unroutable for a fulfilment process started later); drop the benchmark's copies so a
-    later `make run` does not fulfil thousands of benchmark orders."""
-    import aio_pika
-
-    from common.messaging.topology import TopologySettings
-    from common.settings import Env
-
-    topology = TopologySettings.from_env(Env())
-    url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    try:
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(topology.fulfilment_queue, passive=True)
-            await queue.purge()
-    except Exception as exc:  # a benchmark result is still worth printing
-        print(f"could not purge {topology.fulfilment_queue}: {exc!r}", file=sys.stderr)
+# -- the run ------------------------------------------------------------------------------------
 
 
 async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
@@ -334,93 +564,82 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "clk_tck": cpu.CLK_TCK,
+            "loadavg_at_start": _loadavg(),
         },
         "config": dataclasses.asdict(cfg),
         "started_at": time.time(),
+        "configurations": [],
     }
-    if not cfg.skip_ceiling:
-        console.print("[cyan]measuring the infrastructure ceiling ...[/]")
-        result["ceiling"] = await measure_ceiling(
-            CeilingConfig.from_env(cfg.concurrency, cfg.ceiling_duration)
-        )
-    group: ProcessGroup | None = None
+    log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix="orderflow-bench-"))
+    result["log_dir"] = str(log_dir)
+    lock: BenchLock | None = None
     if not cfg.use_running:
-        console.print("[cyan]starting the system ...[/]")
-        group = ProcessGroup(
-            {
-                "LOG_LEVEL": "warning",
-                "ORDER_FULFILMENT_ENABLED": "true" if cfg.fulfilment else "false",
-            },
-            log_dir=cfg.log_dir,
+        lock = BenchLock()
+        await lock.acquire(
+            on_wait=lambda: console.print("[yellow]waiting for another benchmark to finish ...[/]")
         )
-        result["log_dir"] = str(group.log_dir)
-        try:
-            await group.start_all(within=cfg.startup_timeout)
-        except Exception:
-            await group.stop_all(within=10)
-            raise
-    analytics = CounterSampler(cfg.analytics_metrics_url, "analytics_service_events_consumed_total")
-    notifications = CounterSampler(
-        f"{cfg.notifications_url}/metrics", "notification_worker_events_consumed_total"
-    )
     try:
-        console.print("[cyan]warming up ...[/]")
-        await run_load(
-            LoadConfig(url=cfg.order_url, count=200, concurrency=cfg.concurrency),
-            OrderGenerator(GeneratorConfig(), 1),
-        )
-        analytics.start()
-        notifications.start()
-        phases: list[dict[str, Any]] = []
-        console.print(f"[cyan]saturation, closed loop c={cfg.concurrency} ...[/]")
-        sat = await _phase(
-            cfg,
-            "saturation",
-            rate_=None,
-            duration=cfg.saturation_duration,
-            count=cfg.saturation_count,
-            seed=2,
-        )
-        phases.append(sat)
-        half_rate = max(1.0, sat["load"]["accepted_per_s"] / 2)
-        plan = [("half-saturation", half_rate)] + [(f"rate-{r:g}", r) for r in cfg.rates]
-        for seed, (name, offered) in enumerate(plan, start=3):
-            console.print(f"[cyan]{name}: offered {offered:.0f}/s ...[/]")
-            phases.append(
-                await _phase(
-                    cfg,
-                    name,
-                    rate_=offered,
-                    duration=cfg.rate_duration,
-                    count=cfg.rate_count,
-                    seed=seed,
-                )
-            )
-        await analytics.stop()
-        await notifications.stop()
-        console.print("[cyan]cached GET /orders/{id} ...[/]")
-        result["get"] = await _get_phase(cfg, sat["_ids"])
-        for p in phases:
-            p.pop("_ids", None)
-        result["phases"] = phases
-        result["consumers"] = {
-            "analytics_peak_per_s": round(analytics.peak_rate(), 1),
-            "analytics_active_mean_per_s": round(analytics.active_rate(), 1),
-            "analytics_events": analytics.total(),
-            "notifications_peak_per_s": round(notifications.peak_rate(), 1),
-            "notifications_active_mean_per_s": round(notifications.active_rate(), 1),
-            "notifications_events": notifications.total(),
-        }
+        if not cfg.use_running and not cfg.skip_infra:
+            console.print("[cyan]infrastructure as make run sets it up (infra, migrate) ...[/]")
+            result["prepared"] = await prepare_infra()
+        if not cfg.skip_ceiling:
+            console.print("[cyan]measuring the infrastructure ceiling ...[/]")
+            result["ceiling"] = await measure_ceiling_with_cpu(cfg)
+        for name in cfg.configurations:
+            result["configurations"].append(await _one_configuration(cfg, name, log_dir, console))
     finally:
-        await analytics.stop()
-        await notifications.stop()
-        if group is not None:
-            result["exit_codes"] = await group.stop_all(within=30)
-            if not cfg.fulfilment:
-                await _purge_fulfilment_queue()
+        if lock is not None:
+            lock.release()
     result["headline"] = headline(result)
     result["finished_at"] = time.time()
+    result["ok"] = all(
+        (p.get("audit") or {}).get("ok", False)
+        for c in result["configurations"]
+        for p in c.get("phases", [])
+    )
     return result
+
+
+async def _one_configuration(
+    cfg: BenchConfig, name: str, log_dir: Path, console: Console
+) -> dict[str, Any]:
+    loadgen = os.getpid()
+    if cfg.use_running:
+        running = RunningSystem(Endpoints.from_env(os.environ))
+        measured = await run_configuration(
+            cfg, name, running.endpoints, lambda: running.components(loadgen), console
+        )
+        measured["command"] = running.command
+        return measured
+    env = {"LOG_LEVEL": "info", "ORDER_FULFILMENT_ENABLED": "true" if name == SAGA_ON else "false"}
+    system = ProcfileSystem(env, log_path=log_dir / f"{name.replace(' ', '-')}.log")
+    console.print(f"[cyan]{name}: {system.command}[/]")
+    conf: dict[str, Any] = {}
+    try:
+        await system.start(within=cfg.startup_timeout)
+        conf = await run_configuration(
+            cfg, name, system.endpoints, lambda: system.components(loadgen), console
+        )
+    finally:
+        conf["exit_codes"] = await system.stop()
+        conf["command"] = system.command
+        conf["log"] = str(system.log_path)
+        if name == SAGA_OFF:
+            url = procfile_env(system.procfile.read_text()).get("order", {}).get("RABBITMQ_URL")
+            if url:
+                await _purge_fulfilment_queue(url, console)
+    return conf
+
+
+def _loadavg() -> str | None:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return None
+
+
+# -- output -------------------------------------------------------------------------------------
 
 
 def _fmt(value: Any) -> str:
@@ -432,21 +651,51 @@ def _fmt(value: Any) -> str:
 
 
 def render(result: dict[str, Any], console: Console) -> None:
-    table = Table(title="Phases", title_justify="left")
+    for conf in result.get("configurations", []):
+        _render_phases(conf, console)
+        _render_cpu(conf, result.get("ceiling", {}), console)
+    table = Table(
+        title="Issue 11 figures (ratio = system / ceiling measured in this run)",
+        title_justify="left",
+    )
+    for col in ("figure", "system", "today", "must", "goal", "ceiling", "ratio", "basis / phase"):
+        table.add_column(col)
+    for name, row in result.get("headline", {}).items():
+        basis = row["ceiling_basis"] + (f"; {row['phase']}" if row.get("phase") else "")
+        table.add_row(
+            name,
+            _fmt(row["system"]),
+            row["today"],
+            row["must"],
+            row["goal"],
+            _fmt(row["ceiling"]),
+            _fmt(row["ratio"]),
+            basis,
+        )
+    console.print(table)
+    for conf in result.get("configurations", []):
+        if conf.get("exit_codes"):
+            console.print(f"{conf['name']}: exit codes {conf['exit_codes']}, log {conf.get('log')}")
+
+
+def _render_phases(conf: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"Phases, {conf.get('name')}", title_justify="left")
     for col in (
         "phase",
         "offered/s",
         "accepted/s",
         "POST p50/p99 ms",
-        "e2e p50/p99 ms",
-        "e2e orders/s",
+        "e2e p99 ms",
+        "done/s",
         "drain s",
+        "kept up",
         "lost",
         "doubled",
+        "not final",
         "errors",
     ):
         table.add_column(col)
-    for p in result.get("phases", []):
+    for p in conf.get("phases", []):
         load, audit = p["load"], p.get("audit", {})
         lat, e2e = load["latency_ms"], audit.get("e2e_latency_ms", {})
         table.add_row(
@@ -454,54 +703,81 @@ def render(result: dict[str, Any], console: Console) -> None:
             _fmt(load["offered_rate"]),
             _fmt(load["accepted_per_s"]),
             f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f}",
-            f"{e2e.get('p50_ms', 0):.1f} / {e2e.get('p99_ms', 0):.1f}",
-            _fmt(audit.get("e2e_orders_per_s")),
+            f"{e2e.get('p99_ms', 0):.1f}",
+            _fmt(p.get("done_orders_per_s")),
             _fmt(p.get("drain_s")),
+            "yes" if p.get("kept_up") else "no",
             _fmt(audit.get("lost")),
             _fmt(audit.get("doubled")),
+            _fmt(audit.get("unfinished")),
             _fmt(load["error_count"]),
         )
-    console.print(table)
-    table = Table(
-        title="Benchmark (ratio = system / ceiling measured in this run)", title_justify="left"
-    )
-    for col in ("figure", "system", "ceiling", "ratio", "ceiling basis", "target"):
-        table.add_column(col)
-    for name, row in result.get("headline", {}).items():
+    get = conf.get("get") or {}
+    if get.get("per_s") is not None:
         table.add_row(
-            name,
-            _fmt(row["system"]),
-            _fmt(row["ceiling"]),
-            _fmt(row["ratio"]),
-            row["ceiling_basis"],
-            row.get("target", ""),
+            "cached GET",
+            "-",
+            _fmt(get["per_s"]),
+            f"{get['latency_ms']['p50_ms']:.1f} / {get['latency_ms']['p99_ms']:.1f}",
+            *["-"] * 7,
+            _fmt(sum(get.get("errors", {}).values())),
         )
     console.print(table)
-    if result.get("exit_codes"):
-        console.print(f"exit codes: {result['exit_codes']}")
+
+
+def _render_cpu(conf: dict[str, Any], ceiling: dict[str, Any], console: Console) -> None:
+    phases = [p for p in conf.get("phases", []) if p.get("cpu")]
+    if not phases:
+        return
+    table = Table(
+        title=f"CPU ms per order (/proc utime+stime), {conf.get('name')}", title_justify="left"
+    )
+    table.add_column("component")
+    for p in phases:
+        table.add_column(p["name"], justify="right")
+    table.add_column("ceiling (bare, ms per op)")
+    names: list[str] = []
+    for p in phases:
+        names += [n for n in p["cpu"] if n not in names]
+    for name in names:
+        cells = [_fmt((p["cpu"].get(name) or {}).get("ms_per_order")) for p in phases]
+        ref = ""
+        if name in CEILING_CPU:
+            probe, key, what = CEILING_CPU[name]
+            value = ((ceiling.get(probe) or {}).get("cpu_ms_per_op") or {}).get(key)
+            ref = f"{value:.3f} {what}" if value is not None else ""
+        elif name == "pipeline":
+            ref = "target <= 6, goal <= 3 (Go peer 2.2)"
+        table.add_row(name, *cells, ref)
+    cores = [_fmt((p["cpu"].get("machine (all processes)") or {}).get("cores")) for p in phases]
+    table.add_row("[dim]machine cores busy[/]", *cores, "")
+    console.print(table)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtool.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="CI smoke: a few hundred orders")
+    p.add_argument("--quick", action="store_true", help="CI smoke: a few hundred orders, saga on")
     p.add_argument(
         "--use-running",
         action="store_true",
-        help="benchmark the system already running instead of starting it",
+        help="benchmark the system already running (ports from the services' env) instead",
     )
+    p.add_argument("--saga-only", action="store_true", help="skip the fulfilment-off pass")
     p.add_argument("--skip-ceiling", action="store_true")
     p.add_argument(
-        "--fulfilment",
-        action="store_true",
-        help="also run the fulfilment saga (payment, stock, confirm) in the order service",
+        "--skip-infra", action="store_true", help="do not run deploy/local-infra.sh and migrations"
     )
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--ceiling-duration", type=float, default=8.0)
-    p.add_argument("--duration", type=float, default=20.0, help="saturation phase seconds")
-    p.add_argument("--rates", default="500,1200", help="offered rates besides 50%% saturation")
+    p.add_argument("--duration", type=float, default=15.0, help="saturation phase seconds")
+    p.add_argument(
+        "--rates",
+        default="",
+        help="offered rates of the ladder (default: 50-115 %% of the saturation e2e rate)",
+    )
     p.add_argument("--rate-duration", type=float, default=15.0)
     p.add_argument("--get-duration", type=float, default=8.0)
-    p.add_argument("--audit-timeout", type=float, default=180.0)
+    p.add_argument("--audit-timeout", type=float, default=300.0)
     p.add_argument("--log-dir", default=None)
     p.add_argument("--json", dest="json_path", default=None)
     return p
@@ -511,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     install_uvloop()
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     result = asyncio.run(run_bench(cfg, console))
     render(result, console)
     if args.json_path:
@@ -519,10 +795,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(result, fh, indent=2, default=str)
             fh.write("\n")
     bad = [
-        p["name"] for p in result.get("phases", []) if not (p.get("audit") or {}).get("ok", False)
+        f"{c['name']}/{p['name']}"
+        for c in result.get("configurations", [])
+        for p in c.get("phases", [])
+        if not (p.get("audit") or {}).get("ok", False)
     ]
     if bad:
-        console.print(f"[bold red]audit failed in: {', '.join(bad)}[/]")
+        console.print(
+            f"[bold red]audit failed (lost, doubled or unfinished) in: {', '.join(bad)}[/]"
+        )
         return 1
     return 0
 

@@ -322,6 +322,7 @@ async def redis_ceiling(cfg: CeilingConfig) -> dict[str, Any]:
         elapsed = time.perf_counter() - began
         return {
             "get_per_s": round(rate(count, elapsed), 1),
+            "gets": count,
             "latency_ms": summarize(latencies).as_dict(),
         }
     finally:

@@ -61,6 +61,11 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "notifications_missing": len(report.notifications_missing),
         "sends_by_channel": report.sends_by_channel,
         "final_states": report.final_states,
+        "final_checked": report.final_checked,
+        "unfinished": len(report.unfinished),
+        "unfinished_ids": report.unfinished[:_MAX_LISTED_IDS],
+        "final_notifications_missing": len(report.final_notifications_missing),
+        "completed_at": report.completed_at,
         "summary_checked": report.summary_checked,
         "summary_matches": report.summary_matches,
         "summary_orders_delta": report.summary_orders_delta,
@@ -136,6 +141,11 @@ def render(data: dict[str, Any], console: Console) -> None:
         )
     if audit.get("final_states"):
         table.add_row("final states", str(audit["final_states"]))
+    if audit.get("final_checked"):
+        table.add_row(
+            "not final / final notice missing",
+            f"{flag(audit['unfinished'])} / {flag(audit['final_notifications_missing'])}",
+        )
     if audit["summary_checked"]:
         table.add_row(
             "summary delta",
