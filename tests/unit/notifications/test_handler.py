@@ -196,3 +196,24 @@ def _carried(outcome) -> dict:
     """The headers the consumer runner gives the next copy of a retried or deferred message."""
     assert isinstance(outcome, Retry | Defer), outcome
     return dict(outcome.headers)
+
+
+async def test_a_batch_asks_the_store_once_for_its_claims_and_once_for_its_records():
+    log, hook = FakeChannel("log"), FakeChannel("webhook")
+    handler, store, _ = make(log, hook)
+    bodies = [order_body() for _ in range(10)]
+    outcomes = await handler.handle_batch([delivery(b) for b in bodies])
+    assert outcomes == [Ack("sent")] * 10
+    assert (store.claim_calls, store.record_calls) == (1, 1)
+    assert len(log.sent) == 10 and len(hook.sent) == 10
+    again = await handler.handle_batch([delivery(b) for b in bodies])
+    assert again == [Ack("duplicate")] * 10
+    assert (store.claim_calls, store.record_calls) == (2, 1)
+
+
+async def test_one_failing_message_of_a_batch_does_not_hold_back_its_neighbours():
+    hook = FakeChannel("webhook", failures=[TransientSendError("503")])
+    handler, store, _ = make(hook)
+    outcomes = await handler.handle_batch([delivery(order_body()) for _ in range(3)])
+    assert sorted(type(o).__name__ for o in outcomes) == ["Ack", "Ack", "Retry"]
+    assert len(store.sent) == 2
