@@ -90,11 +90,15 @@ class _Job:
     outage: str = ""
     outcome: Outcome | None = None
 
+    def ids(self) -> dict[str, str]:
+        """For a log line outside ``context()`` (binding costs more than passing them)."""
+        return {
+            "event_id": str(self.delivery.envelope.event_id),
+            "correlation_id": self.delivery.envelope.correlation_id,
+        }
+
     def context(self) -> Any:
-        return bind_context(
-            event_id=str(self.delivery.envelope.event_id),
-            correlation_id=self.delivery.envelope.correlation_id,
-        )
+        return bind_context(**self.ids())
 
 
 @dataclass
@@ -151,8 +155,7 @@ class NotificationHandler:
         await self._record(live, [s for s, ok in zip(claimed, sent, strict=True) if ok])
         await self._update_schedule(live, now)
         for job in live:
-            with job.context():
-                job.outcome = self._outcome(job, now)
+            job.outcome = self._outcome(job, now)
         return [j.outcome for j in jobs if j.outcome is not None]
 
     def _prepare(self, delivery: Delivery, now: datetime) -> _Job:
@@ -193,38 +196,38 @@ class NotificationHandler:
             answers = [exc] * len(sends)
         claimed = []
         for send, answer in zip(sends, answers, strict=True):
-            with send.job.context():
-                if isinstance(answer, Exception) and is_outage(answer):
-                    self._outage(send.job, f"store: {answer!r}")
-                    send.job.results.append(
-                        SendResult(send.notification, send.channel.name, Status.OUTAGE)
+            if isinstance(answer, Exception) and is_outage(answer):
+                self._outage(send.job, f"store: {answer!r}")
+                send.job.results.append(
+                    SendResult(send.notification, send.channel.name, Status.OUTAGE)
+                )
+            elif isinstance(answer, Exception):  # a bug or a refused command: spend attempts
+                send.job.results.append(
+                    SendResult(
+                        send.notification,
+                        send.channel.name,
+                        Status.TRANSIENT,
+                        f"store: {answer!r}",
                     )
-                elif isinstance(answer, Exception):  # a bug or a refused command: spend attempts
-                    send.job.results.append(
-                        SendResult(
-                            send.notification,
-                            send.channel.name,
-                            Status.TRANSIENT,
-                            f"store: {answer!r}",
-                        )
-                    )
-                elif answer is Claim.SENT:
-                    self._metrics.skipped_duplicate.labels(send.channel.name).inc()
-                    log.info(
-                        "notification_skipped_duplicate",
-                        channel=send.channel.name,
-                        kind=send.notification.kind,
-                    )
-                    send.job.results.append(
-                        SendResult(send.notification, send.channel.name, Status.SKIPPED)
-                    )
-                    send.job.done.add(_entry(send.notification, send.channel))
-                elif answer is Claim.BUSY:
-                    send.job.results.append(
-                        SendResult(send.notification, send.channel.name, Status.BUSY)
-                    )
-                else:
-                    claimed.append(send)
+                )
+            elif answer is Claim.SENT:
+                self._metrics.skipped_duplicate.labels(send.channel.name).inc()
+                log.info(
+                    "notification_skipped_duplicate",
+                    channel=send.channel.name,
+                    kind=send.notification.kind,
+                    **send.job.ids(),
+                )
+                send.job.results.append(
+                    SendResult(send.notification, send.channel.name, Status.SKIPPED)
+                )
+                send.job.done.add(_entry(send.notification, send.channel))
+            elif answer is Claim.BUSY:
+                send.job.results.append(
+                    SendResult(send.notification, send.channel.name, Status.BUSY)
+                )
+            else:
+                claimed.append(send)
         return claimed
 
     async def _send(self, send: _Send) -> bool:
@@ -344,7 +347,9 @@ class NotificationHandler:
             # The store is down, not the message: wait it out without spending an attempt.
             hops = _int(job.delivery.headers.get(OUTAGE_HEADER))
             delay = self._outage_delays[min(hops, len(self._outage_delays) - 1)]
-            log.warning("notification_deferred_store_down", delay=delay, error=job.outage)
+            log.warning(
+                "notification_deferred_store_down", delay=delay, error=job.outage, **job.ids()
+            )
             return Defer(delay, {**headers, OUTAGE_HEADER: hops + 1})
         if any(r.status is Status.BUSY for r in results):
             # Another delivery of this event holds the claim: look again once it has finished.
