@@ -4,6 +4,7 @@ docker-compose.yml."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -80,11 +81,9 @@ class LocalRedis:
         subprocess.run(["redis-server", str(self.conf)], check=True, timeout=30)
 
     def stop(self) -> None:
-        try:
-            # FORCE: a Redis that just turned append-only on may still be writing its first file.
+        # FORCE: a Redis that just turned append-only on may still be writing its first file.
+        with contextlib.suppress(redis.RedisError):
             self.client.shutdown(nosave=True, force=True)
-        except redis.RedisError:
-            pass
         _wait_closed(self.port)
 
 
