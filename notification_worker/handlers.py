@@ -316,6 +316,8 @@ class NotificationHandler:
     async def _update_schedule(self, jobs: list[_Job], now: datetime) -> None:
         """Keeps the scheduled-notifications gauge; best effort, so Redis never holds a send."""
         for job in jobs:
+            if job.outage:
+                continue  # Redis is down: each call would only wait for its timeout
             for notification in job.due:
                 if notification.due is not None and all(
                     _entry(notification, c) in job.done for c in self._channels
