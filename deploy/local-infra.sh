@@ -2,6 +2,8 @@
 # Makes sure MariaDB, Redis and RabbitMQ answer on localhost, starting (and if needed installing
 # from Debian packages) whichever does not, then creates each service's database and user.
 # Idempotent: safe to run before every `make run` / `make test`.
+# Usage: deploy/local-infra.sh [mariadb] [redis] [rabbitmq]   (no argument: all three, then the
+# databases, users and broker definitions).
 set -euo pipefail
 
 MYSQL_HOST="${MYSQL_HOST:-127.0.0.1}"
@@ -15,6 +17,9 @@ ANALYTICS_DB_NAME="${ANALYTICS_DB_NAME:-analytics_db}"
 ANALYTICS_DB_USER="${ANALYTICS_DB_USER:-analytics_svc}"
 ANALYTICS_DB_PASSWORD="${ANALYTICS_DB_PASSWORD:-analytics_svc_local}"
 REDIS_PORT="${REDIS_PORT:-6379}"
+REDIS_DIR="${REDIS_DIR:-/var/lib/redis}"
+REDIS_CONF="${REDIS_CONF:-/etc/redis/orderflow-${REDIS_PORT}.conf}"
+REDIS_LOG="${REDIS_LOG:-/var/log/redis/orderflow-${REDIS_PORT}.log}"
 RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 RABBITMQ_MANAGEMENT_URL="${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}"
 RABBITMQ_MANAGEMENT_USER="${RABBITMQ_MANAGEMENT_USER:-guest}"
@@ -58,18 +63,54 @@ ensure_mariadb() {
   wait_port MariaDB "$MYSQL_HOST" "$MYSQL_PORT" 60
 }
 
+# The notification worker's send-once records live in Redis: a Redis that restarts empty makes
+# every redelivery or replay after it send again (docs/operations.md). So Redis runs from a
+# config file with the append-only file on, and a setting changed at runtime is written back.
+write_redis_conf() {
+  [ -f "$REDIS_CONF" ] && return 0
+  mkdir -p "$(dirname "$REDIS_CONF")" "$REDIS_DIR" "$(dirname "$REDIS_LOG")"
+  cat >"$REDIS_CONF" <<CONF
+# Written by deploy/local-infra.sh: the notification worker's sent records must survive a restart.
+bind 127.0.0.1 -::1
+port $REDIS_PORT
+daemonize yes
+dir $REDIS_DIR
+logfile $REDIS_LOG
+appendonly yes
+appendfsync everysec
+save ""
+CONF
+}
+
+redis_cmd() { redis-cli -p "$REDIS_PORT" "$@" 2>/dev/null | tr -d '\r'; }
+
+persist_running_redis() {
+  if [ "$(redis_cmd config get appendonly | tail -n 1)" != yes ]; then
+    if [ "$(redis_cmd config set appendonly yes)" != OK ]; then
+      say "WARNING: could not turn on Redis persistence on port $REDIS_PORT"
+      return 0
+    fi
+  fi
+  # CONFIG SET lasts until the next restart: write it back into the server's config file.
+  if [ -n "$(redis_cmd info server | sed -n 's/^config_file://p')" ]; then
+    [ "$(redis_cmd config rewrite)" = OK ] && return 0
+    say "WARNING: Redis on port $REDIS_PORT did not write append-only into its config file"
+    return 0
+  fi
+  say "WARNING: Redis on port $REDIS_PORT runs without a config file: append-only is on only" \
+    "until it restarts, and a restart then forgets every sent notification. Stop it" \
+    "(redis-cli -p $REDIS_PORT shutdown) and run this script again to start it from $REDIS_CONF."
+}
+
 ensure_redis() {
   if port_open 127.0.0.1 "$REDIS_PORT"; then
-    # The notification worker's send-once records live in Redis: keep them across a restart.
-    redis-cli -p "$REDIS_PORT" config set appendonly yes >/dev/null 2>&1 || \
-      say "could not turn on Redis persistence (not fatal)"
+    persist_running_redis
     return 0
   fi
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
-  say "starting Redis"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
-    --appendonly yes --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  write_redis_conf
+  say "starting Redis from $REDIS_CONF (append-only)"
+  redis-server "$REDIS_CONF"
   wait_port Redis 127.0.0.1 "$REDIS_PORT" 30
 }
 
@@ -147,6 +188,16 @@ import_rabbitmq_definitions() {
   return 1
 }
 
+if [ "$#" -gt 0 ]; then
+  for component in "$@"; do
+    case "$component" in
+      mariadb | redis | rabbitmq) "ensure_$component" ;;
+      *) say "unknown component $component (mariadb, redis, rabbitmq)"; exit 2 ;;
+    esac
+  done
+  say "up: $*"
+  exit 0
+fi
 ensure_mariadb
 ensure_redis
 ensure_rabbitmq

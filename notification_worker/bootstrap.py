@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from common.messaging.connection import connect_robust_forever
-from common.messaging.consumer import ConsumerMetrics, ConsumerRunner, PerMessage
+from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
 from common.observability import Metrics, configure_logging, get_logger
 from notification_worker.app import create_app
@@ -149,11 +149,12 @@ class Worker:
         runner = ConsumerRunner(
             connection,
             self.spec,
-            PerMessage(self.handler),
+            self.handler,
             ConsumerMetrics(self.metrics),
             prefetch=self.settings.prefetch,
-            # One message per batch: a slow send holds back only its own ack.
-            batch_size=1,
+            # A batch shares its Redis round trips; a slow send holds back the acks of its own
+            # batch only (up to the channel's timeout), while the other batches go on.
+            batch_size=self.settings.batch_size,
             workers=self.settings.concurrency,
             max_attempts=self.settings.max_attempts,
             handler_name="notifications",

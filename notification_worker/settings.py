@@ -79,7 +79,10 @@ class NotificationSettings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     prefetch: int = 64
-    concurrency: int = 32
+    # Batches handled at once, each of up to batch_size messages sharing one claim round trip
+    # and one record round trip to Redis.
+    concurrency: int = 4
+    batch_size: int = 32
     channel_concurrency: int = 16
     max_attempts: int = 5
     reminder_minutes: float = 0.0
@@ -141,6 +144,7 @@ class NotificationSettings:
             webhook=WebhookSettings.from_env(env, required="webhook" in channels),
             prefetch=env.integer("NOTIFY_PREFETCH", d.prefetch, min_value=1),
             concurrency=env.integer("NOTIFY_CONCURRENCY", d.concurrency, min_value=1),
+            batch_size=env.integer("NOTIFY_BATCH_SIZE", d.batch_size, min_value=1),
             channel_concurrency=env.integer(
                 "NOTIFY_CHANNEL_CONCURRENCY", d.channel_concurrency, min_value=1
             ),

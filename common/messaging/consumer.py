@@ -285,7 +285,11 @@ class ConsumerRunner:
         to_publish: list[tuple[AbstractIncomingMessage, str, Outcome, OutgoingMessage]] = []
         for message, event_type, outcome in results:
             if isinstance(outcome, Retry) and _attempt(message) >= self._max_attempts:
-                outcome = Park("attempts_exhausted", f"{outcome.reason}: {outcome.error}"[:500])
+                outcome = Park(
+                    "attempts_exhausted",
+                    f"{outcome.reason}: {outcome.error}"[:500],
+                    outcome.headers,
+                )
             if isinstance(outcome, Ack):
                 await _ack(message)
                 self._metrics.consumed.labels(event_type, outcome.label).inc()
@@ -343,6 +347,7 @@ class ConsumerRunner:
             headers[LAST_ERROR_HEADER] = f"{outcome.reason}: {outcome.error}"[:500]
         elif isinstance(outcome, Park):
             target = self._spec.dlq
+            headers.update(outcome.headers)
             headers[PARK_REASON_HEADER] = outcome.reason
             headers[LAST_ERROR_HEADER] = outcome.error[:500]
             headers[ATTEMPT_HEADER] = attempt

@@ -29,10 +29,14 @@ class Retry:
 
 @dataclass(frozen=True)
 class Park:
-    """The message can never succeed: move it to the parking lot with the reason."""
+    """The message can never succeed: move it to the parking lot with the reason.
+
+    ``headers`` are merged into the parked copy (progress a replay must not lose).
+    """
 
     reason: str
     error: str = ""
+    headers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

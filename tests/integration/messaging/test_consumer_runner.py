@@ -209,3 +209,36 @@ async def _get_one(amqp, queue_name: str, timeout: float) -> aio_pika.abc.Abstra
     message = await wait_until(fetch, timeout=timeout, message=f"a message in {queue_name}")
     await channel.close()
     return message
+
+
+async def test_a_parked_copy_carries_the_progress_headers_of_the_last_answer(
+    amqp, cleanup_topology
+):
+    progress = {"x-progress": "step-1,step-2"}
+    handler = ScriptedHandler(
+        [Retry("flaky", "503", {"x-progress": "step-1"}), Park("rejected", "400", progress)]
+    )
+    topology, spec, runner = await run_with(amqp, cleanup_topology, handler, max_attempts=5)
+    try:
+        event_id, body = event_body()
+        await publish(amqp, topology.exchange, body, event_id)
+        parked = await _get_one(amqp, spec.dlq, timeout=10)
+        assert parked.headers["x-progress"] == "step-1,step-2"
+        assert parked.headers["x-park-reason"] == "rejected"
+    finally:
+        await runner.stop()
+
+
+async def test_a_copy_parked_out_of_attempts_carries_the_progress_of_its_last_retry(
+    amqp, cleanup_topology
+):
+    handler = ScriptedHandler([Retry("flaky", "503", {"x-progress": "step-1"})])
+    topology, spec, runner = await run_with(amqp, cleanup_topology, handler, max_attempts=1)
+    try:
+        event_id, body = event_body()
+        await publish(amqp, topology.exchange, body, event_id)
+        parked = await _get_one(amqp, spec.dlq, timeout=10)
+        assert parked.headers["x-progress"] == "step-1"
+        assert parked.headers["x-park-reason"] == "attempts_exhausted"
+    finally:
+        await runner.stop()

@@ -75,7 +75,8 @@ class Received:
 @dataclass
 class WebhookReceiver:
     """A raw asyncio HTTP endpoint: answers ``statuses`` in order, then ``default_status``,
-    each after ``delay`` seconds. ``received`` holds arrivals, ``answered`` finished replies."""
+    each after ``delay`` seconds. ``received`` holds arrivals, ``answered`` finished replies;
+    ``on_request`` (if set) runs at each arrival, before the answer."""
 
     statuses: list[int] = field(default_factory=list)
     default_status: int = 200
@@ -83,6 +84,7 @@ class WebhookReceiver:
     received: list[Received] = field(default_factory=list)
     answered: list[Received] = field(default_factory=list)
     port: int = 0
+    on_request: Callable[[], Awaitable[None]] | None = None
     _server: asyncio.Server | None = None
 
     @property
@@ -115,6 +117,8 @@ class WebhookReceiver:
             status = self.statuses[index] if index < len(self.statuses) else self.default_status
             request = Received(time.monotonic(), headers, body, status)
             self.received.append(request)
+            if self.on_request is not None:
+                await self.on_request()
             await asyncio.sleep(self.delay)
             writer.write(
                 f"HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"

@@ -7,11 +7,14 @@ import os
 import sys
 
 import pytest
+from redis.asyncio import Redis
 
 from common.testing import wait_until
 from notification_worker import dlq
 from tests.integration.notifications.conftest import (
+    REDIS_URL,
     audit_of,
+    metric,
     order_created,
     publish,
     queue_depths,
@@ -103,3 +106,39 @@ async def test_dlq_replay_all_resets_attempts_and_purge_empties_the_lot(
     assert code == 0, out
     assert "purged 2 message(s)" in out
     assert (await queue_depths(amqp, cleanup_topology))[spec.dlq] == 0
+
+
+async def test_a_parked_message_keeps_what_it_sent_so_its_replay_does_not_depend_on_redis(
+    start_worker, receiver, amqp, cleanup_topology, redis_prefix
+):
+    receiver.statuses = [400]  # the webhook rejects once; the log channel sends at once
+    worker = await start_worker(channels=("log", "webhook"), webhook=webhook_settings(receiver))
+    spec = cleanup_topology.topology().queue(cleanup_topology.notifications_queue)
+    order_id, body = order_created()
+    await publish(amqp, cleanup_topology, body)
+
+    async def parked() -> bool:
+        return (await queue_depths(amqp, cleanup_topology))[spec.dlq] == 1
+
+    await wait_until(parked, timeout=5, message="the message in the parking lot")
+    [message] = await dlq.list_parked(amqp, spec)
+    assert message.headers["x-notify-done"] == "created/log"
+
+    # Redis loses the send records (a restart without persistence) before the operator replays.
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        await redis.delete(*[k async for k in redis.scan_iter(match=f"{redis_prefix}:sent:*")])
+    finally:
+        await redis.aclose()
+    assert len(await dlq.replay(amqp, spec)) == 1
+    await wait_until(
+        lambda: asyncio.sleep(0, receiver.successes()), timeout=5, message="the replayed webhook"
+    )
+
+    async def webhook_recorded() -> int:
+        return (await audit_of(worker, order_id)).get("webhook", 0)
+
+    await wait_until(webhook_recorded, timeout=5, message="the replayed webhook recorded")
+    assert metric(worker, "sent_total", {"channel": "log"}) == 1
+    assert metric(worker, "sent_total", {"channel": "webhook"}) == 1
+    assert await audit_of(worker, order_id) == {"log": 1, "webhook": 1}

@@ -7,38 +7,62 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from notification_worker.planning import Notification
-from notification_worker.sent_store import Claim
+from notification_worker.sent_store import Claim, ClaimRequest, RecordRequest
 from notification_worker.templates import Rendered
 
 
 class FakeSentStore:
+    """Counts its round trips (``claim_calls``, ``record_calls``) like Redis would see them."""
+
     def __init__(self) -> None:
         self.sent: set[tuple[str, str]] = set()
+        self.tokens: dict[tuple[str, str], str] = {}
         self.claims: dict[tuple[str, str], str] = {}
         self.audits: dict[str, dict[str, int]] = {}
         self.scheduled: dict[str, float] = {}
         self.fail_record = 0
         self.down = False
+        self.claim_calls = 0
+        self.record_calls = 0
 
-    async def claim(self, key: str, channel: str, token: str, lease: float) -> Claim:
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], lease: float
+    ) -> list[Claim | Exception]:
+        self.claim_calls += 1
         if self.down:
             raise ConnectionError("redis down")
-        if (key, channel) in self.sent:
+        return [self._claim(r) for r in requests]
+
+    def _claim(self, request: ClaimRequest) -> Claim:
+        key = (request.key, request.channel)
+        if key in self.sent:
             return Claim.SENT
-        if (key, channel) in self.claims:
+        if key in self.claims:
             return Claim.BUSY
-        self.claims[(key, channel)] = token
+        self.claims[key] = request.token
         return Claim.CLAIMED
 
-    async def record(self, key: str, channel: str, order_id: str | None, audit_field: str) -> None:
+    async def record_many(self, requests: Sequence[RecordRequest]) -> None:
+        self.record_calls += 1
+        if self.down:
+            raise ConnectionError("redis down")
         if self.fail_record:
             self.fail_record -= 1
             raise ConnectionError("redis blip")
-        self.sent.add((key, channel))
-        self.claims.pop((key, channel), None)
-        if order_id is not None:
-            row = self.audits.setdefault(order_id, {})
-            row[audit_field] = row.get(audit_field, 0) + 1
+        for r in requests:
+            key = (r.key, r.channel)
+            if self.tokens.get(key) == r.token:
+                continue  # this very send was recorded already (a retried record)
+            self.sent.add(key)
+            self.tokens[key] = r.token
+            self.claims.pop(key, None)
+            if r.order_id is not None:
+                row = self.audits.setdefault(r.order_id, {})
+                row[r.audit_field] = row.get(r.audit_field, 0) + 1
+
+    def expire_leases(self) -> None:
+        """Every claim's lease runs out (the fake has no clock)."""
+        self.claims.clear()
 
     async def release(self, key: str, channel: str, token: str) -> None:
         if self.claims.get((key, channel)) == token:

@@ -85,7 +85,9 @@ async def test_a_permanent_failure_parks_with_the_error():
     hook = FakeChannel("webhook", failures=[PermanentSendError("webhook HTTP 400: no")])
     handler, _, metrics = make(hook)
     outcome = await handler.handle(delivery(order_body()))
-    assert outcome == Park("permanent_failure", "webhook/created: webhook HTTP 400: no")
+    assert outcome == Park(
+        "permanent_failure", "webhook/created: webhook HTTP 400: no", {DONE_HEADER: ""}
+    )
     assert count(metrics.failed, channel="webhook", kind="permanent") == 1
 
 
@@ -108,14 +110,6 @@ async def test_a_send_claimed_by_another_delivery_is_deferred_not_sent():
     deferred = first if isinstance(first, Defer) else second
     assert isinstance(deferred, Defer) and deferred.delay == TIERS[0]
     assert len(log.sent) == 1
-
-
-async def test_an_unreachable_store_is_a_transient_failure_and_nothing_is_sent():
-    log = FakeChannel("log")
-    handler, store, _ = make(log)
-    store.down = True
-    assert isinstance(await handler.handle(delivery(order_body())), Retry)
-    assert log.sent == []
 
 
 async def test_a_record_that_fails_briefly_is_retried_in_place():
@@ -165,3 +159,61 @@ async def test_an_invalid_scheduled_time_is_a_contract_error():
     handler, _, _ = make()
     with pytest.raises(ContractError):
         await handler.handle(delivery(order_body(scheduled_time="tomorrow-ish")))
+
+
+async def test_a_send_whose_record_redis_refuses_is_not_sent_again_after_the_outage():
+    hook = FakeChannel("webhook")
+    handler, store, _ = make(hook)
+    body = order_body()
+    store.fail_record = 1_000  # Redis goes away right after the channel accepted the send
+    outcome = await handler.handle(delivery(body))
+    assert len(hook.sent) == 1
+    # The outage outlasts the lease and every attempt the message could spend.
+    store.down = True
+    store.expire_leases()
+    for _ in range(10):
+        assert not isinstance(outcome, Ack | Park), outcome
+        outcome = await handler.handle(delivery(body, headers=_carried(outcome)))
+    store.down, store.fail_record = False, 0
+    outcome = await handler.handle(delivery(body, headers=_carried(outcome)))
+    assert outcome == Ack("sent")
+    assert len(hook.sent) == 1
+    order_id = hook.sent[0][0].order_id
+    assert store.audits == {order_id: {"webhook": 1}}
+
+
+async def test_a_redis_outage_defers_without_spending_an_attempt():
+    log = FakeChannel("log")
+    handler, store, _ = make(log)
+    store.down = True
+    outcome = await handler.handle(delivery(order_body(), headers={"x-attempt": 2}, attempt=2))
+    assert isinstance(outcome, Defer)
+    assert "x-attempt" not in outcome.headers
+    assert log.sent == []
+
+
+def _carried(outcome) -> dict:
+    """The headers the consumer runner gives the next copy of a retried or deferred message."""
+    assert isinstance(outcome, Retry | Defer), outcome
+    return dict(outcome.headers)
+
+
+async def test_a_batch_asks_the_store_once_for_its_claims_and_once_for_its_records():
+    log, hook = FakeChannel("log"), FakeChannel("webhook")
+    handler, store, _ = make(log, hook)
+    bodies = [order_body() for _ in range(10)]
+    outcomes = await handler.handle_batch([delivery(b) for b in bodies])
+    assert outcomes == [Ack("sent")] * 10
+    assert (store.claim_calls, store.record_calls) == (1, 1)
+    assert len(log.sent) == 10 and len(hook.sent) == 10
+    again = await handler.handle_batch([delivery(b) for b in bodies])
+    assert again == [Ack("duplicate")] * 10
+    assert (store.claim_calls, store.record_calls) == (2, 1)
+
+
+async def test_one_failing_message_of_a_batch_does_not_hold_back_its_neighbours():
+    hook = FakeChannel("webhook", failures=[TransientSendError("503")])
+    handler, store, _ = make(hook)
+    outcomes = await handler.handle_batch([delivery(order_body()) for _ in range(3)])
+    assert sorted(type(o).__name__ for o in outcomes) == ["Ack", "Ack", "Retry"]
+    assert len(store.sent) == 2
