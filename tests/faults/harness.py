@@ -285,7 +285,7 @@ async def list_committed(url: str, customers: Sequence[str]) -> list[dict[str, A
         for customer in customers:
             cursor: str | None = None
             while True:
-                params = {"customer_id": customer, "limit": "1000"}
+                params = {"customer_id": customer, "limit": "100"}
                 if cursor:
                     params["cursor"] = cursor
                 response = await client.get("/orders", params=params)
