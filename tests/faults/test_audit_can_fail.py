@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -16,11 +17,13 @@ from analytics_service.adapters.repository import MySqlAnalyticsStore
 from analytics_service.aggregation import Change, OrderFact, delta
 from loadtool.analytics_db import read_snapshot
 from loadtool.audit import judge_deliveries, judge_recount
+from loadtool.generator import GeneratedOrder
 from loadtool.runner import AcceptedOrder
 from notification_worker.notifiers import WebhookChannel
 from notification_worker.planning import Notification
 from notification_worker.settings import WebhookSettings
 from notification_worker.templates import Rendered
+from tests.faults.harness import match_write_paths
 from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -119,3 +122,48 @@ async def test_the_receiver_counts_a_webhook_sent_twice_and_the_audit_reports_it
         )
     assert verdict.doubled == [twice[0].key]
     assert verdict.missing == [] and verdict.unexpected == []
+
+
+def generated(n: int, key: str | None) -> GeneratedOrder:
+    return GeneratedOrder(
+        body=b"{}",
+        total_amount=Decimal("5.00"),
+        currency="USD",
+        idempotency_key=key,
+        customer_id="run-c1",
+        product_id=f"run-p{n}",
+        quantity=1,
+    )
+
+
+def committed(order_id: str, n: int) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "product_id": f"run-p{n}",
+        "total_amount": "5.00",
+        "currency": "USD",
+        "customer_id": "run-c1",
+        "quantity": 1,
+    }
+
+
+def test_unkeyed_requests_are_matched_to_what_was_committed_and_doubles_are_reported() -> None:
+    sent = [generated(0, "k0"), generated(1, None), generated(2, None), generated(3, None)]
+    answered = [AcceptedOrder("a0", Decimal("5.00"), "USD"), AcceptedOrder("a1", Decimal(5), "USD")]
+    rows = [
+        committed("a0", 0),
+        committed("a1", 1),
+        committed("x2", 2),  # its answer never came: committed anyway, found by listing
+        committed("x3", 3),  # a server that applied one unkeyed request twice
+        committed("y3", 3),
+        committed("z9", 9),  # no request asked for it
+    ]
+    paths = match_write_paths(sent, answered, [], rows)
+    assert paths.unkeyed_sent == 3
+    assert paths.unkeyed_committed == 3
+    assert paths.unkeyed_committed_without_201 == 3
+    assert paths.doubled == ["run-p3: ['x3', 'y3']"]
+    assert paths.phantom == ["z9"]
+    assert paths.lost == []
+    lost = match_write_paths(sent, answered, [], rows[:1])
+    assert lost.lost == ["a1"]
