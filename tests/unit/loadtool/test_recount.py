@@ -316,3 +316,20 @@ async def test_the_auditor_fails_the_run_when_a_stored_total_was_applied_twice(
     assert report.ok is not double
     assert bool(report.aggregate_mismatches) is double
     assert report.api_mismatches == []
+
+
+def test_the_cli_recounts_by_default_and_exits_1_when_a_total_disagrees() -> None:
+    from loadtool.cli import EXIT_AUDIT_FAILED, build_parser, exit_code, options_from_args
+    from loadtool.runner import LoadResult
+
+    options = options_from_args(
+        build_parser().parse_args(["--count", "1", "--analytics-database-url", "mysql://a/b"])
+    )
+    assert options.audit is not None
+    assert options.audit.analytics_database_url == "mysql://a/b"
+    assert not options.audit.exclusive
+    skipped = options_from_args(build_parser().parse_args(["--count", "1", "--no-recount"]))
+    assert skipped.audit is not None and skipped.audit.analytics_database_url is None
+    report = audit_module.AuditReport(accepted=1)
+    report.aggregate_mismatches = ["stored currency USD: reported 2 orders, recount says 1"]
+    assert exit_code(options, LoadResult(), report) == EXIT_AUDIT_FAILED
