@@ -69,5 +69,9 @@ async def fresh_analytics_database() -> AsyncIterator[str]:
         await _migrate(ANALYTICS_DB_URL.format(port=PORT, database=name))
         yield name
     finally:
+        # DROP DATABASE keeps the grants: revoke them, so the user is left with its own only.
+        for host in ("%", "localhost"):
+            with contextlib.suppress(Exception):
+                await _root(f"REVOKE ALL PRIVILEGES ON `{name}`.* FROM '{USER}'@'{host}'")
         with contextlib.suppress(Exception):
             await _root(f"DROP DATABASE IF EXISTS `{name}`")
