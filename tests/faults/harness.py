@@ -424,13 +424,9 @@ async def audit_and_report(
     )
     report = await auditor.run(orders, summary_before)
     deliveries = await await_deliveries(auditor, part.hook, orders, timeout=audit_timeout)
-    revenue_applied = sum(
-        (
-            r.total_amount or Decimal(0)
-            for r in (await auditor.analytics_records([o.order_id for o in orders]))[0]
-        ),
-        Decimal(0),
-    )
+    applied, _ = await auditor.analytics_records([o.order_id for o in orders])
+    revenue_applied = sum((r.total_amount or Decimal(0) for r in applied), Decimal(0))
+    final_states = dict(sorted(Counter(str(r.status) for r in applied).items()))
     revenue_accepted = sum((o.total_amount for o in orders), Decimal(0))
     figures = ScenarioFigures(
         name=name,
@@ -454,7 +450,7 @@ async def audit_and_report(
                 "committed_without_201": paths.unkeyed_committed_without_201,
             },
             "facts_recounted": report.facts_read,
-            "final_states": report.final_states,
+            "final_states": final_states,
             "webhook_deliveries": deliveries.delivered,
             "expected_notifications": deliveries.expected,
             **(extra or {}),
