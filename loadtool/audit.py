@@ -12,12 +12,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
+from loadtool.analytics_db import AnalyticsSnapshot, read_snapshot
+from loadtool.recount import (
+    AcceptedFacts,
+    Mismatch,
+    Totals,
+    compare_facts,
+    compare_revenue,
+    compare_summary,
+    compare_tables,
+    compare_top,
+    hour_key,
+    recount,
+)
 from loadtool.runner import AcceptedOrder
 from loadtool.stats import LatencySummary, summarize
 
@@ -28,8 +41,14 @@ __all__ = [
     "AuditConfig",
     "AuditReport",
     "Auditor",
+    "DeliveryVerdict",
+    "ReadOuts",
+    "RecountVerdict",
     "Summary",
     "evaluate",
+    "expected_notifications",
+    "judge_deliveries",
+    "judge_recount",
     "notified_final",
     "parse_summary",
     "parse_timestamp",
@@ -53,6 +72,13 @@ class AuditConfig:
     # states and every channel that sent its OrderCreated notice also sent the final one
     # (``log:confirmed``). None: done once applied and notified at all (saga off).
     final_states: frozenset[str] | None = None
+    # Recount the analytics totals from the facts (read from this database, one snapshot) and
+    # compare the stored aggregates and the API's answers with it; None: no recount.
+    analytics_database_url: str | None = None
+    # The analytics database holds this run's orders only (a fresh one per run): then every
+    # fact must be an accepted order and the totals must be exactly the accepted orders'.
+    exclusive: bool = False
+    top_limit: int = 100  # how much of each top list to compare (the API's maximum by default)
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,15 @@ class AuditReport:
     wait_seconds: float = 0.0
     timed_out: bool = False
     notes: list[str] = field(default_factory=list)
+    recount_checked: bool = False
+    facts_read: int = 0
+    # Stored aggregate rows that differ from the recount of the facts (one DB snapshot).
+    aggregate_mismatches: list[str] = field(default_factory=list)
+    # API answers (summary, revenue buckets, top lists) that differ from the recount.
+    api_mismatches: list[str] = field(default_factory=list)
+    # Facts whose fields differ from the accepted order; facts of no accepted order.
+    fact_mismatches: list[str] = field(default_factory=list)
+    unexpected_facts: list[str] = field(default_factory=list)
 
     @property
     def lost_count(self) -> int:
@@ -129,15 +164,27 @@ class AuditReport:
         )
 
     @property
+    def totals_match(self) -> bool:
+        """Every recounted total agrees (vacuously true when no recount ran)."""
+        return not (
+            self.aggregate_mismatches
+            or self.api_mismatches
+            or self.fact_mismatches
+            or self.unexpected_facts
+        )
+
+    @property
     def ok(self) -> bool:
-        """Nothing lost, nothing doubled, every notification sent (and, with final states,
-        every order final in analytics and its final notification sent)."""
+        """Nothing lost, nothing doubled, every notification sent, every total recounted (and,
+        with final states, every order final in analytics and its final notification sent)."""
         return (
             self.lost_count == 0
             and self.doubled_count == 0
             and not self.notifications_missing
             and not self.unfinished
             and not self.final_notifications_missing
+            and not self.amount_mismatches
+            and self.totals_match
         )
 
 
@@ -309,6 +356,130 @@ def evaluate(
     return report
 
 
+@dataclass
+class ReadOuts:
+    """What the analytics API answered (parsed JSON bodies), for the recount to judge."""
+
+    summary: Mapping[str, Any] | None = None
+    revenue: Mapping[str, Any] | None = None
+    top_products: Mapping[str, Any] | None = None
+    top_customers: Mapping[str, Any] | None = None
+
+
+@dataclass
+class RecountVerdict:
+    facts_read: int = 0
+    aggregate_mismatches: list[Mismatch] = field(default_factory=list)
+    api_mismatches: list[Mismatch] = field(default_factory=list)
+    fact_mismatches: list[Mismatch] = field(default_factory=list)
+    facts_missing: list[str] = field(default_factory=list)
+    unexpected_facts: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.aggregate_mismatches
+            or self.api_mismatches
+            or self.fact_mismatches
+            or self.facts_missing
+            or self.unexpected_facts
+        )
+
+    def apply_to(self, report: AuditReport, limit: int = 50) -> None:
+        report.recount_checked = True
+        report.facts_read = self.facts_read
+        report.aggregate_mismatches = [m.describe() for m in self.aggregate_mismatches[:limit]]
+        report.api_mismatches = [m.describe() for m in self.api_mismatches[:limit]]
+        report.fact_mismatches = [m.describe() for m in self.fact_mismatches[:limit]]
+        report.unexpected_facts = self.unexpected_facts[:limit]
+        report.lost += [oid for oid in self.facts_missing if oid not in set(report.lost)]
+        for name, items in (
+            ("stored aggregate rows differ from the recount", self.aggregate_mismatches),
+            ("API answers differ from the recount", self.api_mismatches),
+            ("facts differ from the accepted orders", self.fact_mismatches),
+            ("facts belong to no accepted order", self.unexpected_facts),
+        ):
+            if len(items) > limit:
+                report.notes.append(f"{len(items)} {name}; the first {limit} are listed")
+
+
+def _facts_of(order: AcceptedOrder) -> AcceptedFacts:
+    return AcceptedFacts(
+        order.order_id,
+        order.total_amount,
+        order.currency,
+        order.customer_id,
+        order.product_id,
+        order.quantity,
+    )
+
+
+def judge_recount(
+    accepted: Sequence[AcceptedOrder],
+    snapshot: AnalyticsSnapshot,
+    readouts: ReadOuts | None,
+    *,
+    exclusive: bool,
+    top_limit: int = 100,
+) -> RecountVerdict:
+    """Pure: the stored aggregates and the API's answers against a recount of the facts, and
+    the facts against the accepted orders. With ``exclusive`` the facts must be exactly the
+    accepted orders, so the totals are, transitively, exactly the accepted orders' totals."""
+    verdict = RecountVerdict(facts_read=len(snapshot.facts))
+    expected: Totals = recount(snapshot.facts.values())
+    verdict.aggregate_mismatches = compare_tables(expected, snapshot.stored)
+    missing, differ, unexpected = compare_facts(
+        [_facts_of(o) for o in accepted], snapshot.facts, exclusive=exclusive
+    )
+    verdict.facts_missing, verdict.fact_mismatches, verdict.unexpected_facts = (
+        missing,
+        differ,
+        unexpected,
+    )
+    if readouts is not None:
+        api: list[Mismatch] = []
+        for name, body in (
+            ("summary", readouts.summary),
+            ("revenue", readouts.revenue),
+            ("top-products", readouts.top_products),
+            ("top-customers", readouts.top_customers),
+        ):
+            if body is None:
+                api.append(Mismatch(name, "", "no answer", "an answer"))
+        if readouts.summary is not None:
+            api += compare_summary(readouts.summary, expected)
+        if readouts.revenue is not None:
+            api += compare_revenue(readouts.revenue, expected)
+        if readouts.top_products is not None:
+            api += compare_top(
+                "top-products", "product_id", readouts.top_products, expected["product"], top_limit
+            )
+        if readouts.top_customers is not None:
+            api += compare_top(
+                "top-customers",
+                "customer_id",
+                readouts.top_customers,
+                expected["customer"],
+                top_limit,
+            )
+        verdict.api_mismatches = api
+    return verdict
+
+
+def revenue_window(facts: Iterable[Any], max_hours: int = 999) -> tuple[str, str] | None:
+    """[from, to) in RFC 3339 covering the hours these facts were created or changed in."""
+    hours = set()
+    for fact in facts:
+        hours.add(hour_key(fact.created_at))
+        if fact.status_changed_at is not None:
+            hours.add(hour_key(fact.status_changed_at))
+    if not hours:
+        return None
+    last = datetime.fromisoformat(max(hours))
+    first = max(datetime.fromisoformat(min(hours)), last - timedelta(hours=max_hours - 1))
+    return first.isoformat() + "Z", (last + timedelta(hours=1)).isoformat() + "Z"
+
+
 def _chunks(ids: Sequence[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(ids), size):
         yield list(ids[i : i + size])
@@ -445,11 +616,74 @@ class Auditor:
             report.notes.append("some analytics audit calls failed in the final read")
         if not notifications_complete:
             report.notes.append("some notification audit calls failed in the final read")
+        if cfg.analytics_database_url:
+            verdict = await self.recount(accepted)
+            if verdict is None:
+                report.notes.append("analytics database unreadable: no recount of the totals")
+            else:
+                verdict.apply_to(report)
         if summary_before is None:
             report.notes.append("summary unavailable before the run: no delta check")
         elif summary_after is None:
             report.notes.append("summary unavailable after the run: no delta check")
         return report
+
+    async def _get_json(self, path: str, **params: str) -> Mapping[str, Any] | None:
+        try:
+            response = await self._client.get(f"{self.config.analytics_url}{path}", params=params)
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return body if isinstance(body, Mapping) else None
+
+    async def readouts(self, window: tuple[str, str] | None) -> ReadOuts:
+        limit = str(self.config.top_limit)
+        revenue = None
+        if window is not None:
+            revenue = await self._get_json(
+                "/analytics/revenue", granularity="hour", **{"from": window[0], "to": window[1]}
+            )
+        else:  # no facts yet: the default window must be empty
+            revenue = await self._get_json("/analytics/revenue", granularity="hour")
+        return ReadOuts(
+            summary=await self._get_json("/analytics/summary"),
+            revenue=revenue,
+            top_products=await self._get_json("/analytics/top-products", limit=limit),
+            top_customers=await self._get_json("/analytics/top-customers", limit=limit),
+        )
+
+    async def recount(self, accepted: Sequence[AcceptedOrder]) -> RecountVerdict | None:
+        """Recount the totals from one snapshot of the facts and judge the stored aggregates and
+        the API's answers; re-read until all agree or ``summary_timeout`` passes (the API may
+        serve a cached summary, and late transitions may still be applying). None when the
+        database cannot be read."""
+        cfg = self.config
+        assert cfg.analytics_database_url is not None
+        deadline = time.monotonic() + cfg.summary_timeout
+        verdict: RecountVerdict | None = None
+        while True:
+            try:
+                snapshot = await read_snapshot(cfg.analytics_database_url)
+            except Exception:
+                snapshot = None
+            if snapshot is not None:
+                mine = [
+                    snapshot.facts[o.order_id] for o in accepted if o.order_id in snapshot.facts
+                ]
+                window = revenue_window(mine or snapshot.facts.values())
+                verdict = judge_recount(
+                    accepted,
+                    snapshot,
+                    await self.readouts(window),
+                    exclusive=cfg.exclusive,
+                    top_limit=cfg.top_limit,
+                )
+                if verdict.clean:
+                    return verdict
+            if time.monotonic() >= deadline:
+                return verdict
+            await asyncio.sleep(cfg.poll_interval)
 
     async def _summary_after(
         self,
@@ -475,3 +709,62 @@ class Auditor:
                 analytics = fresh
             after = await self.summary()
         return after, analytics
+
+
+# The notification each lifecycle state sends (notification_worker's kinds): every order sends
+# "created"; an order that ended in one of these sends that kind too. Paid sends nothing.
+NOTIFYING_STATES = frozenset({"confirmed", "payment_failed", "rejected", "cancelled"})
+
+
+@dataclass
+class DeliveryVerdict:
+    """Sends counted at the receiver: exactly one delivery per expected notification."""
+
+    expected: int = 0
+    delivered: int = 0
+    missing: list[str] = field(default_factory=list)  # "<order_id>:<kind>"
+    doubled: list[str] = field(default_factory=list)  # keys delivered more than once
+    unexpected: list[str] = field(default_factory=list)  # deliveries no accepted order asked for
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.doubled or self.unexpected)
+
+
+def expected_notifications(final_states: Mapping[str, str | None]) -> set[tuple[str, str]]:
+    """(order_id, kind) every accepted order must have sent, from its final state."""
+    out = set()
+    for order_id, state in final_states.items():
+        out.add((order_id, "created"))
+        if state in NOTIFYING_STATES:
+            out.add((order_id, str(state)))
+    return out
+
+
+def judge_deliveries(
+    final_states: Mapping[str, str | None],
+    deliveries: Iterable[tuple[str, str | None, str | None]],
+) -> DeliveryVerdict:
+    """``deliveries``: (idempotency key, order id, kind) as the receiver counted them, one
+    tuple per delivery. Each expected (order, kind) must arrive under exactly one key, once."""
+    expected = expected_notifications(final_states)
+    by_key = Counter[str]()
+    keys_of: dict[tuple[str, str], set[str]] = {}
+    unexpected: list[str] = []
+    for key, order_id, kind in deliveries:
+        by_key[key] += 1
+        pair = (str(order_id), str(kind))
+        if pair not in expected:
+            if by_key[key] == 1:
+                unexpected.append(f"{order_id}:{kind} ({key})")
+            continue
+        keys_of.setdefault(pair, set()).add(key)
+    verdict = DeliveryVerdict(expected=len(expected), delivered=sum(by_key.values()))
+    verdict.missing = sorted(f"{o}:{k}" for o, k in expected if (o, k) not in keys_of)
+    verdict.doubled = sorted(k for k, n in by_key.items() if n > 1)
+    # One notification sent under two keys (two events for one transition) is a double too.
+    verdict.doubled += sorted(
+        f"{o}:{k} under {len(keys)} keys" for (o, k), keys in keys_of.items() if len(keys) > 1
+    )
+    verdict.unexpected = sorted(unexpected)
+    return verdict

@@ -32,10 +32,15 @@ __all__ = [
 ]
 
 EXIT_OK = 0
-EXIT_AUDIT_FAILED = 1  # lost, doubled or unsent notifications
+EXIT_AUDIT_FAILED = 1  # lost, doubled or unsent notifications, or a total the recount disputes
 EXIT_USAGE = 2
 EXIT_REQUEST_ERRORS = 3  # only with --fail-on-errors
 EXIT_SUMMARY_MISMATCH = 4  # only with --strict-summary
+
+
+DEFAULT_ANALYTICS_DATABASE_URL = (
+    "mysql+aiomysql://analytics_svc:analytics_svc_local@127.0.0.1:3306/analytics_db"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--skip-notifications", action="store_true", help="do not audit the notification worker"
+    )
+    p.add_argument(
+        "--analytics-database-url",
+        default=os.environ.get("ANALYTICS_DATABASE_URL", DEFAULT_ANALYTICS_DATABASE_URL),
+        help="the audit recounts the analytics totals from the facts in this database (read "
+        f"only) and exits {EXIT_AUDIT_FAILED} when a stored total or an API answer differs",
+    )
+    p.add_argument("--no-recount", action="store_true", help="do not recount the analytics totals")
+    p.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="the analytics database holds this run's orders only: every fact must be one of "
+        "them, so the totals are exactly the accepted orders'",
     )
     d = GeneratorConfig()
     for name in ("customer", "product", "quantity"):
@@ -131,6 +149,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
             if args.skip_notifications
             else args.notifications_url.rstrip("/"),
             timeout=args.audit_timeout,
+            analytics_database_url=None if args.no_recount else args.analytics_database_url,
+            exclusive=args.exclusive,
         )
     options = Options(
         load=LoadConfig(

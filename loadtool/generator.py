@@ -25,6 +25,13 @@ class GeneratorConfig:
     max_unit_cents: int = 20_000
     currency: str = "USD"
     idempotency_keys: bool = False
+    # A run-unique prefix lets an auditor list every order of the run by customer
+    # (GET /orders?customer_id=...), including those whose answer never came.
+    customer_prefix: str = "cust-"
+    product_prefix: str = "prod-"
+    # Each order its own product (prefix + sequence number): an order found by listing is
+    # matched to exactly one request, even one sent without an Idempotency-Key.
+    unique_products: bool = False
 
     def validate(self) -> None:
         pairs = {
@@ -50,6 +57,9 @@ class GeneratedOrder:
     total_amount: Decimal
     currency: str
     idempotency_key: str | None
+    customer_id: str | None = None
+    product_id: str | None = None
+    quantity: int | None = None
 
 
 class OrderGenerator:
@@ -59,6 +69,7 @@ class OrderGenerator:
         config.validate()
         self.config = config
         self._random = random.Random(seed)
+        self._sequence = 0
 
     def next(self) -> GeneratedOrder:
         c = self.config
@@ -66,9 +77,15 @@ class OrderGenerator:
         quantity = rnd.randint(c.min_quantity, c.max_quantity)
         unit = Decimal(rnd.randint(c.min_unit_cents, c.max_unit_cents)) * _CENT
         total = (unit * quantity).quantize(_CENT)
+        customer = f"{c.customer_prefix}{rnd.randint(c.min_customer, c.max_customer)}"
+        product_n = rnd.randint(c.min_product, c.max_product)
+        if c.unique_products:
+            product_n = self._sequence
+        self._sequence += 1
+        product = f"{c.product_prefix}{product_n}"
         body = {
-            "customer_id": f"cust-{rnd.randint(c.min_customer, c.max_customer)}",
-            "product_id": f"prod-{rnd.randint(c.min_product, c.max_product)}",
+            "customer_id": customer,
+            "product_id": product,
             "quantity": quantity,
             "total_amount": str(total),
             "currency": c.currency,
@@ -81,6 +98,9 @@ class OrderGenerator:
             total_amount=total,
             currency=c.currency,
             idempotency_key=key,
+            customer_id=customer,
+            product_id=product,
+            quantity=quantity,
         )
 
     def take(self, count: int) -> list[GeneratedOrder]:

@@ -79,6 +79,13 @@ def audit_json(report: AuditReport) -> dict[str, Any]:
         "wait_s": round(report.wait_seconds, 3),
         "timed_out": report.timed_out,
         "notes": report.notes,
+        "recount_checked": report.recount_checked,
+        "facts_read": report.facts_read,
+        "totals_match": report.totals_match,
+        "aggregate_mismatches": report.aggregate_mismatches,
+        "api_mismatches": report.api_mismatches,
+        "fact_mismatches": report.fact_mismatches,
+        "unexpected_facts": report.unexpected_facts[:_MAX_LISTED_IDS],
     }
 
 
@@ -156,6 +163,21 @@ def render(data: dict[str, Any], console: Console) -> None:
         )
     else:
         table.add_row("summary delta", "[yellow]not checked[/]")
+    if audit.get("recount_checked"):
+        bad = (
+            audit["aggregate_mismatches"]
+            + audit["api_mismatches"]
+            + audit["fact_mismatches"]
+            + [f"fact of no accepted order: {oid}" for oid in audit["unexpected_facts"]]
+        )
+        table.add_row(
+            "totals recount",
+            f"{audit['facts_read']} facts; differences {flag(len(bad))}",
+        )
+        for line in bad[:10]:
+            table.add_row("", f"[red]{line}[/]")
+    else:
+        table.add_row("totals recount", "[yellow]not checked[/]")
     _latency_row(table, "e2e latency", audit["e2e_latency_ms"])
     if "e2e_orders_per_s" in audit:
         table.add_row("e2e orders/s", f"{audit['e2e_orders_per_s']:.1f} (first send to last apply)")

@@ -54,6 +54,10 @@ class AcceptedOrder:
     order_id: str
     total_amount: Decimal
     currency: str
+    # What the audit compares with analytics' fact; None when the sender did not record it.
+    customer_id: str | None = None
+    product_id: str | None = None
+    quantity: int | None = None
 
 
 @dataclass
@@ -153,7 +157,16 @@ async def run_load(
                         result, "201-unparseable", response.body[:300].decode("utf-8", "replace")
                     )
                     continue
-                result.accepted.append(AcceptedOrder(order_id, order.total_amount, order.currency))
+                result.accepted.append(
+                    AcceptedOrder(
+                        order_id,
+                        order.total_amount,
+                        order.currency,
+                        order.customer_id,
+                        order.product_id,
+                        order.quantity,
+                    )
+                )
                 result.latencies.append(done - sent_at)
                 if config.rate is not None:
                     result.latency_from_schedule.append(max(0.0, done - due_pc))

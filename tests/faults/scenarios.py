@@ -19,7 +19,14 @@ import httpx
 
 from common.testing import TcpProxy, wait_until
 from tests.e2e.system import RABBITMQ_URL, RunningSystem
-from tests.faults.harness import SteadyLoad, audit_and_report, new_auditor
+from tests.faults.harness import (
+    Partition,
+    SteadyLoad,
+    audit_and_report,
+    new_auditor,
+    partition,
+    send_probe,
+)
 from tests.faults.poison import (
     consumer_queues,
     park_summary,
@@ -34,7 +41,6 @@ MYSQL = ("127.0.0.1", 3306)
 REDIS = ("127.0.0.1", 6379)
 AMQP = ("127.0.0.1", 5672)
 ORDER_DB = "mysql+aiomysql://order_svc:order_svc_local@127.0.0.1:{port}/order_db"
-ANALYTICS_DB = "mysql+aiomysql://analytics_svc:analytics_svc_local@127.0.0.1:{port}/analytics_db"
 
 Fault = Callable[[], AbstractAsyncContextManager[None]]
 
@@ -121,6 +127,7 @@ async def _metric(url: str, name: str) -> float:
 async def _run_with_faults(
     name: str,
     system: RunningSystem,
+    part: Partition,
     sizes: Sizes,
     inject: Callable[[SteadyLoad, int], Any],
     *,
@@ -128,11 +135,12 @@ async def _run_with_faults(
 ) -> None:
     """Load in the background; ``inject(load, cycle)`` runs each fault and returns the time the
     fault was removed; then audit everything."""
-    auditor = new_auditor(system)
+    auditor = new_auditor(system, part)
     try:
         before = await auditor.summary()
         assert before is not None, "analytics summary unavailable before the run"
-        load = SteadyLoad(system.order_url, sizes.rate, sizes.duration).start()
+        assert before.total_orders == 0, f"the run's analytics database is not fresh: {before}"
+        load = SteadyLoad(system.order_url, part, sizes.rate, sizes.duration).start()
         try:
             await load.wait_accepted(sizes.warmup_orders)
             recovered_at = None
@@ -158,7 +166,8 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
     with them (the full suite), each named fault stops the real broker in turn.
     """
     async with contextlib.AsyncExitStack() as stack:
-        env = {}
+        part = await stack.enter_async_context(partition())
+        env = part.env()
         if faults is None:
             proxy = await stack.enter_async_context(proxy_to(AMQP))
             env["RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
@@ -186,7 +195,7 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
             sizes.warmup_orders,
         )
         extra = {"reconnect_seconds": recoveries, "accepted_during_outage": accepted_during}
-        await _run_with_faults("rabbitmq_restart", system, cycles, inject, extra=extra)
+        await _run_with_faults("rabbitmq_restart", system, part, cycles, inject, extra=extra)
         assert all(n > 0 for n in accepted_during.values()), (
             f"the order API stopped accepting while the broker was down: {accepted_during}"
         )
@@ -197,7 +206,7 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
 
 async def consumers_killed(sizes: Sizes) -> None:
     """SIGKILL the analytics consumer and the notification worker mid-batch, then restart."""
-    async with RunningSystem() as system:
+    async with partition() as part, RunningSystem(env=part.env()) as system:
         restarts: list[float] = []
 
         async def inject(load: SteadyLoad, cycle: int) -> float:
@@ -211,16 +220,16 @@ async def consumers_killed(sizes: Sizes) -> None:
             return started
 
         await _run_with_faults(
-            "consumers_sigkill", system, sizes, inject, extra={"restart_seconds": restarts}
+            "consumers_sigkill", system, part, sizes, inject, extra={"restart_seconds": restarts}
         )
 
 
 async def order_service_killed_with_backlog(sizes: Sizes) -> None:
     """The relay cannot reach the broker, so the outbox fills; the order service is killed -9
     with that backlog, restarted, and publishes all of it."""
-    async with proxy_to(AMQP) as proxy:
+    async with partition() as part, proxy_to(AMQP) as proxy:
         order_env = {"RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/"}
-        async with RunningSystem(service_env={"order": order_env}) as system:
+        async with RunningSystem(env=part.env(), service_env={"order": order_env}) as system:
             backlogs: list[float] = []
 
             async def inject(load: SteadyLoad, cycle: int) -> float:
@@ -249,6 +258,7 @@ async def order_service_killed_with_backlog(sizes: Sizes) -> None:
             await _run_with_faults(
                 "order_service_sigkill_backlog",
                 system,
+                part,
                 sizes,
                 inject,
                 extra={"outbox_backlog_seen": backlogs},
@@ -262,13 +272,14 @@ async def database_unavailable(sizes: Sizes, real_fault: Fault | None = None) ->
     """MariaDB unreachable while orders keep arriving: 503 problem+json quickly (never a hang or
     a 500), then 201 again on its own; analytics applies everything after it returns."""
     async with contextlib.AsyncExitStack() as stack:
-        env: dict[str, str] = {}
+        part = await stack.enter_async_context(partition())
+        env = part.env()
         fault = real_fault
         if fault is None:
             proxy = await stack.enter_async_context(proxy_to(MYSQL))
             env = {
+                **part.env(database_port=proxy.port),
                 "ORDER_DATABASE_URL": ORDER_DB.format(port=proxy.port),
-                "ANALYTICS_DATABASE_URL": ANALYTICS_DB.format(port=proxy.port),
             }
             fault = cut(proxy)
         system = await stack.enter_async_context(
@@ -285,16 +296,7 @@ async def database_unavailable(sizes: Sizes, real_fault: Fault | None = None) ->
                 deadline = time.monotonic() + sizes.outage
                 while time.monotonic() < deadline:  # probe the API while the database is down
                     started = time.monotonic()
-                    response = await client.post(
-                        "/orders",
-                        json={
-                            "customer_id": "probe",
-                            "product_id": "probe",
-                            "quantity": 1,
-                            "total_amount": "1.00",
-                        },
-                        headers={"Idempotency-Key": f"probe-{time.time_ns()}"},
-                    )
+                    response = await send_probe(client, load)
                     probes.append(
                         {
                             "status": response.status_code,
@@ -311,7 +313,7 @@ async def database_unavailable(sizes: Sizes, real_fault: Fault | None = None) ->
         statuses = {p["status"] for p in probes}
         try:
             await _run_with_faults(
-                "mariadb_unavailable", system, sizes, inject, extra={"probes": probes_seen}
+                "mariadb_unavailable", system, part, sizes, inject, extra={"probes": probes_seen}
             )
         finally:
             statuses = {p["status"] for p in probes}
@@ -332,11 +334,12 @@ async def database_unavailable(sizes: Sizes, real_fault: Fault | None = None) ->
 async def redis_unavailable(sizes: Sizes, real_fault: Fault | None = None) -> None:
     """Redis gone: order and analytics APIs answer from MySQL; notifications resume after it."""
     async with contextlib.AsyncExitStack() as stack:
-        env: dict[str, str] = {}
+        part = await stack.enter_async_context(partition())
+        env = part.env()
         fault = real_fault
         if fault is None:
             proxy = await stack.enter_async_context(proxy_to(REDIS))
-            env = {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"}
+            env["REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"
             fault = cut(proxy)
         system = await stack.enter_async_context(
             RunningSystem(
@@ -370,7 +373,7 @@ async def redis_unavailable(sizes: Sizes, real_fault: Fault | None = None) -> No
             return time.monotonic()
 
         await _run_with_faults(
-            "redis_stopped", system, sizes, inject, extra={"reads_during_outage": reads_seen}
+            "redis_stopped", system, part, sizes, inject, extra={"reads_during_outage": reads_seen}
         )
         failed = [r for r in reads if r[1] != 200]
         assert reads and not failed, f"reads failed while Redis was down: {failed[:10]}"
@@ -382,7 +385,7 @@ async def redis_unavailable(sizes: Sizes, real_fault: Fault | None = None) -> No
 async def duplicates_and_poison(sizes: Sizes) -> None:
     """Real events published a second time and malformed messages mixed into the flow:
     duplicates change nothing, poison is parked with its reason in each consumer's DLQ."""
-    async with RunningSystem() as system:
+    async with partition() as part, RunningSystem(env=part.env()) as system:
         topology = system.topology.topology()
         connection = await aio_pika.connect_robust(RABBITMQ_URL)
         async with connection:
@@ -425,6 +428,7 @@ async def duplicates_and_poison(sizes: Sizes) -> None:
             await _run_with_faults(
                 "duplicates_and_poison",
                 system,
+                part,
                 sizes,
                 inject,
                 extra=counts,

@@ -1,0 +1,169 @@
+"""Each audit the fault suite relies on can fail: test doubles that double-apply, and the audit
+reporting the double (a fault run that passes is only worth something if this one fails)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from analytics_service.adapters.database import translated
+from analytics_service.adapters.repository import MySqlAnalyticsStore
+from analytics_service.aggregation import Change, OrderFact, delta
+from loadtool.analytics_db import read_snapshot
+from loadtool.audit import judge_deliveries, judge_recount
+from loadtool.generator import GeneratedOrder
+from loadtool.runner import AcceptedOrder
+from notification_worker.notifiers import WebhookChannel
+from notification_worker.planning import Notification
+from notification_worker.settings import WebhookSettings
+from notification_worker.templates import Rendered
+from tests.faults.harness import match_write_paths
+from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
+from tests.support.webhook_receiver import WebhookReceiver
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+class DoubleApplyingStore(MySqlAnalyticsStore):
+    """The analytics store with its inbox check switched off: every event the inbox admitted
+    is added to the aggregates a second time, as a redelivery without the inbox would be."""
+
+    async def apply(
+        self, consumer: str, facts: Sequence[OrderFact], applied_at: datetime
+    ) -> list[Change]:
+        changes = await super().apply(consumer, facts, applied_at)
+        effective = [c for c in changes if c.effective]
+        if effective:
+            async with translated(self._engine, begin=True) as conn:
+                await self._add(conn, delta(effective), applied_at.replace(tzinfo=None))
+        return changes
+
+
+def order_fact(n: int, amount: str) -> OrderFact:
+    now = datetime.now(UTC)
+    return OrderFact(
+        order_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        customer_id=f"audit-c{n}",
+        product_id=f"audit-p{n}",
+        quantity=n,
+        total_amount=Decimal(amount),
+        currency="USD",
+        status="created",
+        created_at=now,
+        occurred_at=now,
+        status_changed_at=now,
+    )
+
+
+async def _apply_and_audit(store_class: type[MySqlAnalyticsStore]) -> list[str]:
+    """Two orders applied through ``store_class`` into a fresh database, then recounted."""
+    facts = [order_fact(1, "10.00"), order_fact(2, "20.50")]
+    async with fresh_analytics_database() as name:
+        url = ANALYTICS_DB_URL.format(port=PORT, database=name)
+        engine = create_async_engine(url)
+        try:
+            await store_class(engine).apply("analytics", facts, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+        snapshot = await read_snapshot(url)
+    accepted = [
+        AcceptedOrder(
+            str(f.order_id), f.total_amount, f.currency, f.customer_id, f.product_id, f.quantity
+        )
+        for f in facts
+    ]
+    verdict = judge_recount(accepted, snapshot, None, exclusive=True)
+    assert verdict.facts_read == 2
+    assert verdict.facts_missing == [] and verdict.unexpected_facts == []
+    return [m.describe() for m in verdict.aggregate_mismatches]
+
+
+async def test_the_recount_passes_the_real_store_and_reports_a_store_without_inbox() -> None:
+    assert await _apply_and_audit(MySqlAnalyticsStore) == []
+    mismatches = await _apply_and_audit(DoubleApplyingStore)
+    currency = [m for m in mismatches if m.startswith("stored currency USD")]
+    assert currency == [
+        "stored currency USD: reported 4 orders / 61 / qty 6, recount says 2 orders / 30.5 / qty 3"
+    ], mismatches
+    kinds = {m.split(" ")[1] for m in mismatches}
+    assert kinds == {"currency", "hourly", "product", "customer", "status"}, mismatches
+
+
+def notification(order_id: str, kind: str = "created") -> tuple[Notification, Rendered]:
+    fields = {"order_id": order_id, "total_amount": "1.00", "currency": "USD"}
+    return (
+        Notification(str(uuid.uuid4()), "OrderCreated", kind, None, True, fields),
+        Rendered("subject", "text", fields),
+    )
+
+
+async def test_the_receiver_counts_a_webhook_sent_twice_and_the_audit_reports_it() -> None:
+    async with WebhookReceiver() as hook:
+        channel = WebhookChannel(WebhookSettings(url=hook.url, secret="s", timeout=5))
+        try:
+            once, twice = notification("o1"), notification("o2")
+            await channel.send(*once)
+            # A worker without its sent-record check: a redelivered event sends again.
+            await channel.send(*twice)
+            await channel.send(*twice)
+        finally:
+            await channel.close()
+        assert hook.counts() == {once[0].key: 1, twice[0].key: 2}
+        verdict = judge_deliveries(
+            {"o1": "created", "o2": "created"},
+            [(d.key, d.order_id, d.kind) for d in hook.deliveries],
+        )
+    assert verdict.doubled == [twice[0].key]
+    assert verdict.missing == [] and verdict.unexpected == []
+
+
+def generated(n: int, key: str | None) -> GeneratedOrder:
+    return GeneratedOrder(
+        body=b"{}",
+        total_amount=Decimal("5.00"),
+        currency="USD",
+        idempotency_key=key,
+        customer_id="run-c1",
+        product_id=f"run-p{n}",
+        quantity=1,
+    )
+
+
+def committed(order_id: str, n: int) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "product_id": f"run-p{n}",
+        "total_amount": "5.00",
+        "currency": "USD",
+        "customer_id": "run-c1",
+        "quantity": 1,
+    }
+
+
+def test_unkeyed_requests_are_matched_to_what_was_committed_and_doubles_are_reported() -> None:
+    sent = [generated(0, "k0"), generated(1, None), generated(2, None), generated(3, None)]
+    answered = [AcceptedOrder("a0", Decimal("5.00"), "USD"), AcceptedOrder("a1", Decimal(5), "USD")]
+    rows = [
+        committed("a0", 0),
+        committed("a1", 1),
+        committed("x2", 2),  # its answer never came: committed anyway, found by listing
+        committed("x3", 3),  # a server that applied one unkeyed request twice
+        committed("y3", 3),
+        committed("z9", 9),  # no request asked for it
+    ]
+    paths = match_write_paths(sent, answered, [], rows)
+    assert paths.unkeyed_sent == 3
+    assert paths.unkeyed_committed == 3
+    assert paths.unkeyed_committed_without_201 == 3
+    assert paths.doubled == ["run-p3: ['x3', 'y3']"]
+    assert paths.phantom == ["z9"]
+    assert paths.lost == []
+    lost = match_write_paths(sent, answered, [], rows[:1])
+    assert lost.lost == ["a1"]
