@@ -723,12 +723,17 @@ class DeliveryVerdict:
     expected: int = 0
     delivered: int = 0
     missing: list[str] = field(default_factory=list)  # "<order_id>:<kind>"
-    doubled: list[str] = field(default_factory=list)  # keys delivered more than once
+    # One notification delivered under two idempotency keys: a double even at a receiver that
+    # honours the key.
+    doubled: list[str] = field(default_factory=list)
+    # The same key delivered again: a retry of one send (the worker died between the
+    # receiver's answer and its record); a receiver that honours the key applies it once.
+    redelivered: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # deliveries no accepted order asked for
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.doubled or self.unexpected)
+        return not (self.missing or self.doubled or self.redelivered or self.unexpected)
 
 
 def expected_notifications(final_states: Mapping[str, str | None]) -> set[tuple[str, str]]:
@@ -761,9 +766,9 @@ def judge_deliveries(
         keys_of.setdefault(pair, set()).add(key)
     verdict = DeliveryVerdict(expected=len(expected), delivered=sum(by_key.values()))
     verdict.missing = sorted(f"{o}:{k}" for o, k in expected if (o, k) not in keys_of)
-    verdict.doubled = sorted(k for k, n in by_key.items() if n > 1)
-    # One notification sent under two keys (two events for one transition) is a double too.
-    verdict.doubled += sorted(
+    verdict.redelivered = sorted(k for k, n in by_key.items() if n > 1)
+    # One notification sent under two keys (two events for one transition) is a double.
+    verdict.doubled = sorted(
         f"{o}:{k} under {len(keys)} keys" for (o, k), keys in keys_of.items() if len(keys) > 1
     )
     verdict.unexpected = sorted(unexpected)

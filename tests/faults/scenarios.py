@@ -132,6 +132,7 @@ async def _run_with_faults(
     inject: Callable[[SteadyLoad, int], Any],
     *,
     extra: dict[str, Any] | None = None,
+    worker_kills: int = 0,
 ) -> None:
     """Load in the background; ``inject(load, cycle)`` runs each fault and returns the time the
     fault was removed; then audit everything."""
@@ -150,7 +151,15 @@ async def _run_with_faults(
         finally:
             await load.cancel()
         await audit_and_report(
-            name, system, load, result, auditor, before, recovered_at=recovered_at, extra=extra
+            name,
+            system,
+            load,
+            result,
+            auditor,
+            before,
+            recovered_at=recovered_at,
+            extra=extra,
+            worker_kills=worker_kills,
         )
     finally:
         await auditor.aclose()
@@ -220,7 +229,13 @@ async def consumers_killed(sizes: Sizes) -> None:
             return started
 
         await _run_with_faults(
-            "consumers_sigkill", system, part, sizes, inject, extra={"restart_seconds": restarts}
+            "consumers_sigkill",
+            system,
+            part,
+            sizes,
+            inject,
+            extra={"restart_seconds": restarts},
+            worker_kills=sizes.cycles,
         )
 
 

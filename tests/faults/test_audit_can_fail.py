@@ -120,7 +120,7 @@ async def test_the_receiver_counts_a_webhook_sent_twice_and_the_audit_reports_it
             {"o1": "created", "o2": "created"},
             [(d.key, d.order_id, d.kind) for d in hook.deliveries],
         )
-    assert verdict.doubled == [twice[0].key]
+    assert verdict.redelivered == [twice[0].key] and not verdict.clean
     assert verdict.missing == [] and verdict.unexpected == []
 
 

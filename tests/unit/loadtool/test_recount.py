@@ -231,7 +231,7 @@ def test_every_expected_notification_delivered_once_passes() -> None:
     assert verdict.clean and verdict.expected == 4 and verdict.delivered == 4
 
 
-def test_a_webhook_received_twice_is_a_double_and_a_missing_one_is_missing() -> None:
+def test_a_webhook_received_twice_is_a_redelivery_and_a_missing_one_is_missing() -> None:
     states = {"o1": "confirmed", "o2": "payment_failed"}
     deliveries = [
         ("e1:created", "o1", "created"),
@@ -241,7 +241,7 @@ def test_a_webhook_received_twice_is_a_double_and_a_missing_one_is_missing() -> 
         ("e5:confirmed", "o2", "confirmed"),
     ]
     verdict = judge_deliveries(states, deliveries)
-    assert verdict.doubled == ["e1:created"]
+    assert verdict.redelivered == ["e1:created"] and not verdict.clean
     assert verdict.missing == ["o2:payment_failed"]
     assert verdict.unexpected == ["o2:confirmed (e5:confirmed)"]
 
