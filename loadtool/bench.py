@@ -3,12 +3,13 @@
 1. Ceiling: raw aiomysql order+outbox transactions, raw aio-pika publish with pipelined confirms
    and consume with manual acks, Redis GETs; with the CPU each probe cost MariaDB, RabbitMQ and
    Redis per operation (from /proc).
-2. For each configuration - the default first (``honcho start -f Procfile``: fulfilment saga on,
-   ``LOG_LEVEL=info``, per-service broker users on vhost ``orderflow``), then the same with
-   ``ORDER_FULFILMENT_ENABLED=false`` - an audited warm-up, saturation (closed loop at c=16), a
-   ladder of offered rates (plus 300/s with the saga on), then cached GET /orders/{id}. Every
-   phase is audited end to end (created -> final state, applied by analytics, every
-   notification sent) and reports CPU ms per order of every component from /proc.
+2. For each configuration - the default first (``deploy/procfile_run.py Procfile`` as
+   ``make run`` runs it: fulfilment saga on, ``LOG_LEVEL=info``, per-service broker users on
+   vhost ``orderflow``), then the same with ``ORDER_FULFILMENT_ENABLED=false`` - an audited
+   warm-up, saturation (closed loop at c=16), a ladder of offered rates (plus 300/s with the
+   saga on), then cached GET /orders/{id}. Every phase is audited end to end (created -> final
+   state, applied by analytics, every notification sent) and reports CPU ms per order of every
+   component from /proc.
 3. Tables of the phases, the CPU per order and the issue's figures with their targets; the whole
    run as JSON. Exit 1 when any phase lost or doubled anything (or left an order unfinished).
 

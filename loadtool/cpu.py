@@ -2,14 +2,15 @@
 
 The benchmark reads every component's ticks before and after a phase and divides the difference
 by the orders of the phase: CPU ms per order for each service process, the process runner
-(honcho), MariaDB, RabbitMQ, Redis and the load generator itself.
+(``deploy/procfile_run.py``), MariaDB, RabbitMQ, Redis and the load generator itself.
 
 Processes are found, never configured: the services are descendants of the runner whose command
-line ends with their Procfile command (``-m order_service`` ...), the runner is the runner's own
-process plus every descendant that is not a service (honcho forks one reader per process), and
-the infrastructure is found by process name (``mariadbd``, ``beam.smp``, ``redis-server``). A
-component is a process tree, so a service that forks workers (``ORDER_WORKERS=2``) is counted
-whole. Everything here is pure file reading, so the unit tests run it against a fake ``/proc``.
+line ends with their Procfile command (``-m order_service`` ...; the Procfile ``exec``s, so each
+child of the runner is the service itself), the runner is the runner's own process plus any
+descendant that is not a service (normally none: it copies no output), and the infrastructure
+is found by process name (``mariadbd``, ``beam.smp``, ``redis-server``). A component is a
+process tree, so a service that forks workers (``ORDER_WORKERS=2``) is counted whole.
+Everything here is pure file reading, so the unit tests run it against a fake ``/proc``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "INFRA_PROCESSES",
     "LOADGEN",
     "RUNNER",
+    "RUNNER_MARKER",
     "TOTAL",
     "CpuSnapshot",
     "ProcStat",
@@ -44,7 +46,8 @@ __all__ = [
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PROC = "/proc"
-RUNNER = "runner (honcho)"
+RUNNER = "runner (procfile_run)"
+RUNNER_MARKER = "procfile_run.py"
 LOADGEN = "load generator"
 TOTAL = "total"
 # Component name -> process names (``/proc/<pid>/comm``; the kernel cuts it at 15 bytes).
@@ -240,7 +243,7 @@ def listening_pid(port: int, proc: str = PROC) -> int | None:
     return None
 
 
-def find_runner(pid: int, marker: str = "honcho", proc: str = PROC) -> int | None:
+def find_runner(pid: int, marker: str = RUNNER_MARKER, proc: str = PROC) -> int | None:
     """The topmost ancestor of ``pid`` whose command line mentions ``marker`` (the process
     runner that started an already running system), or None."""
     found: int | None = None

@@ -1,17 +1,19 @@
-"""The system as ``make run`` starts it, for the benchmark: honcho with the Procfile.
+"""The system as ``make run`` starts it, for the benchmark: ``deploy/procfile_run.py Procfile``.
 
 ``ProcfileSystem`` makes sure the infrastructure is set up the way ``make run`` does
 (``deploy/local-infra.sh``: databases, users, RabbitMQ vhost ``orderflow`` and per-service users;
-then both services' migrations), starts ``honcho start -f Procfile`` with the given env on its
-own free ports, waits for every process's ``/health/ready``, and stops it with SIGTERM to honcho
-(which forwards it to every process), as Ctrl-C on ``make run`` does. ``RunningSystem`` is the
-same interface over a system somebody else started (``--use-running``).
+then both services' migrations), starts ``python deploy/procfile_run.py Procfile`` with the given
+env on its own free ports, waits for every process's ``/health/ready``, and stops it with SIGTERM
+to the runner (which SIGTERMs every process's group and waits for them), as Ctrl-C on
+``make run`` does. ``RunningSystem`` is the same interface over a system somebody else started
+(``--use-running``).
 
 Both say which pids make up each component, for ``loadtool.cpu``.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import fcntl
@@ -57,8 +59,10 @@ DEFAULT_PORTS = {
     "analytics-consumer": 8083,
     "notifications": 8082,
 }
-# honcho: "09:52:28 system | order.1 stopped (rc=0)" (it numbers each process: ``.1``).
-_STOPPED = re.compile(r"\|\s*(\S+?)(?:\.\d+)? stopped \(rc=(-?\d+)\)")
+# The process runner ``make run`` uses, relative to the repository (its command line names it).
+RUNNER_SCRIPT = "deploy/procfile_run.py"
+# procfile_run's last line: "procfile_run: exit codes {'order': 0, 'analytics-api': -9}".
+_EXIT_CODES = re.compile(r"^procfile_run: exit codes (\{.*\})\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def procfile_env(text: str) -> dict[str, dict[str, str]]:
 
 
 async def prepare_infra(root: Path = ROOT, python: str = sys.executable) -> list[str]:
-    """What ``make run`` does before honcho (``infra`` and ``migrate``); the commands run."""
+    """What ``make run`` does before the runner (``infra`` and ``migrate``); the commands run."""
     steps = [
         ["bash", str(root / "deploy" / "local-infra.sh")],
         [python, "-m", "order_service", "migrate"],
@@ -132,11 +136,20 @@ async def prepare_infra(root: Path = ROOT, python: str = sys.executable) -> list
 
 
 def exit_codes(log: str, names: list[str]) -> dict[str, int | None]:
-    """Each process's exit code as honcho logged it (None: not logged)."""
+    """Each process's exit code from the runner's ``procfile_run: exit codes {...}`` line (a
+    Python dict repr; the last such line counts); None: not logged (the runner was killed)."""
     codes: dict[str, int | None] = dict.fromkeys(names)
-    for name, rc in _STOPPED.findall(log):
-        if name in codes:
-            codes[name] = int(rc)
+    found = _EXIT_CODES.findall(log)
+    if not found:
+        return codes
+    try:
+        logged = ast.literal_eval(found[-1])
+    except (ValueError, SyntaxError):
+        return codes
+    if isinstance(logged, dict):
+        for name, rc in logged.items():
+            if name in codes and isinstance(rc, int):
+                codes[name] = rc
     return codes
 
 
@@ -202,7 +215,7 @@ async def wait_ready(urls: Mapping[str, str], within: float, alive: object = Non
 
 
 class ProcfileSystem:
-    """``honcho start -f Procfile`` in the repository, as ``make run`` runs it."""
+    """``python deploy/procfile_run.py Procfile`` in the repository, as ``make run`` runs it."""
 
     def __init__(
         self,
@@ -224,13 +237,7 @@ class ProcfileSystem:
         self.overrides = {**env, **ports}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
-        bin_dir = Path(sys.executable).parent
-        honcho = bin_dir / "honcho"
-        self.argv = ([str(honcho)] if honcho.exists() else [sys.executable, "-m", "honcho"]) + [
-            "start",
-            "-f",
-            str(self.procfile),
-        ]
+        self.argv = [sys.executable, RUNNER_SCRIPT, procfile]
 
     @property
     def command(self) -> str:
@@ -272,8 +279,8 @@ class ProcfileSystem:
         )
 
     async def stop(self, within: float = 40.0) -> dict[str, int | None]:
-        """SIGTERM to honcho (it terminates every process, and kills what is left after its
-        own 5 s); the exit code of each process as honcho reported it."""
+        """SIGTERM to the runner (it SIGTERMs every process's group, and SIGKILLs what is left
+        after its own 30 s); the exit code of each process as the runner printed it."""
         proc = self.proc
         if proc is None:
             return {}
@@ -286,7 +293,7 @@ class ProcfileSystem:
             proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(proc.wait, 5)
-        # Honcho starts each process in its own session: kill any left behind, by pid.
+        # The runner starts each process in its own session: kill any left behind, by pid.
         for name in self.commands:
             for pid in services.get(name, []):
                 with contextlib.suppress(OSError):
@@ -302,7 +309,7 @@ class ProcfileSystem:
 
 class RunningSystem:
     """A system someone else started: services found by the port they listen on, the runner
-    as their ``honcho`` ancestor (if any)."""
+    as their ancestor whose command line names ``procfile_run.py`` (if any)."""
 
     def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints

@@ -1,7 +1,7 @@
 """The CI-sized benchmark: `python -m loadtool.bench --quick` starts the system as `make run` does
-(honcho, Procfile, fulfilment saga on, info logs), runs a few hundred orders, prints every figure
-and CPU per order, and loses and doubles nothing. Figures are printed, never asserted (machines
-differ)."""
+(deploy/procfile_run.py, Procfile, fulfilment saga on, info logs), runs a few hundred orders,
+prints every figure and CPU per order, and loses and doubles nothing. Figures are printed, never
+asserted (machines differ)."""
 
 from __future__ import annotations
 

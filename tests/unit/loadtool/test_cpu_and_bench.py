@@ -34,15 +34,18 @@ def _machine(root: Path, busy: int, idle: int) -> None:
 
 def _tree(root: Path, scale: int) -> None:
     _machine(root, 1000 * scale, 500)
-    honcho = [".venv/bin/python", ".venv/bin/honcho", "start", "-f", "Procfile"]
-    _proc(root, 10, 1, "honcho", 5 * scale, honcho)
-    _proc(root, 11, 10, "honcho", 1 * scale, honcho)  # honcho's reader for one process
-    _proc(root, 12, 11, "python", 100 * scale, ["/abs/.venv/bin/python", "-m", "order_service"])
+    # make run: `make` -> the runner -> one child per Procfile line (`/bin/sh -c "... exec
+    # python -m ..."`: the shell execs, so each child of the runner is the service itself).
+    _proc(root, 9, 1, "make", 1 * scale, ["make", "run"])
+    runner = ["/abs/.venv/bin/python", "deploy/procfile_run.py", "Procfile"]
+    _proc(root, 10, 9, "python", 1 * scale, runner)
+    _proc(root, 12, 10, "python", 100 * scale, ["/abs/.venv/bin/python", "-m", "order_service"])
     _proc(root, 13, 12, "python", 50 * scale, ["/abs/.venv/bin/python", "-m", "order_service"])
-    _proc(root, 14, 10, "honcho", 1 * scale, honcho)
     api = [".venv/bin/python", "-m", "analytics_service", "api"]
-    _proc(root, 15, 14, "python", 7 * scale, api)
-    _proc(root, 16, 14, "python", 9 * scale, [*api[:-1], "consumer"])
+    _proc(root, 15, 10, "python", 7 * scale, api)
+    _proc(root, 16, 10, "python", 9 * scale, [*api[:-1], "consumer"])
+    # A child still a shell (not yet exec'd, or a line without exec): counted with the runner.
+    _proc(root, 17, 10, "sh", 2 * scale, ["/bin/sh", "-c", "exec sleep 1"])
     _proc(root, 20, 1, "mariadbd", 30 * scale, ["/usr/sbin/mariadbd"])
     _proc(root, 21, 1, "beam.smp", 40 * scale, ["/usr/lib/erlang/bin/beam.smp", "-W"])
     _proc(root, 22, 1, "redis-server", 2 * scale, ["redis-server", "127.0.0.1:6379"])
@@ -75,7 +78,7 @@ def test_discover_finds_services_below_the_runner_and_infra_by_name(tmp_path):
     assert found["order"] == [12, 13]  # its forked worker too; not the other tree's pid 23
     assert found["analytics-api"] == [15]
     assert found["analytics-consumer"] == [16]
-    assert found[cpu.RUNNER] == [10, 11, 14]
+    assert found[cpu.RUNNER] == [10, 17]
     assert found["mariadb"] == [20]
     assert found["rabbitmq"] == [21]
     assert found["redis"] == [22]
@@ -95,8 +98,8 @@ def test_cpu_delta_per_order_total_and_machine(tmp_path):
     assert usage["order"]["cpu_s"] == 3.0  # (100 + 50) * 2 ticks
     assert usage["order"]["ms_per_order"] == 300.0
     assert usage["order"]["cores"] == 1.5
-    assert usage[cpu.RUNNER]["cpu_s"] == 0.14
-    components = 150 + 7 + 7 + 9 + 30 + 40 + 2 + 4
+    assert usage[cpu.RUNNER]["cpu_s"] == 0.06  # (1 + 2) * 2 ticks
+    components = 150 + 3 + 7 + 9 + 30 + 40 + 2 + 4
     assert usage[cpu.TOTAL]["cpu_s"] == round(components * 2 / 100, 3)
     assert usage["machine (all processes)"]["cpu_s"] == 20.0
     assert usage["other processes"]["cpu_s"] == round(20.0 - components * 2 / 100, 3)
@@ -110,16 +113,28 @@ def test_a_process_gone_mid_phase_counts_up_to_its_last_reading(tmp_path):
     assert cpu.cpu_delta(before, after, 1, clk_tck=100)["x"]["cpu_s"] == 0.0
 
 
-def test_honcho_exit_codes_from_its_log():
+def test_find_runner_is_the_ancestor_running_procfile_run(tmp_path):
+    _tree(tmp_path, 1)
+    assert cpu.find_runner(13, proc=str(tmp_path)) == 10  # order's forked worker -> the runner
+    assert cpu.find_runner(15, proc=str(tmp_path)) == 10
+    assert cpu.find_runner(23, proc=str(tmp_path)) is None  # not started by the runner
+
+
+def test_exit_codes_from_the_runners_last_line():
     log = (
-        "09:52:28 system | order.1 stopped (rc=0)\n"
-        "09:52:28 system | analytics-api.1 stopped (rc=-9)"
+        "procfile_run: started order (12), analytics-api (15), notifications (18)\n"
+        '{"service": "order", "event": "stopped"}\n'
+        "procfile_run: analytics-api exited with -9; stopping the others\n"
+        "procfile_run: exit codes {'order': 0, 'analytics-api': -9, 'other': 3}\n"
     )
     assert exit_codes(log, ["order", "analytics-api", "notifications"]) == {
         "order": 0,
         "analytics-api": -9,
         "notifications": None,
     }
+    killed = "procfile_run: started order (12)\n"  # the runner was killed: nothing printed
+    assert exit_codes(killed, ["order"]) == {"order": None}
+    assert exit_codes("procfile_run: exit codes {'order': oops}\n", ["order"]) == {"order": None}
 
 
 def test_notified_final_needs_the_final_notice_on_every_channel():
