@@ -166,6 +166,7 @@ class Container:
                 concurrency=settings.fulfilment_concurrency,
                 max_attempts=settings.fulfilment_max_attempts,
                 batch_size=settings.fulfilment_batch_size,
+                batch_linger=settings.fulfilment_batch_linger_seconds,
             )
         return cls(
             settings,

@@ -49,9 +49,12 @@ class OrderSettings:
     workers: int = 1
     # Order lifecycle (docs/lifecycle.md).
     fulfilment_enabled: bool = True
-    fulfilment_prefetch: int = 200
-    fulfilment_concurrency: int = 4
-    fulfilment_batch_size: int = 100
+    fulfilment_prefetch: int = 400
+    # Batches in flight at once: two, so one fills while the other commits; more only splits
+    # the same events into smaller batches, each paying a transaction's fixed cost.
+    fulfilment_concurrency: int = 2
+    fulfilment_batch_size: int = 200
+    fulfilment_batch_linger_seconds: float = 0.02
     fulfilment_max_attempts: int = 5
     schedule_horizon_seconds: int = 7 * 86400
     payment_decline_rate: float = 0.0
@@ -119,6 +122,11 @@ class OrderSettings:
             ),
             fulfilment_concurrency=env.integer(
                 "ORDER_FULFILMENT_CONCURRENCY", d.fulfilment_concurrency, min_value=1
+            ),
+            fulfilment_batch_linger_seconds=env.number(
+                "ORDER_FULFILMENT_BATCH_LINGER_SECONDS",
+                d.fulfilment_batch_linger_seconds,
+                min_value=0.0,
             ),
             fulfilment_batch_size=env.integer(
                 "ORDER_FULFILMENT_BATCH_SIZE", d.fulfilment_batch_size, min_value=1
