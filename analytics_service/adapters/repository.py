@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -85,6 +85,10 @@ _FACT_STATE_COLUMNS = (
     "status",
     "order_version",
     "status_changed_at",
+)
+_PRUNE_INBOX = text(
+    "DELETE FROM inbox WHERE received_at < :before AND consumer = :consumer"
+    " ORDER BY received_at LIMIT :limit"
 )
 _UPDATE_FACT = update(order_facts).where(order_facts.c.order_id == bindparam("fact_order_id"))
 
@@ -237,9 +241,10 @@ class MySqlAnalyticsStore:
         updates: list[dict[str, Any]] = []
         for order_id in order_ids:
             row = stored[str(order_id)]
-            # The inbox admits an event once, so a row carrying this batch's event id was
-            # inserted just now: the order had no state before.
-            inserted = row.event_id == str(newest[order_id].event_id)
+            # A row carrying this batch's event id and time was inserted just now: the order had
+            # no state before. The time matters once the inbox is pruned: an old event can pass
+            # it again and meet the row it wrote long ago, which is a duplicate, not new.
+            inserted = row.event_id == str(newest[order_id].event_id) and row.applied_at == now
             current = None if inserted else _fact_of(row)
             recorded = current
             for fact in sorted(by_order[order_id], key=lambda f: f.order_version):
@@ -275,6 +280,16 @@ class MySqlAnalyticsStore:
                     value["updated_at"] = now
                 values.append(value)
             await conn.execute(_ADD[kind], values)
+
+    async def prune_inbox(self, consumer: str, before: datetime, limit: int) -> int:
+        """Deletes up to ``limit`` of the consumer's oldest inbox rows received before
+        ``before``; one short statement on the received_at index, so its locks are brief."""
+        async with translated(self._engine, begin=True) as conn:
+            result = await conn.execute(
+                _PRUNE_INBOX,
+                {"consumer": consumer, "before": naive_utc(before), "limit": limit},
+            )
+        return int(result.rowcount)
 
     # -- queries -----------------------------------------------------------------------------
 
