@@ -35,7 +35,7 @@ class AnalyticsConsumer:
         apply_metrics = ApplyMetrics(metrics)
         self._consumer_metrics = ConsumerMetrics(metrics)
         self.adapters = Adapters.build(
-            settings, cache_invalidations=apply_metrics.cache_invalidations
+            settings, cache_invalidations=apply_metrics.cache_invalidations, consumer=True
         )
         self.handler = AnalyticsHandler(
             self.adapters.store,

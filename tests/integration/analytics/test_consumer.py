@@ -183,3 +183,28 @@ async def test_an_event_that_breaks_the_fold_is_parked_alone_and_its_batch_appli
     await wait_until(poison_parked, timeout=5, message="the poison event parked")
     assert consumed(consumer, "parked") == 1
     assert consumed(consumer, "retried") == 0
+
+
+async def test_after_a_database_restart_the_next_batch_applies_without_a_retry(
+    start_consumer, publisher, db
+):
+    proxy = await TcpProxy("127.0.0.1", db.engine.url.port or 3306).start()
+    try:
+        url = db.engine.url.set(host="127.0.0.1", port=proxy.port)
+        consumer = await start_consumer(
+            database_url=url.render_as_string(hide_password=False), workers=1
+        )
+        first = order_event()
+        await publisher.publish([first])
+        await db.wait_for_facts([first.data.order_id])
+        # Every pooled connection dies; the server is back at once (a restart).
+        await proxy.cut()
+        await proxy.restore()
+
+        second = order_event()
+        await publisher.publish([second])
+
+        await db.wait_for_facts([second.data.order_id], timeout=5)
+        assert consumed(consumer, "retried") == 0
+    finally:
+        await proxy.close()
