@@ -53,6 +53,8 @@ def build_engine(
 
 def naive_utc(value: datetime) -> datetime:
     """MySQL DATETIME has no zone; we store UTC."""
+    if value.tzinfo is UTC:  # the common case (facts are normalised to UTC): no conversion
+        return value.replace(tzinfo=None)
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 

@@ -88,7 +88,7 @@ _FACT_STATE_COLUMNS = (
     "order_version",
     "status_changed_at",
 )
-# order_facts in the order _StoredFact reads them back.
+# order_facts in the order _StoredFact reads them back and _fact_values writes them.
 _FACT_COLUMNS = (
     "order_id",
     *_FACT_STATE_COLUMNS,
@@ -229,7 +229,6 @@ def _fact_row(fact: OrderFact, now: datetime, *, inserting: bool) -> dict[str, A
         "order_version": fact.order_version,
         "status_changed_at": naive_utc(fact.changed_at),
     }
-    assert set(row) == set(_FACT_STATE_COLUMNS)
     if inserting:
         row.update(
             order_id=str(fact.order_id),
@@ -240,9 +239,25 @@ def _fact_row(fact: OrderFact, now: datetime, *, inserting: bool) -> dict[str, A
     return row
 
 
-def _fact_values(fact: OrderFact, now: datetime) -> list[Any]:
-    row = _fact_row(fact, now, inserting=True)
-    return [row[c] for c in _FACT_COLUMNS]
+def _fact_values(fact: OrderFact, now: datetime) -> tuple[Any, ...]:
+    """_fact_row(inserting=True) in _FACT_COLUMNS order, built directly: it runs for every
+    order of every batch."""
+    return (
+        str(fact.order_id),
+        str(fact.event_id),
+        fact.customer_id,
+        fact.product_id,
+        fact.quantity,
+        fact.total_amount,
+        _scale(fact.total_amount),
+        fact.currency,
+        fact.status,
+        fact.order_version,
+        naive_utc(fact.changed_at),
+        naive_utc(fact.created_at),
+        naive_utc(fact.occurred_at),
+        now,
+    )
 
 
 def _fact_of(r: Any) -> OrderFact:

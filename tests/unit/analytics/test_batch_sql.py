@@ -8,6 +8,9 @@ from decimal import Decimal
 from pymysql.converters import escape_item, escape_string
 
 from analytics_service.adapters.batch_sql import SqlText
+from analytics_service.adapters.repository import _FACT_COLUMNS, _fact_row, _fact_values
+from analytics_service.aggregation import fact_from_event
+from tests.unit.analytics.fakes import order_delivery
 
 
 def _escape(value: object) -> str:
@@ -48,3 +51,13 @@ def test_an_upsert_uses_a_row_alias_where_mysql_wants_one():
     )
     added = sql.upsert("status_totals", ("currency", "revenue"), [("USD", 1)], add=("revenue",))
     assert added.endswith("revenue = revenue + new.revenue")
+
+
+def test_a_fact_is_written_in_the_column_order_it_is_read_back():
+
+    delivery = order_delivery(amount="12.50")
+    fact = fact_from_event(delivery.envelope, delivery.event)
+    now = datetime(2026, 3, 1, 12, 0)
+    row = _fact_row(fact, now, inserting=True)
+    assert set(row) == set(_FACT_COLUMNS)
+    assert _fact_values(fact, now) == tuple(row[c] for c in _FACT_COLUMNS)
