@@ -10,11 +10,34 @@ escaped by the driver's ``escape``; nothing is interpolated raw.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-__all__ = ["Escape", "SqlText"]
+__all__ = ["Escape", "SqlText", "fast_escape"]
 
 Escape = Callable[[Any], str]
+
+
+def fast_escape(escape: Escape, escape_string: Callable[[str], str]) -> Escape:
+    """The driver's ``escape`` with the types of a batch (text, int, Decimal, naive datetime)
+    rendered directly: the driver's per-value dispatch was a visible share of a batch's CPU.
+    Text still goes through the driver's ``escape_string``, which honours the server's
+    NO_BACKSLASH_ESCAPES mode."""
+
+    def render(value: Any) -> str:
+        kind = type(value)
+        if kind is str:
+            return "'" + escape_string(value) + "'"
+        if kind is int:
+            return str(value)
+        if kind is Decimal:
+            return format(value, "f")
+        if kind is datetime and value.tzinfo is None:
+            return "'" + value.isoformat(" ") + "'"
+        return escape(value)
+
+    return render
 
 
 class SqlText:

@@ -13,7 +13,7 @@ from sqlalchemy import Table, and_, delete, func, select, text
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from analytics_service.adapters.batch_sql import SqlText
+from analytics_service.adapters.batch_sql import SqlText, fast_escape
 from analytics_service.adapters.database import (
     aware_utc,
     driver_connection,
@@ -316,7 +316,7 @@ class MySqlAnalyticsStore:
         # What an order first seen here is recorded as: the first of its highest version.
         newest = {o: max(by_order[o], key=lambda f: f.order_version) for o in order_ids}
         async with driver_connection(self._engine) as (driver, row_alias):
-            sql = SqlText(driver.escape, row_alias=row_alias)
+            sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=row_alias)
             # Round trip 1. Inbox first: a concurrent transaction inserting the same event makes
             # this wait for it, then skip the row, so an event is counted by exactly one
             # transaction. Then the facts of orders seen for the first time are inserted and
@@ -338,13 +338,7 @@ class MySqlAnalyticsStore:
                         sql.upsert(
                             "order_facts",
                             _FACT_COLUMNS,
-                            (
-                                [
-                                    _fact_row(newest[o], now, inserting=True)[c]
-                                    for c in _FACT_COLUMNS
-                                ]
-                                for o in order_ids
-                            ),
+                            (_fact_values(newest[o], now) for o in order_ids),
                             lock_only="order_id",
                         ),
                         f"SELECT {', '.join(_FACT_COLUMNS)} FROM order_facts "

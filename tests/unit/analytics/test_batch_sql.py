@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pymysql.converters import escape_item, escape_string
 
-from analytics_service.adapters.batch_sql import SqlText
+from analytics_service.adapters.batch_sql import SqlText, fast_escape
 from analytics_service.adapters.repository import _FACT_COLUMNS, _fact_row, _fact_values
 from analytics_service.aggregation import fact_from_event
 from tests.unit.analytics.fakes import order_delivery
@@ -61,3 +61,19 @@ def test_a_fact_is_written_in_the_column_order_it_is_read_back():
     row = _fact_row(fact, now, inserting=True)
     assert set(row) == set(_FACT_COLUMNS)
     assert _fact_values(fact, now) == tuple(row[c] for c in _FACT_COLUMNS)
+
+
+def test_the_fast_escape_renders_a_batch_s_types_as_the_driver_does():
+    fast = fast_escape(_escape, escape_string)
+    values = [
+        "o'brien\\",
+        0,
+        -42,
+        Decimal("12.50"),
+        Decimal("1E+2"),
+        datetime(2026, 3, 1, 12, 0, 5, 123),
+        datetime(2026, 3, 1),
+        None,
+        True,
+    ]
+    assert [fast(v) for v in values] == [_escape(v) for v in values]
