@@ -163,7 +163,7 @@ def _fold(
                 changes.append(Change(fact, current, effective=False))
         if current is not None and current is not recorded and not inserted:
             updates.append((str(order_id), _fact_row(current, now, inserting=False)))
-    return changes, sorted(updates)
+    return changes, sorted(updates, key=lambda u: u[0])
 
 
 def _aggregate_upserts(sql: SqlText, deltas: Aggregates, now: datetime) -> list[str]:
