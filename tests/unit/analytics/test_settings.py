@@ -18,3 +18,12 @@ def test_an_invalid_setting_fails_loudly_by_name():
         AnalyticsSettings.from_env({"ANALYTICS_PREFETCH": "lots"})
     with pytest.raises(SettingsError, match="ANALYTICS_BATCH_SIZE"):
         AnalyticsSettings.from_env({"ANALYTICS_BATCH_SIZE": "0"})
+
+
+def test_the_inbox_is_kept_past_every_retry_tier():
+    with pytest.raises(SettingsError, match="ANALYTICS_INBOX_RETENTION_SECONDS"):
+        AnalyticsSettings.from_env(
+            {"ANALYTICS_RETRY_DELAYS": "1,10,60,600", "ANALYTICS_INBOX_RETENTION_SECONDS": "600"}
+        )
+    settings = AnalyticsSettings.from_env({"ANALYTICS_INBOX_RETENTION_SECONDS": "86400"})
+    assert settings.inbox_retention_seconds == 86400
