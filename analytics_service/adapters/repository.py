@@ -13,7 +13,6 @@ from sqlalchemy import Table, and_, delete, func, select, text
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from analytics_service.adapters.batch_sql import SqlText, fast_escape
 from analytics_service.adapters.database import (
     aware_utc,
     driver_connection,
@@ -51,6 +50,7 @@ from analytics_service.ports import (
     StoreUnavailableError,
     SummaryRows,
 )
+from common.sql_text import SqlText, fast_escape
 
 __all__ = ["MySqlAnalyticsStore"]
 

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+import aiomysql
 import pymysql
 import pytest
 from sqlalchemy import event
@@ -81,8 +82,22 @@ async def test_a_batch_whose_commit_acknowledgement_is_lost_is_answered_201_for_
                 lost.append(1)
                 raise ConnectionResetError("connection lost while reading the COMMIT answer")
 
+        # The same fault for a batch sent as one multi-statement packet: every statement,
+        # COMMIT included, runs on the server, then the connection breaks.
+        real_execute = aiomysql.Cursor.execute
+
+        async def execute_then_lose_the_answer(self, query, args=None):
+            result = await real_execute(self, query, args)
+            if isinstance(query, str) and "INSERT INTO orders " in query and not lost:
+                while await self.nextset():
+                    pass
+                lost.append(1)
+                raise ConnectionResetError("connection lost while reading the COMMIT answer")
+            return result
+
         event.listen(engine, "before_cursor_execute", note_order_inserts)
         monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+        monkeypatch.setattr(aiomysql.Cursor, "execute", execute_then_lose_the_answer)
         try:
             responses = await asyncio.gather(
                 *(client.post("/orders", json=order_body(customer_id=customer)) for _ in range(8))

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 from pymysql.converters import escape_item, escape_string
 
-from analytics_service.adapters.batch_sql import SqlText, fast_escape
 from analytics_service.adapters.repository import _FACT_COLUMNS, _fact_row, _fact_values
 from analytics_service.aggregation import fact_from_event
+from common.sql_text import SqlText, fast_escape
 from tests.unit.analytics.fakes import order_delivery
 
 

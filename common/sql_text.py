@@ -1,10 +1,9 @@
-"""The SQL text of one applied batch, rendered for the driver: two round trips per batch.
+"""SQL text rendered for the driver: multi-statement packets, one round trip for many statements.
 
-Each batch used to send a dozen statements, one round trip each (inbox insert, inbox read,
-fact insert, fact read, one UPDATE per changed order, one upsert per aggregate table, commit,
-pool reset): with three events per order arriving apart, batches are small and that fixed cost
-was most of the consumer's CPU. Multi-statement text sends them in two packets. Every value is
-escaped by the driver's ``escape``; nothing is interpolated raw.
+A batch of a dozen statements used to cost a dozen round trips (the analytics consumer's apply,
+the order service's group commit); with small batches that fixed cost was most of the CPU.
+Multi-statement text sends them in one packet. Every value is escaped by the driver's
+``escape``; nothing is interpolated raw.
 """
 
 from __future__ import annotations
@@ -57,6 +56,9 @@ class SqlText:
 
     def _new(self, column: str) -> str:
         return f"new.{column}" if self._row_alias else f"VALUES({column})"
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {self.values(rows)}"
 
     def insert_ignore(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
