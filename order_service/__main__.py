@@ -1,4 +1,4 @@
-"""python -m order_service [serve|migrate]"""
+"""python -m order_service [serve|migrate|outbox list|replay|purge]"""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ def main(argv: list[str]) -> int:
         upgrade_to_head(settings.database_url)
         print("order_service: migrations applied")
         return 0
+    if command == "outbox":
+        from order_service.outbox_cli import main as outbox_main
+
+        return outbox_main(argv[1:], settings.database_url, settings.topology.exchange)
     if command == "serve":
         from common.serve import serve_http
 
@@ -33,7 +37,10 @@ def main(argv: list[str]) -> int:
             workers=settings.workers,
         )
         return 0
-    print(f"usage: python -m order_service [serve|migrate] (got {command!r})", file=sys.stderr)
+    print(
+        f"usage: python -m order_service [serve|migrate|outbox] (got {command!r})",
+        file=sys.stderr,
+    )
     return 2
 
 

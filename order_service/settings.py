@@ -28,6 +28,12 @@ class OrderSettings:
     relay_poll_interval: float = 1.0
     relay_linger_seconds: float = 0.0
     outbox_retention_seconds: int = 86400
+    # A row the broker refuses on its own (unroutable, nacked) is retried after 1, 2, 4 ... s
+    # (capped at 300 s) and parked after this many attempts (about 8.5 minutes by default).
+    outbox_max_attempts: int = 10
+    outbox_retry_seconds: float = 1.0
+    prune_interval_seconds: float = 10.0
+    prune_batch_size: int = 5000
     idempotency_ttl_seconds: int = 86400
     write_batch_max: int = 64
     # Transactions in flight at once: each waits on a commit (fsync) round trip, and InnoDB's
@@ -88,6 +94,16 @@ class OrderSettings:
             outbox_retention_seconds=env.integer(
                 "ORDER_OUTBOX_RETENTION_SECONDS", d.outbox_retention_seconds, min_value=60
             ),
+            outbox_max_attempts=env.integer(
+                "ORDER_OUTBOX_MAX_ATTEMPTS", d.outbox_max_attempts, min_value=1
+            ),
+            outbox_retry_seconds=env.number(
+                "ORDER_OUTBOX_RETRY_SECONDS", d.outbox_retry_seconds, min_value=0.01
+            ),
+            prune_interval_seconds=env.number(
+                "ORDER_PRUNE_INTERVAL_SECONDS", d.prune_interval_seconds, min_value=0.1
+            ),
+            prune_batch_size=env.integer("ORDER_PRUNE_BATCH_SIZE", d.prune_batch_size, min_value=1),
             idempotency_ttl_seconds=env.integer(
                 "ORDER_IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, min_value=1
             ),
