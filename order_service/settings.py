@@ -71,17 +71,17 @@ class OrderSettings:
         return cls(
             http_host=env.text("ORDER_HTTP_HOST", d.http_host),
             http_port=env.integer("ORDER_HTTP_PORT", d.http_port, min_value=1),
-            database_url=env.text("ORDER_DATABASE_URL", d.database_url),
+            database_url=env.credential("ORDER_DATABASE_URL", d.database_url),
             db_pool_size=env.integer("ORDER_DB_POOL_SIZE", d.db_pool_size, min_value=1),
             db_connect_timeout=env.integer(
                 "ORDER_DB_CONNECT_TIMEOUT", d.db_connect_timeout, min_value=1
             ),
-            redis_url=env.text("REDIS_URL", d.redis_url),
+            redis_url=env.credential("REDIS_URL", d.redis_url),
             redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", d.redis_timeout, min_value=0.001),
             cache_ttl_seconds=env.integer(
                 "ORDER_CACHE_TTL_SECONDS", d.cache_ttl_seconds, min_value=1
             ),
-            rabbitmq_url=env.text("RABBITMQ_URL", d.rabbitmq_url),
+            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
             topology=TopologySettings.from_env(env),
             relay_enabled=env.flag("ORDER_RELAY_ENABLED", d.relay_enabled),
             relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size, min_value=1),
