@@ -54,6 +54,8 @@ class AnalyticsSettings:
     max_buckets: int = 1000
     top_max_limit: int = 100
     audit_max_ids: int = 10000
+    # Empty: the API is open (local use); set, every request but health and metrics needs one.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -75,12 +77,12 @@ class AnalyticsSettings:
             consumer_http_port=env.integer(
                 "ANALYTICS_CONSUMER_HTTP_PORT", d.consumer_http_port, min_value=1
             ),
-            database_url=env.text("ANALYTICS_DATABASE_URL", d.database_url),
+            database_url=env.credential("ANALYTICS_DATABASE_URL", d.database_url),
             db_pool_size=env.integer("ANALYTICS_DB_POOL_SIZE", d.db_pool_size, min_value=1),
             db_connect_timeout=env.integer(
                 "ANALYTICS_DB_CONNECT_TIMEOUT", d.db_connect_timeout, min_value=1
             ),
-            redis_url=env.text("REDIS_URL", d.redis_url),
+            redis_url=env.credential("REDIS_URL", d.redis_url),
             redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", d.redis_timeout, min_value=0.001),
             summary_ttl_seconds=env.number(
                 "ANALYTICS_SUMMARY_TTL_SECONDS", d.summary_ttl_seconds, min_value=0.01
@@ -90,7 +92,7 @@ class AnalyticsSettings:
                 d.summary_fallback_ttl_seconds,
                 min_value=1,
             ),
-            rabbitmq_url=env.text("RABBITMQ_URL", d.rabbitmq_url),
+            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
             topology=TopologySettings.from_env(env),
             consumer_name=env.text("ANALYTICS_CONSUMER_NAME", d.consumer_name),
             prefetch=env.integer("ANALYTICS_PREFETCH", d.prefetch, min_value=1),
@@ -120,5 +122,6 @@ class AnalyticsSettings:
             max_buckets=env.integer("ANALYTICS_MAX_BUCKETS", d.max_buckets, min_value=1),
             top_max_limit=env.integer("ANALYTICS_TOP_MAX_LIMIT", d.top_max_limit, min_value=1),
             audit_max_ids=env.integer("ANALYTICS_AUDIT_MAX_IDS", d.audit_max_ids, min_value=1),
+            api_keys=env.text_list("ANALYTICS_API_KEYS", ""),
             log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
         )

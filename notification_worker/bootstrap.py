@@ -113,6 +113,7 @@ class Worker:
                     "redis": self.store.ping,
                     "channels": _channels_ready(self.channels),
                 },
+                api_keys=settings.api_keys,
             )
             self._server = _HttpServer(
                 uvicorn.Config(

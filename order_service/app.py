@@ -124,7 +124,8 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
 
 
 def hardening_middleware(settings: OrderSettings, metrics: Metrics) -> list[DefineMiddleware]:
-    """Rate limit, then auth, then the time limit (docs/security.md); each off when unset."""
+    """Rate limit, then auth (every request but health and metrics), then the time limit
+    (docs/security.md); each off when unset."""
     rejected = metrics.counter(
         "http_rejected_total",
         "Requests refused before the handler: rate_limited, unauthorized, timeout",

@@ -16,6 +16,7 @@ from order_service.adapters.cache import RedisOrderCache
 from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.adapters.payments import SimulatedPaymentGateway
+from order_service.adapters.pruner import Pruner, PrunerMetrics
 from order_service.api.schemas import render_order
 from order_service.fulfilment import FulfilmentHandler, FulfilmentWorker, SchedulerHandler
 from order_service.lifecycle import LifecycleService
@@ -80,6 +81,7 @@ class Container:
     redis: Redis
     cache: RedisOrderCache
     relay: OutboxRelay | None
+    pruner: Pruner
     writer: GroupCommitOrderWriter
     orders: OrderService
     lifecycle: LifecycleService
@@ -108,9 +110,18 @@ class Container:
                 metrics=OutboxMetrics(registry_metrics),
                 batch_size=settings.relay_batch_size,
                 poll_interval=settings.relay_poll_interval,
-                retention_seconds=settings.outbox_retention_seconds,
                 linger_seconds=settings.relay_linger_seconds,
+                max_attempts=settings.outbox_max_attempts,
+                retry_base_seconds=settings.outbox_retry_seconds,
             )
+        pruner = Pruner(
+            engine,
+            exchange=settings.topology.exchange,
+            metrics=PrunerMetrics(registry_metrics),
+            retention_seconds=settings.outbox_retention_seconds,
+            interval_seconds=settings.prune_interval_seconds,
+            batch_size=settings.prune_batch_size,
+        )
         writer = GroupCommitOrderWriter(
             engine,
             max_batch=settings.write_batch_max,
@@ -180,6 +191,7 @@ class Container:
             redis,
             cache,
             relay,
+            pruner,
             writer,
             orders,
             lifecycle,
@@ -191,6 +203,7 @@ class Container:
         self.writer.start()
         if self.relay is not None:
             self.relay.start()
+        self.pruner.start()
         if self.fulfilment is not None:
             self.fulfilment.start()
 
@@ -199,6 +212,7 @@ class Container:
         if self.fulfilment is not None:
             await self.fulfilment.stop()
         await self.writer.stop()
+        await self.pruner.stop()
         if self.relay is not None:
             await self.relay.stop()
         with contextlib.suppress(Exception):
