@@ -14,6 +14,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 
 from common.http import RequestValidationError, problem, problem_responses, request_id_of
 from common.http_auth import caller_of
+from order_service.api.cached_reads import MISSED
 from order_service.api.schemas import (
     CreateOrderRequest,
     OrderListResponse,
@@ -145,7 +146,8 @@ async def get_order(
     request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
 ) -> Response[bytes]:
     parsed = _order_id(order_id)
-    body = await _container(request).orders.get_order_body(parsed)
+    missed = bool(request.scope.get("state", {}).get(MISSED))
+    body = await _container(request).orders.get_order_body(parsed, cache_checked=missed)
     if body is None:
         return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
     return Response(body, media_type=JSON)
