@@ -5,13 +5,13 @@
 # config files and Erlang cookie (a private HOME), and the scripts are called directly (not the
 # /usr/sbin wrapper, which switches to the rabbitmq user and so to the machine's cookie).
 #
-# Usage: deploy/cluster/cluster.sh up | down | status | urls | leader QUEUE | pid N |
+# Usage: deploy/cluster/cluster.sh up | down | status | urls | leader QUEUE | leaders | pid N |
 #                                  kill N | start N | ctl N ARGS...
 #   up       start the nodes, join them into one cluster, add vhost/users (definitions.json)
 #   down     stop every node and delete CLUSTER_DIR (nothing of the cluster stays behind)
 #   kill N   SIGKILL node N (1..3) at once: a crash, no shutdown
 #   start N  start node N again (it rejoins the cluster from its data directory)
-#   leader Q the node name leading queue Q (vhost CLUSTER_VHOST)
+#   leader Q the node name leading queue Q (vhost CLUSTER_VHOST); leaders: all queues (JSON)
 # Settings (env): CLUSTER_DIR (/tmp/orderflow-cluster), CLUSTER_NAME (c), CLUSTER_AMQP_PORT
 # (5781: nodes on 5781, 5782, 5783), distribution ports AMQP+20000, management AMQP+10000,
 # CLUSTER_VHOST (orderflow).
@@ -201,12 +201,23 @@ leader() {  # queue: asked of the first node that answers
   return 1
 }
 
+leaders() {  # JSON: every queue of CLUSTER_VHOST with its leader, members and online members
+  local n
+  for ((n = 1; n <= CLUSTER_NODES; n++)); do
+    port_open "$(amqp_port "$n")" || continue
+    ctl "$n" -q list_queues -p "$CLUSTER_VHOST" name leader members online --formatter json &&
+      return 0
+  done
+  return 1
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
   urls) urls ;;
   leader) leader "$2" ;;
+  leaders) leaders ;;
   pid) cat "$(node_dir "$2")/pid" ;;
   kill) kill -KILL "$(cat "$(node_dir "$2")/pid")" ;;
   start) start_node "$2" && wait_node "$2" ;;
