@@ -39,8 +39,15 @@ class ReplicatedSystem(RunningSystem):
     """``RunningSystem`` (private topology, readiness waits, graceful stop checked) with the
     processes of ``REPLICATED``; every process gets ``env`` (the cluster's RABBITMQ_URL)."""
 
-    def __init__(self, *, env: Mapping[str, str], admin_url: str, **kwargs: object) -> None:
-        super().__init__(env=env, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        admin_url: str,
+        retry_delays: str = "0.2,0.5",
+        stop_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(env=env, retry_delays=retry_delays, stop_timeout=stop_timeout)
         specs = [*SERVICES, *(_second(n, of) for n, of in _SECOND.items())]
         service_env = dict(self._service_env)
         for name, of in _SECOND.items():
