@@ -165,7 +165,7 @@ async def node_and_replicas_killed(cluster: RabbitCluster, sizes: ClusterSizes) 
                     assert cluster.accepts(node)
                     healed = await wait_until(
                         lambda: _all_online(cluster, work_queues),
-                        timeout=90,
+                        timeout=150,
                         interval=0.2,
                         message="the restarted node back in every queue",
                     )
