@@ -19,7 +19,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika import RobustConnection
-from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
@@ -158,7 +158,7 @@ async def connect_robust_forever(
     max_backoff: float = 5.0,
     reconnect_interval: float = 1.0,
     attempt_timeout: float = 10.0,
-) -> AbstractRobustConnection:
+) -> FailoverRobustConnection:
     """Connect to any live node of ``url`` (one URL or a comma-separated list), retrying with
     backoff until one answers; the connection then reconnects on its own, to any live node.
 
