@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from common.testing import wait_until
+from tests.cluster.balancer import RoundRobinBalancer
 from tests.cluster.cluster import NODES, RabbitCluster, cluster_env, wait_refused
 from tests.cluster.system import REPLICATED, ReplicatedSystem
 from tests.faults.harness import (
@@ -140,7 +141,11 @@ async def node_and_replicas_killed(cluster: RabbitCluster, sizes: ClusterSizes) 
             try:
                 before = await auditor.summary()
                 assert before is not None and before.total_orders == 0, before
-                load = SteadyLoad(system.order_url, part, sizes.rate, sizes.duration).start()
+                # The load reaches both order services, one new connection each in turn.
+                balancer = await RoundRobinBalancer(
+                    [("127.0.0.1", _port(system.group.url(n))) for n in ("order", "order-2")]
+                ).start()
+                load = SteadyLoad(balancer.url, part, sizes.rate, sizes.duration).start()
                 try:
                     await load.wait_accepted(sizes.warmup_orders, timeout=60)
 
@@ -186,6 +191,8 @@ async def node_and_replicas_killed(cluster: RabbitCluster, sizes: ClusterSizes) 
                     result = await load.result()
                 finally:
                     await load.cancel()
+                    await balancer.close()
+                figures["api_connections_per_order_replica"] = sorted(balancer.connections.values())
                 end = await scrape(system, REPLICATED)
                 totals = delivery_figures(end)
                 # A killed replica's counters start again at 0: add what it counted before.
@@ -241,3 +248,7 @@ async def _all_online(cluster: RabbitCluster, queues: list[str]) -> bool:
     except RuntimeError:
         return False
     return all(q in seen and len(seen[q].online) == len(NODES) for q in queues)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
