@@ -92,7 +92,7 @@ class AnalyticsSettings:
                 d.summary_fallback_ttl_seconds,
                 min_value=1,
             ),
-            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
+            rabbitmq_url=env.broker_urls("RABBITMQ_URL", d.rabbitmq_url),
             topology=TopologySettings.from_env(env),
             consumer_name=env.text("ANALYTICS_CONSUMER_NAME", d.consumer_name),
             prefetch=env.integer("ANALYTICS_PREFETCH", d.prefetch, min_value=1),

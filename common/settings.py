@@ -116,6 +116,19 @@ class Env:
             raise SettingsError(f"{name}={raw!r} needs one or more positive numbers")
         return values
 
+    def broker_urls(self, name: str, default: str) -> str:
+        """One AMQP URL or a comma-separated list of a cluster's nodes (common/messaging/
+        connection.py parses it), checked here so a typo fails at start-up by name. It carries
+        a credential: the local default applies only with ORDERFLOW_ENV=local."""
+        from common.messaging.connection import parse_broker_urls  # aio-pika only when asked
+
+        raw = self.credential(name, default).strip()
+        try:
+            parse_broker_urls(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from exc
+        return raw
+
     def text_list(self, name: str, default: str) -> tuple[str, ...]:
         raw = self._raw(name, default)
         return tuple(part.strip() for part in raw.split(",") if part.strip())

@@ -9,8 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-import aio_pika
-
+from common.messaging.connection import connect_any
 from common.settings import SettingsError
 from notification_worker import dlq
 from notification_worker.bootstrap import run_worker
@@ -37,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _dlq(settings: NotificationSettings, args: argparse.Namespace) -> int:
     spec = settings.queue
-    connection = await aio_pika.connect(settings.rabbitmq_url, timeout=10)
+    connection = await connect_any(settings.rabbitmq_url, timeout=10)
     try:
         if args.action == "list":
             parked = await dlq.list_parked(connection, spec)

@@ -137,7 +137,7 @@ class NotificationSettings:
         return cls(
             http_host=env.text("NOTIFY_HTTP_HOST", d.http_host),
             http_port=env.integer("NOTIFY_HTTP_PORT", d.http_port, min_value=0),
-            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
+            rabbitmq_url=env.broker_urls("RABBITMQ_URL", d.rabbitmq_url),
             redis_url=env.credential("REDIS_URL", d.redis_url),
             redis_prefix=env.text("NOTIFY_REDIS_PREFIX", d.redis_prefix),
             topology=TopologySettings.from_env(env),

@@ -84,7 +84,7 @@ class OrderSettings:
             cache_ttl_seconds=env.integer(
                 "ORDER_CACHE_TTL_SECONDS", d.cache_ttl_seconds, min_value=1
             ),
-            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
+            rabbitmq_url=env.broker_urls("RABBITMQ_URL", d.rabbitmq_url),
             topology=TopologySettings.from_env(env),
             relay_enabled=env.flag("ORDER_RELAY_ENABLED", d.relay_enabled),
             relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size, min_value=1),

@@ -54,6 +54,15 @@ class ConsumerQueue:
     bindings: tuple[str, ...] = ("order.#",)
     retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     queue_type: str = "quorum"
+    # Replicas of each quorum queue when it is created (x-quorum-initial-group-size); None: the
+    # broker's default. A cluster of three gives every queue three (RABBITMQ_QUORUM_GROUP_SIZE).
+    quorum_group_size: int | None = None
+
+    def _type_arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"x-queue-type": self.queue_type}
+        if self.queue_type == "quorum" and self.quorum_group_size is not None:
+            args["x-quorum-initial-group-size"] = self.quorum_group_size
+        return args
 
     @property
     def dlq(self) -> str:
@@ -67,7 +76,7 @@ class ConsumerQueue:
         return tuple(self.retry_queue(d) for d in self.retry_delays)
 
     def work_arguments(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"x-queue-type": self.queue_type}
+        args = self._type_arguments()
         if self.queue_type == "quorum":
             args.update(
                 {
@@ -81,7 +90,7 @@ class ConsumerQueue:
     def retry_arguments(self, delay: float) -> dict[str, Any]:
         # Queue-level TTL: every message in a tier waits the same time, so none blocks another.
         args: dict[str, Any] = {
-            "x-queue-type": self.queue_type,
+            **self._type_arguments(),
             "x-message-ttl": round(delay * 1000),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.name,
@@ -93,7 +102,7 @@ class ConsumerQueue:
         return args
 
     def dlq_arguments(self) -> dict[str, Any]:
-        return {"x-queue-type": self.queue_type}
+        return self._type_arguments()
 
 
 @dataclass(frozen=True)
@@ -124,24 +133,33 @@ def default_topology(
     scheduler_queue: str | None = None,
     fulfilment_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
     scheduler_delays: tuple[float, ...] = DEFAULT_SCHEDULER_DELAYS,
+    quorum_group_size: int | None = None,
 ) -> Topology:
     """The order service's own queues default to names derived from the exchange
     (``orders.fulfilment``, ``orders.scheduler``), so a private exchange gets private queues."""
     return Topology(
         exchange=exchange,
         queues=(
-            ConsumerQueue(analytics_queue, retry_delays=analytics_delays),
-            ConsumerQueue(notifications_queue, retry_delays=notification_delays),
+            ConsumerQueue(
+                analytics_queue, retry_delays=analytics_delays, quorum_group_size=quorum_group_size
+            ),
+            ConsumerQueue(
+                notifications_queue,
+                retry_delays=notification_delays,
+                quorum_group_size=quorum_group_size,
+            ),
             # Fulfilment starts on OrderCreated only; the scheduler sees OrderScheduled only.
             ConsumerQueue(
                 fulfilment_queue or f"{exchange}.fulfilment",
                 bindings=("order.created",),
                 retry_delays=fulfilment_delays,
+                quorum_group_size=quorum_group_size,
             ),
             ConsumerQueue(
                 scheduler_queue or f"{exchange}.scheduler",
                 bindings=("order.scheduled",),
                 retry_delays=scheduler_delays,
+                quorum_group_size=quorum_group_size,
             ),
         ),
     )
@@ -177,6 +195,7 @@ class TopologySettings:
     scheduler_queue: str = ""
     fulfilment_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
     scheduler_delays: tuple[float, ...] = DEFAULT_SCHEDULER_DELAYS
+    quorum_group_size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.fulfilment_queue:
@@ -196,6 +215,7 @@ class TopologySettings:
             scheduler_queue=env.optional_text("ORDER_SCHEDULER_QUEUE") or "",
             fulfilment_delays=env.number_list("ORDER_FULFILMENT_RETRY_DELAYS", "1,10,60,600"),
             scheduler_delays=env.number_list("ORDER_SCHEDULER_DELAYS", "0.25,1,10,60,600"),
+            quorum_group_size=_optional_group_size(env),
         )
 
     def topology(self) -> Topology:
@@ -209,4 +229,11 @@ class TopologySettings:
             scheduler_queue=self.scheduler_queue,
             fulfilment_delays=self.fulfilment_delays,
             scheduler_delays=self.scheduler_delays,
+            quorum_group_size=self.quorum_group_size,
         )
+
+
+def _optional_group_size(env: Env) -> int | None:
+    if env.optional_text("RABBITMQ_QUORUM_GROUP_SIZE") is None:
+        return None
+    return env.integer("RABBITMQ_QUORUM_GROUP_SIZE", min_value=1)
