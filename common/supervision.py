@@ -22,7 +22,7 @@ __all__ = ["Supervisor", "TaskMetrics"]
 
 log = get_logger(__name__)
 
-Body = Callable[[], Awaitable[None]]
+Body = Callable[[], Awaitable[object]]
 Probe = Callable[[], bool]
 Check = Callable[[], Awaitable[bool]]
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from common.messaging.consumer import ConsumerMetrics
 from common.observability import Metrics, get_logger
+from common.supervision import Supervisor
 from order_service.adapters.cache import RedisOrderCache
 from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
@@ -81,6 +82,8 @@ class Container:
     lifecycle: LifecycleService
     gateway: SimulatedPaymentGateway
     fulfilment: FulfilmentWorker | None
+    # Every long-running consumer task (rule 9): restarted with backoff, named in readiness.
+    supervisor: Supervisor
 
     @classmethod
     def build(cls, settings: OrderSettings, registry_metrics: Metrics) -> Container:
@@ -137,6 +140,7 @@ class Container:
             exchange=settings.topology.exchange,
             on_committed=relay.handoff if relay is not None else (lambda events: None),
         )
+        supervisor = Supervisor(registry_metrics)
         fulfilment = None
         if settings.fulfilment_enabled:
             topology = settings.topology.topology()
@@ -162,6 +166,7 @@ class Container:
                     lifecycle, scheduler_spec.retry_delays, lambda: datetime.now(UTC)
                 ),
                 metrics=ConsumerMetrics(registry_metrics),
+                supervisor=supervisor,
                 prefetch=settings.fulfilment_prefetch,
                 concurrency=settings.fulfilment_concurrency,
                 max_attempts=settings.fulfilment_max_attempts,
@@ -180,6 +185,7 @@ class Container:
             lifecycle,
             gateway,
             fulfilment,
+            supervisor,
         )
 
     async def start(self) -> None:
