@@ -126,8 +126,8 @@ def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = T
             "mysql": consumer.adapters.mysql_up,
             "rabbitmq": consumer.rabbitmq_up,
             "consuming": consumer.consuming,
-            **consumer.supervisor.checks(),
             "redis": consumer.adapters.redis_up,
+            **consumer.supervisor.checks(),
         },
         required=frozenset({"mysql", "rabbitmq", "consuming", *consumer.supervisor.names}),
     )
