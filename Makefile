@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Local development: the settings that carry credentials may use their local defaults
+# (guest, the *_local passwords). Deployments leave it unset and must set every one of them.
+export ORDERFLOW_ENV ?= local
 ORDER_URL ?= http://127.0.0.1:8080
 ANALYTICS_URL ?= http://127.0.0.1:8081
 # make run connects each process as its own broker user on vhost orderflow (see Procfile).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from common.settings import SettingsError
+from common.settings import Env, SettingsError
 
 USAGE = "usage: python -m analytics_service [api|consumer|migrate|rebuild]"
 
@@ -25,14 +25,20 @@ def main(argv: list[str]) -> int:
     try:
         from analytics_service.settings import AnalyticsSettings
 
-        settings = AnalyticsSettings.from_env()
+        if command == "migrate":
+            # A migrate job needs the database only (it has no broker user).
+            database_url = Env().credential(
+                "ANALYTICS_DATABASE_URL", AnalyticsSettings.database_url
+            )
+        else:
+            settings = AnalyticsSettings.from_env()
     except SettingsError as exc:
         print(f"analytics_service: invalid configuration: {exc}", file=sys.stderr)
         return 2
     if command == "migrate":
         from analytics_service.migrate import upgrade_to_head
 
-        upgrade_to_head(settings.database_url)
+        upgrade_to_head(database_url)
         print("analytics_service: migrations applied")
     elif command == "rebuild":
         from analytics_service.rebuild import rebuild, report

@@ -30,6 +30,7 @@ from common.http import (
     metrics_handler,
     problem,
 )
+from common.http_auth import api_key_middleware
 from common.observability import Metrics, configure_logging
 from common.openapi_page import offline_openapi_config
 
@@ -83,7 +84,10 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
         ],
         lifespan=[lifespan],
         exception_handlers=handlers,
-        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics))],
+        middleware=[
+            DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),
+            *api_key_middleware(settings.api_keys, realm="analytics", metrics=metrics),
+        ],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=offline_openapi_config("Analytics service"),
         debug=False,

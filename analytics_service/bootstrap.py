@@ -32,12 +32,15 @@ class Adapters:
         *,
         cache_requests: Counter | None = None,
         cache_invalidations: Counter | None = None,
+        consumer: bool = False,
     ) -> Adapters:
-        """Nothing connects here: pools open on first use."""
+        """Nothing connects here: pools open on first use. The consumer's pool skips the
+        per-checkout ping and reset (build_engine)."""
         engine = build_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
             connect_timeout=settings.db_connect_timeout,
+            check_on_checkout=not consumer,
         )
         redis = Redis.from_url(
             settings.redis_url,
@@ -62,6 +65,7 @@ class Adapters:
     async def mysql_up(self) -> bool:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            await conn.rollback()
         return True
 
     async def redis_up(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aio_pika.abc import AbstractRobustConnection
 from litestar import Litestar
@@ -13,6 +13,7 @@ from litestar import Litestar
 from analytics_service.bootstrap import Adapters
 from analytics_service.handlers import AnalyticsHandler
 from analytics_service.metrics import SERVICE, ApplyMetrics
+from analytics_service.pruner import InboxPruneMetrics, InboxPruning
 from analytics_service.settings import AnalyticsSettings
 from common.http import health_handlers, metrics_handler
 from common.messaging.connection import connect_robust_forever
@@ -38,7 +39,7 @@ class AnalyticsConsumer:
         apply_metrics = ApplyMetrics(metrics)
         self._consumer_metrics = ConsumerMetrics(metrics)
         self.adapters = Adapters.build(
-            settings, cache_invalidations=apply_metrics.cache_invalidations
+            settings, cache_invalidations=apply_metrics.cache_invalidations, consumer=True
         )
         self.handler = AnalyticsHandler(
             self.adapters.store,
@@ -48,6 +49,16 @@ class AnalyticsConsumer:
             clock=lambda: datetime.now(UTC),
             conflict_retries=settings.deadlock_retries,
         )
+        self.pruning = InboxPruning(
+            self.adapters.store,
+            InboxPruneMetrics(metrics),
+            consumer=settings.consumer_name,
+            retention=timedelta(seconds=settings.inbox_retention_seconds),
+            interval=settings.inbox_prune_interval_seconds,
+            batch=settings.inbox_prune_batch,
+            max_batches=settings.inbox_prune_max_batches,
+            clock=lambda: datetime.now(UTC),
+        )
         self._connection: AbstractRobustConnection | None = None
         self.runner: ConsumerRunner | None = None
         self.supervisor = Supervisor(metrics)
@@ -56,6 +67,7 @@ class AnalyticsConsumer:
 
     async def start(self) -> None:
         self.supervisor.start()
+        self.pruning.start()
 
     async def _consume(self) -> None:
         topology = self._settings.topology.topology()
@@ -92,6 +104,7 @@ class AnalyticsConsumer:
             await self.runner.stop()
 
     async def stop(self) -> None:
+        await self.pruning.stop()
         await self.supervisor.stop()
         if self._connection is not None:
             with contextlib.suppress(Exception):
@@ -101,6 +114,9 @@ class AnalyticsConsumer:
 
     async def consuming(self) -> bool:
         return self.runner is not None and self.runner.consuming
+
+    async def pruning_inbox(self) -> bool:
+        return self.pruning.running
 
     async def rabbitmq_up(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
@@ -126,6 +142,7 @@ def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = T
             "mysql": consumer.adapters.mysql_up,
             "rabbitmq": consumer.rabbitmq_up,
             "consuming": consumer.consuming,
+            "inbox_pruner": consumer.pruning_inbox,
             "redis": consumer.adapters.redis_up,
             **consumer.supervisor.checks(),
         },

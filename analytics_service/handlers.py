@@ -32,8 +32,9 @@ class AnalyticsHandler:
     Every lifecycle event is a fact about its order; the store keeps the newest version, so an
     event is acked "applied" when it moved its order, "duplicate" when the event or that order
     version was already recorded, and "superseded" when a newer version was. Invalid facts are
-    parked; a database outage retries the batch through a retry tier; a
-    deadlock is rerun here a few times first, because it usually clears at once.
+    parked alone; an event the database rejects is split off its batch and retried alone; a
+    database outage retries the batch through a retry tier; a deadlock is rerun here a few
+    times first, because it usually clears at once.
     """
 
     def __init__(
@@ -63,6 +64,10 @@ class AnalyticsHandler:
                 facts.append((i, fact_from_event(delivery.envelope, delivery.event)))
             except InvalidFactError as exc:
                 outcomes[i] = Park("invalid_payload", str(exc)[:500])
+            except Exception as exc:
+                # Passed the contract but breaks the fold (a year-1 timestamp overflows UTC):
+                # pure code, so it fails the same way every time. Parked alone.
+                outcomes[i] = Park("invalid_payload", repr(exc)[:500])
         for i, outcome in await self._apply_all(facts):
             outcomes[i] = outcome
         return [_outage_deferred(o) if o is not None else Retry("not_applied") for o in outcomes]
@@ -73,19 +78,25 @@ class AnalyticsHandler:
         try:
             applied = await self._apply([f for _, f in facts])
         except StoreUnavailableError as exc:
+            # An outage is no fault of these events: never split or park on it.
             return [(i, Retry("database_unavailable", str(exc)[:300])) for i, _ in facts]
         except StoreConflictError as exc:
             return [(i, Retry("database_conflict", str(exc)[:300])) for i, _ in facts]
         except Exception as exc:
-            log.exception("apply_failed", batch=len(facts))
             if len(facts) == 1:
+                log.warning(
+                    "event_apply_failed", event_id=str(facts[0][1].event_id), error=repr(exc)
+                )
                 return [(facts[0][0], Retry("apply_failed", repr(exc)[:300]))]
-            # One event the database rejects must not send its whole batch to the DLQ.
-            settled: list[tuple[int, Outcome]] = []
-            for one in facts:
-                settled.extend(await self._apply_all([one]))
-            return settled
-        settled = []
+            # One event the database rejects must not fail its neighbours: halve the batch
+            # until it stands alone (about 2·log2(n) transactions for one bad event in n).
+            log.warning("batch_apply_failed", batch=len(facts), error=repr(exc))
+            middle = len(facts) // 2
+            return [
+                *await self._apply_all(facts[:middle]),
+                *await self._apply_all(facts[middle:]),
+            ]
+        settled: list[tuple[int, Outcome]] = []
         counted: set[uuid.UUID] = set()
         for i, fact in facts:
             # The same event twice in one batch: the first copy is the one that counts.

@@ -16,6 +16,7 @@ __all__ = [
     "AnalyticsReader",
     "AnalyticsStore",
     "AuditedOrder",
+    "InboxPruner",
     "RankedEntry",
     "RevenueRow",
     "StoreConflictError",
@@ -77,6 +78,13 @@ class AnalyticsStore(Protocol):
         """Record the facts and their aggregates in one transaction; return a change for every
         event not seen before (``effective`` False when its order already had that version or a
         newer one). Events already in the inbox are left out."""
+        ...
+
+
+class InboxPruner(Protocol):
+    async def prune_inbox(self, consumer: str, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` inbox rows of ``consumer`` received before ``before``;
+        return how many went."""
         ...
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "metrics_handler",
     "problem",
     "problem_responses",
+    "request_id_from",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -239,6 +240,21 @@ class HttpMetrics:
         self.in_flight = metrics.gauge("http_requests_in_flight", "HTTP requests being served")
 
 
+def request_id_from(scope: Scope) -> str:
+    """The client's X-Request-ID when it is well formed, else a new one; kept in the scope."""
+    request_id = ""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID_RE.match(candidate):
+                request_id = candidate
+            break
+    if not request_id:
+        request_id = uuid.uuid4().hex
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id
+
+
 class RequestContextMiddleware:
     """Accepts or generates X-Request-ID, binds it to logs as correlation_id, echoes it, and
     records request count and latency by route template (not raw path: bounded labels)."""
@@ -251,16 +267,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _REQUEST_ID_RE.match(candidate):
-                    request_id = candidate
-                break
-        if not request_id:
-            request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = request_id_from(scope)
         encoded_id = request_id.encode()
         status_holder = [500]
 

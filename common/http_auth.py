@@ -1,10 +1,12 @@
-"""Optional API-key / bearer-token auth for the write endpoints of a service (ASGI middleware).
+"""Optional API-key / bearer-token auth for a service's HTTP API (ASGI middleware).
 
-Off when no key is configured (local use). With keys, a write request (POST, PUT, PATCH,
-DELETE) needs ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; otherwise 401 problem
-with ``WWW-Authenticate``. Reads, health and metrics stay open. Keys are compared as SHA-256
-digests in constant time, so neither the key nor its length leaks through timing, and a key can
-be configured as ``sha256:<hex>`` so the plain key need not sit in the environment.
+Off when no key is configured (local use). With keys, every request (reads too: a listing shows
+every customer's orders) needs ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``;
+otherwise 401 problem with ``WWW-Authenticate``. Health and metrics stay open for probes and
+scrapes. Keys are compared as SHA-256 digests in constant time, so neither the key nor its
+length leaks through timing, and a key can be configured as ``sha256:<hex>`` so the plain key
+need not sit in the environment. The caller's identity (``caller_of``) is a digest of its key,
+so per-caller state (Idempotency-Keys) is scoped without storing the key.
 """
 
 from __future__ import annotations
@@ -13,14 +15,30 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable
 
+from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from common.http_limits import send_problem
+from common.http_limits import DEFAULT_EXEMPT_PREFIXES, send_problem
+from common.observability import Metrics
 
-__all__ = ["WRITE_METHODS", "ApiKeyAuthMiddleware", "parse_api_keys"]
+__all__ = [
+    "WRITE_METHODS",
+    "ApiKeyAuthMiddleware",
+    "api_key_middleware",
+    "caller_of",
+    "parse_api_keys",
+]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _HASH_PREFIX = "sha256:"
+# Where the middleware leaves the authenticated caller's id in the ASGI scope.
+_CALLER = "orderflow.caller"
+
+
+def caller_of(scope: Scope) -> str | None:
+    """The authenticated caller (hex digest of its API key), or None when keys are off."""
+    caller = scope.get(_CALLER)
+    return caller if isinstance(caller, str) else None
 
 
 def _digest(key: str) -> bytes:
@@ -62,7 +80,11 @@ def _presented_key(scope: Scope) -> str | None:
 
 
 class ApiKeyAuthMiddleware:
-    """401 problem + ``WWW-Authenticate: Bearer`` for write requests without a valid key."""
+    """401 problem + ``WWW-Authenticate: Bearer`` for requests without a valid key.
+
+    Every method needs a key unless ``methods`` narrows it; paths under ``exempt_prefixes``
+    (health, metrics) never do.
+    """
 
     def __init__(
         self,
@@ -70,32 +92,43 @@ class ApiKeyAuthMiddleware:
         keys: Iterable[str],
         *,
         realm: str = "orderflow",
-        methods: frozenset[str] = WRITE_METHODS,
+        methods: frozenset[str] | None = None,
+        exempt_prefixes: Iterable[str] = DEFAULT_EXEMPT_PREFIXES,
         on_rejected: Callable[[Scope], None] | None = None,
     ) -> None:
         self.app = app
         self.digests = parse_api_keys(keys)
         self.realm = realm
         self.methods = methods
+        self.exempt_prefixes = tuple(exempt_prefixes)
         self.on_rejected = on_rejected
 
     @property
     def enabled(self) -> bool:
         return bool(self.digests)
 
-    def _valid(self, presented: str) -> bool:
-        digest = _digest(presented)
+    def _valid(self, digest: bytes) -> bool:
         ok = False
         for known in self.digests:  # no early exit: the time does not depend on which key
             ok |= hmac.compare_digest(digest, known)
         return ok
 
+    def _open(self, scope: Scope) -> bool:
+        if not self.digests or scope["type"] != "http":
+            return True
+        if self.methods is not None and scope.get("method") not in self.methods:
+            return True
+        path = str(scope.get("path", ""))
+        return any(path.startswith(p) for p in self.exempt_prefixes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.digests or scope["type"] != "http" or scope.get("method") not in self.methods:
+        if self._open(scope):
             await self.app(scope, receive, send)
             return
         presented = _presented_key(scope)
-        if presented is not None and self._valid(presented):
+        digest = _digest(presented) if presented is not None else None
+        if digest is not None and self._valid(digest):
+            scope[_CALLER] = digest.hex()  # type: ignore[literal-required]
             await self.app(scope, receive, send)
             return
         if self.on_rejected is not None:
@@ -106,3 +139,25 @@ class ApiKeyAuthMiddleware:
             challenge += ', error="invalid_token"'
             detail = "the API key is not valid"
         await send_problem(send, scope, 401, detail, {"WWW-Authenticate": challenge})
+
+
+def api_key_middleware(
+    keys: Iterable[str], *, realm: str, metrics: Metrics
+) -> list[DefineMiddleware]:
+    """The auth layer of a service whose API is otherwise open (none when no key is set);
+    refusals are counted in ``<service>_http_rejected_total{reason="unauthorized"}``."""
+    keys = tuple(keys)
+    if not keys:
+        return []
+    rejected = metrics.counter(
+        "http_rejected_total", "Requests refused before the handler, by reason", ("reason",)
+    )
+    rejected.labels("unauthorized")
+    return [
+        DefineMiddleware(
+            ApiKeyAuthMiddleware,
+            keys=keys,
+            realm=realm,
+            on_rejected=lambda _: rejected.labels("unauthorized").inc(),
+        )
+    ]

@@ -8,9 +8,14 @@ from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 __all__ = [
+    "DEPLOYMENT_ENV",
     "Env",
     "SettingsError",
 ]
+
+# ORDERFLOW_ENV=local (set by the Makefile, the Procfile and the tests) lets the settings that
+# carry credentials fall back to the local development values; anywhere else they must be set.
+DEPLOYMENT_ENV = "ORDERFLOW_ENV"
 
 T = TypeVar("T")
 
@@ -41,6 +46,25 @@ class Env:
 
     def text(self, name: str, default: str | None = None) -> str:
         return self._raw(name, default)
+
+    @property
+    def local(self) -> bool:
+        """True only when the process is told it runs for local development."""
+        return (self._environ.get(DEPLOYMENT_ENV) or "").strip().lower() == "local"
+
+    def credential(self, name: str, local_default: str) -> str:
+        """A setting that carries a credential (a URL with a password, a broker user): the local
+        default applies only with ORDERFLOW_ENV=local, so a deployment that forgot it fails at
+        start, naming it, instead of trying guest or a published local password."""
+        value = self._environ.get(name)
+        if value:
+            return value
+        if self.local:
+            return local_default
+        raise SettingsError(
+            f"{name} is required: it carries a credential, and its local default applies only "
+            f"with {DEPLOYMENT_ENV}=local"
+        )
 
     def optional_text(self, name: str) -> str | None:
         value = self._environ.get(name)

@@ -125,6 +125,8 @@ async def prepare_infra(root: Path = ROOT, python: str = sys.executable) -> list
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=str(root),
+            # As the Makefile exports it: the local credential defaults apply.
+            env={"ORDERFLOW_ENV": "local", **os.environ},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

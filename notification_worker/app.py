@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated
 
 import msgspec
@@ -19,6 +19,7 @@ from common.http import (
     health_handlers,
     metrics_handler,
 )
+from common.http_auth import api_key_middleware
 from common.observability import Metrics
 from notification_worker.sent_store import SentStore
 
@@ -45,6 +46,7 @@ def create_app(
     store: SentStore,
     metrics: Metrics,
     checks: Mapping[str, Callable[[], Awaitable[bool]]],
+    api_keys: Sequence[str] = (),
 ) -> Litestar:
     @post("/notifications/audit", status_code=200, tags=["audit"])
     async def audit(data: Annotated[AuditRequest, Body()]) -> AuditResponse:
@@ -65,6 +67,10 @@ def create_app(
             metrics_handler(metrics),
             *health_handlers(checks, required=frozenset(checks)),
         ],
-        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics))],
+        middleware=[
+            DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),
+            # The audit lists what was sent for whom: with keys set it needs one.
+            *api_key_middleware(api_keys, realm="notifications", metrics=metrics),
+        ],
         exception_handlers=exception_handlers(),
     )

@@ -126,6 +126,7 @@ class Worker:
                     "channels": _channels_ready(self.channels),
                     **self.supervisor.checks(),
                 },
+                api_keys=settings.api_keys,
             )
             self._server = _HttpServer(
                 uvicorn.Config(

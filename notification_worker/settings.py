@@ -91,6 +91,8 @@ class NotificationSettings:
     audit_ttl_seconds: int = 7 * 86_400
     shutdown_timeout: float = 30.0
     scheduled_gauge_interval: float = 5.0
+    # Empty: the audit endpoint is open (local use); set, it needs one of these keys.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -135,8 +137,8 @@ class NotificationSettings:
         return cls(
             http_host=env.text("NOTIFY_HTTP_HOST", d.http_host),
             http_port=env.integer("NOTIFY_HTTP_PORT", d.http_port, min_value=0),
-            rabbitmq_url=env.text("RABBITMQ_URL", d.rabbitmq_url),
-            redis_url=env.text("REDIS_URL", d.redis_url),
+            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
+            redis_url=env.credential("REDIS_URL", d.redis_url),
             redis_prefix=env.text("NOTIFY_REDIS_PREFIX", d.redis_prefix),
             topology=TopologySettings.from_env(env),
             channels=channels,
@@ -165,5 +167,6 @@ class NotificationSettings:
             scheduled_gauge_interval=env.number(
                 "NOTIFY_SCHEDULED_GAUGE_SECONDS", d.scheduled_gauge_interval, min_value=0.1
             ),
+            api_keys=env.text_list("NOTIFY_API_KEYS", ""),
             log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
         )

@@ -24,6 +24,7 @@ from common.http_auth import ApiKeyAuthMiddleware
 from common.http_limits import RateLimitMiddleware, RequestTimeoutMiddleware
 from common.observability import Metrics, configure_logging
 from order_service.adapters.group_commit import WriteOutcomeUnknownError
+from order_service.api.cached_reads import CachedOrderReads
 from order_service.api.routes import cancel_order, create_order, get_order, list_orders
 from order_service.container import Container
 from order_service.services import LockTimeoutError
@@ -97,6 +98,14 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         },
         required=frozenset({"mysql", *tasks}),
     )
+    http_metrics = HttpMetrics(metrics)
+    # A cache hit is answered before the request is built, unless every request must first
+    # pass the API-key or rate-limit layers.
+    cached_reads = (
+        []
+        if settings.api_keys or settings.rate_limit_per_second > 0
+        else [DefineMiddleware(CachedOrderReads, cache=container.cache, metrics=http_metrics)]
+    )
     app = Litestar(
         route_handlers=[
             create_order,
@@ -110,7 +119,8 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         lifespan=[lifespan],
         exception_handlers=handlers,
         middleware=[
-            DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),
+            *cached_reads,
+            DefineMiddleware(RequestContextMiddleware, metrics=http_metrics),
             *hardening_middleware(settings, metrics),
         ],
         request_max_body_size=settings.max_body_bytes,
@@ -128,7 +138,8 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
 
 
 def hardening_middleware(settings: OrderSettings, metrics: Metrics) -> list[DefineMiddleware]:
-    """Rate limit, then auth, then the time limit (docs/security.md); each off when unset."""
+    """Rate limit, then auth (every request but health and metrics), then the time limit
+    (docs/security.md); each off when unset."""
     rejected = metrics.counter(
         "http_rejected_total",
         "Requests refused before the handler: rate_limited, unauthorized, timeout",

@@ -13,6 +13,11 @@ class InvalidCursorError(ValueError):
     pass
 
 
+# The range MySQL's DATETIME holds; a cursor the service wrote always falls inside it.
+_EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+
+
 def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
     raw = f"{created_at.astimezone(UTC).isoformat()}|{order_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -26,6 +31,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at.astimezone(UTC), uuid.UUID(raw_id)
-    except (ValueError, UnicodeError) as exc:
+        created_at = created_at.astimezone(UTC)
+        if not _EARLIEST <= created_at < _LATEST:
+            raise ValueError("timestamp out of range")
+        return created_at, uuid.UUID(raw_id)
+    except (ValueError, UnicodeError, OverflowError) as exc:
+        # Any bad input is a 4xx: never let a crafted cursor reach the database or raise.
         raise InvalidCursorError("cursor is not valid") from exc

@@ -89,8 +89,13 @@ class FulfilmentSaga:
         async with self._uow_factory() as uow:
             orders = await uow.orders.get_many(ids)
             payments = await uow.payments.get_many(ids)
-        to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.id))]
-        answers, gateway_errors = await self._charge_all(to_charge, payments)
+            to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.id))]
+            # The pending records commit before any gateway call (same transaction as the read).
+            intents = [self._intent(o) for o in to_charge if o.id not in payments]
+            if intents:
+                await uow.payments.add_intents(intents)
+                await uow.commit()
+        answers, gateway_errors = await self._charge_all(to_charge)
 
         decisions = await self._commit(ids, answers, correlation)
         results: dict[uuid.UUID, str | Exception] = {}
@@ -110,30 +115,23 @@ class FulfilmentSaga:
             results[order_id] = decision.label
         return results
 
+    def _intent(self, order: Order) -> PaymentRecord:
+        return PaymentRecord(
+            order_id=order.id,
+            status=PAYMENT_PENDING,
+            payment_id=None,
+            amount=order.total_amount,
+            currency=order.currency,
+            decline_reason=None,
+            refund_id=None,
+            charged_at=self._clock(),
+        )
+
     async def _charge_all(
-        self, orders: Sequence[Order], payments: dict[uuid.UUID, PaymentRecord]
+        self, orders: Sequence[Order]
     ) -> tuple[dict[uuid.UUID, PaymentRecord], dict[uuid.UUID, Exception]]:
         if not orders:
             return {}, {}
-        now = self._clock()
-        intents = [
-            PaymentRecord(
-                order_id=o.id,
-                status=PAYMENT_PENDING,
-                payment_id=None,
-                amount=o.total_amount,
-                currency=o.currency,
-                decline_reason=None,
-                refund_id=None,
-                charged_at=now,
-            )
-            for o in orders
-            if o.id not in payments
-        ]
-        if intents:
-            async with self._uow_factory() as uow:
-                await uow.payments.add_intents(intents)
-                await uow.commit()
         outcomes = await asyncio.gather(
             *(
                 self._gateway.charge(

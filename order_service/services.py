@@ -194,11 +194,15 @@ class OrderService:
             False,
         )
 
-    async def get_order_body(self, order_id: uuid.UUID) -> bytes | None:
-        """Cache-aside: Redis first, MySQL on a miss (or when Redis is down), then fill."""
-        cached = await self._cache.get(order_id)
-        if cached is not None:
-            return cached
+    async def get_order_body(
+        self, order_id: uuid.UUID, *, cache_checked: bool = False
+    ) -> bytes | None:
+        """Cache-aside: Redis first (unless the caller already missed), MySQL on a miss (or
+        when Redis is down), then fill."""
+        if not cache_checked:
+            cached = await self._cache.get(order_id)
+            if cached is not None:
+                return cached
         async with self._uow_factory() as uow:
             order = await uow.orders.get(order_id)
             timeline = await uow.orders.timeline(order_id) if order is not None else []

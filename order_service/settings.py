@@ -28,6 +28,12 @@ class OrderSettings:
     relay_poll_interval: float = 1.0
     relay_linger_seconds: float = 0.0
     outbox_retention_seconds: int = 86400
+    # A row the broker refuses on its own (unroutable, nacked) is retried after 1, 2, 4 ... s
+    # (capped at 300 s) and parked after this many attempts (about 8.5 minutes by default).
+    outbox_max_attempts: int = 10
+    outbox_retry_seconds: float = 1.0
+    prune_interval_seconds: float = 10.0
+    prune_batch_size: int = 5000
     idempotency_ttl_seconds: int = 86400
     write_batch_max: int = 64
     # Transactions in flight at once: each waits on a commit (fsync) round trip, and InnoDB's
@@ -49,9 +55,12 @@ class OrderSettings:
     workers: int = 1
     # Order lifecycle (docs/lifecycle.md).
     fulfilment_enabled: bool = True
-    fulfilment_prefetch: int = 200
-    fulfilment_concurrency: int = 4
-    fulfilment_batch_size: int = 100
+    fulfilment_prefetch: int = 400
+    # Batches in flight at once: two, so one fills while the other commits; more only splits
+    # the same events into smaller batches, each paying a transaction's fixed cost.
+    fulfilment_concurrency: int = 2
+    fulfilment_batch_size: int = 200
+    fulfilment_batch_linger_seconds: float = 0.02
     fulfilment_max_attempts: int = 5
     schedule_horizon_seconds: int = 7 * 86400
     payment_decline_rate: float = 0.0
@@ -65,17 +74,17 @@ class OrderSettings:
         return cls(
             http_host=env.text("ORDER_HTTP_HOST", d.http_host),
             http_port=env.integer("ORDER_HTTP_PORT", d.http_port, min_value=1),
-            database_url=env.text("ORDER_DATABASE_URL", d.database_url),
+            database_url=env.credential("ORDER_DATABASE_URL", d.database_url),
             db_pool_size=env.integer("ORDER_DB_POOL_SIZE", d.db_pool_size, min_value=1),
             db_connect_timeout=env.integer(
                 "ORDER_DB_CONNECT_TIMEOUT", d.db_connect_timeout, min_value=1
             ),
-            redis_url=env.text("REDIS_URL", d.redis_url),
+            redis_url=env.credential("REDIS_URL", d.redis_url),
             redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", d.redis_timeout, min_value=0.001),
             cache_ttl_seconds=env.integer(
                 "ORDER_CACHE_TTL_SECONDS", d.cache_ttl_seconds, min_value=1
             ),
-            rabbitmq_url=env.text("RABBITMQ_URL", d.rabbitmq_url),
+            rabbitmq_url=env.credential("RABBITMQ_URL", d.rabbitmq_url),
             topology=TopologySettings.from_env(env),
             relay_enabled=env.flag("ORDER_RELAY_ENABLED", d.relay_enabled),
             relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size, min_value=1),
@@ -88,6 +97,16 @@ class OrderSettings:
             outbox_retention_seconds=env.integer(
                 "ORDER_OUTBOX_RETENTION_SECONDS", d.outbox_retention_seconds, min_value=60
             ),
+            outbox_max_attempts=env.integer(
+                "ORDER_OUTBOX_MAX_ATTEMPTS", d.outbox_max_attempts, min_value=1
+            ),
+            outbox_retry_seconds=env.number(
+                "ORDER_OUTBOX_RETRY_SECONDS", d.outbox_retry_seconds, min_value=0.01
+            ),
+            prune_interval_seconds=env.number(
+                "ORDER_PRUNE_INTERVAL_SECONDS", d.prune_interval_seconds, min_value=0.1
+            ),
+            prune_batch_size=env.integer("ORDER_PRUNE_BATCH_SIZE", d.prune_batch_size, min_value=1),
             idempotency_ttl_seconds=env.integer(
                 "ORDER_IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, min_value=1
             ),
@@ -119,6 +138,11 @@ class OrderSettings:
             ),
             fulfilment_concurrency=env.integer(
                 "ORDER_FULFILMENT_CONCURRENCY", d.fulfilment_concurrency, min_value=1
+            ),
+            fulfilment_batch_linger_seconds=env.number(
+                "ORDER_FULFILMENT_BATCH_LINGER_SECONDS",
+                d.fulfilment_batch_linger_seconds,
+                min_value=0.0,
             ),
             fulfilment_batch_size=env.integer(
                 "ORDER_FULFILMENT_BATCH_SIZE", d.fulfilment_batch_size, min_value=1

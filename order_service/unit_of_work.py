@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from types import TracebackType
 
+import pymysql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -36,6 +37,8 @@ def _errno(exc: DBAPIError) -> int | None:
 
 
 def translate_db_error(exc: BaseException) -> BaseException | None:
+    if isinstance(exc, pymysql.err.MySQLError) and not isinstance(exc, DBAPIError):
+        return _translate_driver_error(exc)
     if isinstance(exc, IntegrityError) and _errno(exc) == _DUPLICATE_KEY:
         return DuplicateKeyError(str(exc.orig))
     if isinstance(exc, OperationalError) and _errno(exc) in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
@@ -43,6 +46,18 @@ def translate_db_error(exc: BaseException) -> BaseException | None:
     if isinstance(exc, (OperationalError, PoolTimeoutError, ConnectionError, TimeoutError)):
         return DatabaseUnavailableError(str(exc))
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailableError(str(exc))
+    return None
+
+
+def _translate_driver_error(exc: pymysql.err.MySQLError) -> BaseException | None:
+    """Errors of the raw driver (multi-statement packets), mapped like SQLAlchemy's."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if isinstance(exc, pymysql.err.IntegrityError) and code == _DUPLICATE_KEY:
+        return DuplicateKeyError(str(exc))
+    if code in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
+        return LockTimeoutError(str(exc))
+    if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
         return DatabaseUnavailableError(str(exc))
     return None
 

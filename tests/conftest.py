@@ -17,6 +17,10 @@ import pytest
 from common.messaging.topology import TopologySettings
 from common.testing import unique_name
 
+# The suite runs against the local infrastructure: local credential defaults apply
+# (common/settings.py Env.credential). Tests of the deployed behaviour pass their own mapping.
+os.environ.setdefault("ORDERFLOW_ENV", "local")
+
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 

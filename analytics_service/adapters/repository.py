@@ -7,18 +7,22 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Table, and_, delete, func, select, text
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from analytics_service.adapters.database import aware_utc, naive_utc, translated
+from analytics_service.adapters.database import (
+    aware_utc,
+    driver_connection,
+    naive_utc,
+    translated,
+)
 from analytics_service.adapters.tables import (
     AGGREGATE_TABLES,
     currency_totals,
     customer_totals,
-    inbox,
     order_facts,
     product_totals,
     revenue_hourly,
@@ -39,7 +43,14 @@ from analytics_service.aggregation import (
     state_of,
     supersedes,
 )
-from analytics_service.ports import AuditedOrder, RankedEntry, RevenueRow, SummaryRows
+from analytics_service.ports import (
+    AuditedOrder,
+    RankedEntry,
+    RevenueRow,
+    StoreUnavailableError,
+    SummaryRows,
+)
+from common.sql_text import SqlText, fast_escape
 
 __all__ = ["MySqlAnalyticsStore"]
 
@@ -65,15 +76,6 @@ def _scale(amount: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-# Compiled once and sent as executemany, which the driver turns into one multi-row INSERT:
-# compiling a 200-row VALUES clause per batch cost more CPU than the database work.
-_INSERT_INBOX = insert(inbox).prefix_with("IGNORE")
-# Inserts the facts of orders seen for the first time, and takes an exclusive lock on those
-# already recorded (a no-op update locks the row; INSERT IGNORE would take a shared lock, and two
-# batches upgrading shared locks on one order deadlock). Rows are sent sorted by order id.
-_INSERT_OR_LOCK_FACTS = insert(order_facts).on_duplicate_key_update(
-    {"order_id": order_facts.c.order_id}
-)
 _FACT_STATE_COLUMNS = (
     "event_id",
     "customer_id",
@@ -86,22 +88,114 @@ _FACT_STATE_COLUMNS = (
     "order_version",
     "status_changed_at",
 )
-_UPDATE_FACT = update(order_facts).where(order_facts.c.order_id == bindparam("fact_order_id"))
+# order_facts in the order _StoredFact reads them back and _fact_values writes them.
+_FACT_COLUMNS = (
+    "order_id",
+    *_FACT_STATE_COLUMNS,
+    "created_at",
+    "occurred_at",
+    "applied_at",
+)
+_PRUNE_INBOX = text(
+    "DELETE FROM inbox WHERE received_at < :before AND consumer = :consumer"
+    " ORDER BY received_at LIMIT :limit"
+)
 
 
-def _adding(table: Table) -> Any:
-    stmt = insert(table)
-    update: dict[str, Any] = {
-        "order_count": table.c.order_count + stmt.inserted.order_count,
-        "revenue": table.c.revenue + stmt.inserted.revenue,
-        "quantity": table.c.quantity + stmt.inserted.quantity,
-    }
-    if "updated_at" in table.c:
-        update["updated_at"] = func.greatest(table.c.updated_at, stmt.inserted.updated_at)
-    return stmt.on_duplicate_key_update(update)
+class _StoredFact(NamedTuple):
+    """An order_facts row as the driver returns it, in _FACT_COLUMNS order."""
+
+    order_id: str
+    event_id: str
+    customer_id: str
+    product_id: str
+    quantity: int
+    total_amount: Decimal
+    amount_scale: int
+    currency: str
+    status: str
+    order_version: int
+    status_changed_at: datetime
+    created_at: datetime
+    occurred_at: datetime
+    applied_at: datetime
 
 
-_ADD = {kind: _adding(table) for kind, (table, _) in AGGREGATE_TABLES.items()}
+async def _run(driver: Any, sql: str) -> list[list[tuple[Any, ...]]]:
+    """Sends multi-statement text in one round trip and reads every result (an error in any
+    statement surfaces here, and the statements after it did not run)."""
+    async with driver.cursor() as cursor:
+        await cursor.execute(sql)
+        results = [list(await cursor.fetchall())]
+        while await cursor.nextset():
+            results.append(list(await cursor.fetchall()))
+    return results
+
+
+def _fold(
+    by_order: dict[uuid.UUID, list[OrderFact]],
+    newest: dict[uuid.UUID, OrderFact],
+    new_events: set[uuid.UUID],
+    stored: dict[str, _StoredFact],
+    now: datetime,
+) -> tuple[list[Change], list[tuple[str, dict[str, Any]]]]:
+    """Moves each order to the newest state among its recorded fact and its events new to the
+    inbox; an event whose order already has that version or a newer one changes nothing.
+    Returns the changes and the (order id, new state columns) to write."""
+    changes: list[Change] = []
+    updates: list[tuple[str, dict[str, Any]]] = []
+    for order_id, order_facts_ in by_order.items():
+        new = [f for f in order_facts_ if f.event_id in new_events]
+        if not new:
+            continue
+        row = stored[str(order_id)]
+        # A row carrying this batch's event id and time was inserted just now: the order had
+        # no state before. The time matters once the inbox is pruned: an old event can pass it
+        # again and meet the row it wrote long ago, which is a duplicate, not new.
+        inserted = row.event_id == str(newest[order_id].event_id) and row.applied_at == now
+        current = None if inserted else _fact_of(row)
+        recorded = current
+        for fact in sorted(new, key=lambda f: f.order_version):
+            if supersedes(fact, current):
+                changes.append(Change(fact, current))
+                current = fact
+            else:
+                changes.append(Change(fact, current, effective=False))
+        if current is not None and current is not recorded and not inserted:
+            updates.append((str(order_id), _fact_row(current, now, inserting=False)))
+    return changes, sorted(updates, key=lambda u: u[0])
+
+
+def _aggregate_upserts(sql: SqlText, deltas: Aggregates, now: datetime) -> list[str]:
+    """INSERT ... ON DUPLICATE KEY UPDATE x = x + delta: concurrent consumers add to the same
+    row without a read-modify-write, so no update is lost. Tables in one fixed order for every
+    writer, so locks never form a cycle."""
+    statements = []
+    for kind in _WRITE_ORDER:
+        rows = deltas.get(kind)
+        if not rows:
+            continue
+        table, key_columns = AGGREGATE_TABLES[kind]
+        columns = [*key_columns, "order_count", "revenue", "quantity"]
+        greatest = ["updated_at"] if kind == "currency" else []
+        values = []
+        for key, totals in rows.items():
+            keys = _key_values(kind, key)
+            row = [keys[c] for c in key_columns]
+            row += [totals.order_count, totals.revenue, totals.quantity]
+            if greatest:
+                row.append(now)
+            values.append(row)
+        statements.append(
+            sql.upsert(
+                table.name,
+                [*columns, *greatest],
+                values,
+                add=("order_count", "revenue", "quantity"),
+                greatest=greatest,
+            )
+        )
+    return statements
 
 
 def _key_values(kind: AggregateKind, key: Key) -> dict[str, Any]:
@@ -135,7 +229,6 @@ def _fact_row(fact: OrderFact, now: datetime, *, inserting: bool) -> dict[str, A
         "order_version": fact.order_version,
         "status_changed_at": naive_utc(fact.changed_at),
     }
-    assert set(row) == set(_FACT_STATE_COLUMNS)
     if inserting:
         row.update(
             order_id=str(fact.order_id),
@@ -146,7 +239,29 @@ def _fact_row(fact: OrderFact, now: datetime, *, inserting: bool) -> dict[str, A
     return row
 
 
-def _fact_of(r: Row[Any]) -> OrderFact:
+def _fact_values(fact: OrderFact, now: datetime) -> tuple[Any, ...]:
+    """_fact_row(inserting=True) in _FACT_COLUMNS order, built directly: it runs for every
+    order of every batch."""
+    return (
+        str(fact.order_id),
+        str(fact.event_id),
+        fact.customer_id,
+        fact.product_id,
+        fact.quantity,
+        fact.total_amount,
+        _scale(fact.total_amount),
+        fact.currency,
+        fact.status,
+        fact.order_version,
+        naive_utc(fact.changed_at),
+        naive_utc(fact.created_at),
+        naive_utc(fact.occurred_at),
+        now,
+    )
+
+
+def _fact_of(r: Any) -> OrderFact:
+    """From a SQLAlchemy row or a _StoredFact: both name their columns."""
     return OrderFact(
         order_id=uuid.UUID(r.order_id),
         event_id=uuid.UUID(r.event_id),
@@ -174,6 +289,19 @@ class MySqlAnalyticsStore:
     async def apply(
         self, consumer: str, facts: Sequence[OrderFact], applied_at: datetime
     ) -> list[Change]:
+        try:
+            return await self._apply_once(consumer, facts, applied_at)
+        except StoreUnavailableError:
+            # The consumer's pool does not ping on checkout, so after a database restart the
+            # first use of each pooled connection fails: drop them all and rerun once at once.
+            # A rerun of a batch that did commit finds its events in the inbox (a new token),
+            # so it counts nothing twice. If the database is really down this fails again.
+            await self._engine.dispose()
+            return await self._apply_once(consumer, facts, applied_at)
+
+    async def _apply_once(
+        self, consumer: str, facts: Sequence[OrderFact], applied_at: datetime
+    ) -> list[Change]:
         unique: dict[uuid.UUID, OrderFact] = {}
         for fact in facts:
             unique.setdefault(fact.event_id, fact)
@@ -181,100 +309,69 @@ class MySqlAnalyticsStore:
             return []
         now = naive_utc(applied_at)
         token = uuid.uuid4().hex
-        async with translated(self._engine, begin=True) as conn:
-            # Inbox first: a concurrent transaction inserting the same event makes this wait
-            # for it, then skip the row, so an event is counted by exactly one transaction.
-            await conn.execute(
-                _INSERT_INBOX,
-                [
-                    {
-                        "consumer": consumer,
-                        "event_id": str(event_id),
-                        "batch_token": token,
-                        "received_at": now,
-                    }
-                    for event_id in sorted(unique)
-                ],
-            )
-            mine = await conn.execute(
-                select(inbox.c.event_id).where(
-                    inbox.c.consumer == consumer,
-                    inbox.c.event_id.in_([str(e) for e in unique]),
-                    inbox.c.batch_token == token,
-                )
-            )
-            new_events = {uuid.UUID(row[0]) for row in mine}
-            candidates = [f for e, f in unique.items() if e in new_events]
-            changes = await self._record_facts(conn, candidates, now)
-            effective = [c for c in changes if c.effective]
-            if effective:
-                await self._add(conn, delta(effective), now)
-        return changes
-
-    async def _record_facts(
-        self, conn: AsyncConnection, facts: list[OrderFact], now: datetime
-    ) -> list[Change]:
-        """Moves each order to the newest state among its recorded fact and the new events;
-        an event whose order already has that version or a newer one changes nothing."""
-        if not facts:
-            return []
         by_order: dict[uuid.UUID, list[OrderFact]] = defaultdict(list)
-        for fact in facts:
+        for fact in unique.values():
             by_order[fact.order_id].append(fact)
         order_ids = sorted(by_order, key=str)
         # What an order first seen here is recorded as: the first of its highest version.
         newest = {o: max(by_order[o], key=lambda f: f.order_version) for o in order_ids}
-        await conn.execute(
-            _INSERT_OR_LOCK_FACTS, [_fact_row(newest[o], now, inserting=True) for o in order_ids]
-        )
-        rows = await conn.execute(
-            select(order_facts)
-            .where(order_facts.c.order_id.in_([str(o) for o in order_ids]))
-            .with_for_update()
-        )
-        stored = {r.order_id: r for r in rows}
-        changes: list[Change] = []
-        updates: list[dict[str, Any]] = []
-        for order_id in order_ids:
-            row = stored[str(order_id)]
-            # The inbox admits an event once, so a row carrying this batch's event id was
-            # inserted just now: the order had no state before.
-            inserted = row.event_id == str(newest[order_id].event_id)
-            current = None if inserted else _fact_of(row)
-            recorded = current
-            for fact in sorted(by_order[order_id], key=lambda f: f.order_version):
-                if supersedes(fact, current):
-                    changes.append(Change(fact, current))
-                    current = fact
-                else:
-                    changes.append(Change(fact, current, effective=False))
-            if current is not None and current is not recorded and not inserted:
-                updates.append(
-                    {"fact_order_id": str(order_id), **_fact_row(current, now, inserting=False)}
-                )
-        if updates:
-            await conn.execute(_UPDATE_FACT, updates)
+        async with driver_connection(self._engine) as (driver, row_alias):
+            sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=row_alias)
+            # Round trip 1. Inbox first: a concurrent transaction inserting the same event makes
+            # this wait for it, then skip the row, so an event is counted by exactly one
+            # transaction. Then the facts of orders seen for the first time are inserted and
+            # those already recorded locked (a no-op update takes an exclusive lock; INSERT
+            # IGNORE would take a shared one, and two batches upgrading shared locks on one
+            # order deadlock), in order-id order, and read back under that lock.
+            results = await _run(
+                driver,
+                ";".join(
+                    [
+                        sql.insert_ignore(
+                            "inbox",
+                            ("consumer", "event_id", "batch_token", "received_at"),
+                            ((consumer, str(e), token, now) for e in sorted(unique)),
+                        ),
+                        "SELECT event_id FROM inbox WHERE consumer = "
+                        f"{sql.escape(consumer)} AND batch_token = {sql.escape(token)} "
+                        f"AND event_id IN {sql.row(str(e) for e in unique)}",
+                        sql.upsert(
+                            "order_facts",
+                            _FACT_COLUMNS,
+                            (_fact_values(newest[o], now) for o in order_ids),
+                            lock_only="order_id",
+                        ),
+                        f"SELECT {', '.join(_FACT_COLUMNS)} FROM order_facts "
+                        f"WHERE order_id IN {sql.row(str(o) for o in order_ids)} FOR UPDATE",
+                    ]
+                ),
+            )
+            new_events = {uuid.UUID(row[0]) for row in results[1]}
+            stored = {row[0]: _StoredFact(*row) for row in results[3]}
+            changes, updates = _fold(by_order, newest, new_events, stored, now)
+            # Round trip 2: the new states, the aggregate deltas and the commit.
+            statements = [
+                "UPDATE order_facts SET "
+                + ", ".join(f"{c} = {sql.escape(v)}" for c, v in values.items())
+                + f" WHERE order_id = {sql.escape(order_id)}"
+                for order_id, values in updates
+            ]
+            effective = [c for c in changes if c.effective]
+            if effective:
+                statements.extend(_aggregate_upserts(sql, delta(effective), now))
+            statements.append("COMMIT")
+            await _run(driver, ";".join(statements))
         return changes
 
-    async def _add(self, conn: AsyncConnection, deltas: Aggregates, now: datetime) -> None:
-        """INSERT ... ON DUPLICATE KEY UPDATE x = x + delta: concurrent consumers add to the
-        same row without a read-modify-write, so no update is lost."""
-        for kind in _WRITE_ORDER:
-            rows = deltas.get(kind)
-            if not rows:
-                continue
-            values = []
-            for key, totals in rows.items():
-                value = {
-                    **_key_values(kind, key),
-                    "order_count": totals.order_count,
-                    "revenue": totals.revenue,
-                    "quantity": totals.quantity,
-                }
-                if kind == "currency":
-                    value["updated_at"] = now
-                values.append(value)
-            await conn.execute(_ADD[kind], values)
+    async def prune_inbox(self, consumer: str, before: datetime, limit: int) -> int:
+        """Deletes up to ``limit`` of the consumer's oldest inbox rows received before
+        ``before``; one short statement on the received_at index, so its locks are brief."""
+        async with translated(self._engine, begin=True) as conn:
+            result = await conn.execute(
+                _PRUNE_INBOX,
+                {"consumer": consumer, "before": naive_utc(before), "limit": limit},
+            )
+        return int(result.rowcount)
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from common.messaging.consumer import (
 )
 from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage
 from common.messaging.topology import ConsumerQueue
+from common.settings import Env, SettingsError
 
 __all__ = [
     "REPLAYED_AT_HEADER",
@@ -238,15 +238,16 @@ def _parser() -> argparse.ArgumentParser:
         description="List, show, replay or purge the parking lot <queue>.dlq of a work queue.",
     )
     parser.add_argument(
-        "--url", default=None, help=f"broker URL (default: $RABBITMQ_URL, else {DEFAULT_URL})"
+        "--url",
+        default=None,
+        help=f"broker URL (default: $RABBITMQ_URL; {DEFAULT_URL} with ORDERFLOW_ENV=local)",
     )
     add_commands(parser, queue=True)
     return parser
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace, url: str) -> int:
     spec = ConsumerQueue(args.queue.removesuffix(".dlq"))
-    url = args.url or os.environ.get("RABBITMQ_URL") or DEFAULT_URL
     connection = await aio_pika.connect(url, timeout=10)
     try:
         return await run_command(connection, spec, args)
@@ -255,7 +256,14 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(_main(_parser().parse_args(argv)))
+    args = _parser().parse_args(argv)
+    try:
+        # A credential: the local guest default applies only with ORDERFLOW_ENV=local.
+        url = args.url or Env().credential("RABBITMQ_URL", DEFAULT_URL)
+    except SettingsError as exc:
+        print(f"configuration error: {exc} (or pass --url)", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(args, url))
 
 
 def _json_or_text(body: bytes) -> Any:

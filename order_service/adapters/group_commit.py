@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from typing import Any
 
-from sqlalchemy import insert, select
+import pymysql
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.observability import get_logger
+from common.sql_text import SqlText, fast_escape
 from order_service.adapters.repository import first_transition_row, order_row, outbox_row
-from order_service.adapters.tables import order_transitions, orders, outbox
+from order_service.adapters.tables import orders
 from order_service.domain.order import Order
 from order_service.ports import OutboxEvent
 from order_service.unit_of_work import translate_db_error
@@ -131,18 +134,43 @@ class GroupCommitOrderWriter:
             _settle(future, None)
 
     async def _insert(self, batch: list[_Item]) -> None:
+        """One packet, one round trip: the three multi-row inserts and the COMMIT."""
         async with self._engine.connect() as conn:
-            await conn.begin()
-            await conn.execute(insert(orders), [order_row(o) for o, _, _ in batch])
-            await conn.execute(insert(outbox), [outbox_row(e) for _, e, _ in batch])
-            # The timeline's first entry rides in the same transaction: no extra round trip
-            # per order, just one more multi-row insert per batch.
-            await conn.execute(
-                insert(order_transitions), [first_transition_row(o, e) for o, e, _ in batch]
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=False)
+            packet = ";".join(
+                (
+                    "START TRANSACTION",
+                    _insert(sql, "orders", [order_row(o) for o, _, _ in batch]),
+                    _insert(sql, "outbox", [outbox_row(e) for _, e, _ in batch]),
+                    # The timeline's first entry rides in the same transaction.
+                    _insert(
+                        sql,
+                        "order_transitions",
+                        [first_transition_row(o, e) for o, e, _ in batch],
+                    ),
+                    "COMMIT",
+                )
             )
             try:
-                await conn.commit()
-            except Exception as exc:
+                async with driver.cursor() as cursor:
+                    await cursor.execute(packet)
+                    while await cursor.nextset():
+                        pass
+            except pymysql.err.MySQLError as exc:
+                if not _server_refused(exc):
+                    await conn.invalidate()
+                    raise _CommitSent() from exc
+                # The server stopped at the failing statement: the COMMIT never ran.
+                try:
+                    await driver.rollback()
+                except Exception:
+                    await conn.invalidate()
+                raise
+            except BaseException as exc:
+                # The connection broke after the packet may have been sent (or the wait was
+                # cancelled): whether the COMMIT ran is unknown.
+                await conn.invalidate()
                 raise _CommitSent() from exc
 
     async def _find_committed(self, batch: list[_Item]) -> set[uuid.UUID] | None:
@@ -159,6 +187,19 @@ class GroupCommitOrderWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
         return None
+
+
+def _insert(sql: SqlText, table: str, rows: list[dict[str, object]]) -> str:
+    columns = list(rows[0])
+    return sql.insert(table, columns, ([row[c] for c in columns] for row in rows))
+
+
+def _server_refused(exc: pymysql.err.MySQLError) -> bool:
+    """An error answered by the server (duplicate key, lock wait): the connection is fine and
+    the statements after the failing one did not run. Client-side codes (2000+) mean the
+    connection broke."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code is not None and code < 2000
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

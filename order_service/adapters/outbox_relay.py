@@ -22,11 +22,11 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiormq.exceptions import ChannelAccessRefused
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.messaging.connection import connect_robust_forever
-from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage
+from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage, PublishResult
 from common.messaging.topology import Topology, apply_topology
 from common.observability import Metrics, get_logger
 from order_service.adapters.repository import aware_utc, naive_utc
@@ -60,11 +60,20 @@ class OutboxMetrics:
         self.connected = metrics.gauge(
             "broker_connected", "1 while the relay's broker connection is open"
         )
+        self.parked = metrics.counter(
+            "outbox_rows_parked_total",
+            "Outbox rows set aside after their last attempt (unroutable or nacked each time)",
+        )
+        self.parked_rows = metrics.gauge(
+            "outbox_parked_rows",
+            "Outbox rows parked and not replayed (python -m order_service outbox list)",
+        )
 
 
 @dataclass
 class _Row:
     id: int
+    attempts: int
     event_id: str
     event_type: str
     routing_key: str
@@ -85,10 +94,12 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         confirm_timeout: float = 10.0,
         client_name: str = "order-service-relay",
-        retention_seconds: float = 86400.0,
         linger_seconds: float = 0.0,
         recovery_grace: float = 5.0,
         max_handoff: int = 20000,
+        max_attempts: int = 10,
+        retry_base_seconds: float = 1.0,
+        retry_max_seconds: float = 300.0,
     ) -> None:
         self._engine = engine
         self._url = rabbitmq_url
@@ -98,10 +109,12 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._confirm_timeout = confirm_timeout
         self._client_name = client_name
-        self._retention = retention_seconds
         self._linger = linger_seconds
         self._recovery_grace = recovery_grace
         self._grace_delta = timedelta(seconds=recovery_grace)
+        self._max_attempts = max_attempts
+        self._retry_base = retry_base_seconds
+        self._retry_max = retry_max_seconds
         # Bounded: past it, committed rows simply wait for recovery instead of memory.
         self._fresh: deque[OutboxEvent] = deque(maxlen=max_handoff)
         self._wake = asyncio.Event()
@@ -158,11 +171,18 @@ class OutboxRelay:
 
     # -- publishing ------------------------------------------------------------------------
     async def _connect(self) -> None:
-        self._connection = await connect_robust_forever(self._url, client_name=self._client_name)
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
-        await self._declare_topology()
+        connection = await connect_robust_forever(self._url, client_name=self._client_name)
+        try:
+            self._connection = connection
+            self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            await self._declare_topology()
+        except BaseException:
+            # Connected but not usable (channel or topology refused, or cancelled): close it,
+            # or every retry leaves one more open connection behind.
+            self._connection = self._channel = None
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
         self._publisher = ConfirmingPublisher(self._channel, self._topology.exchange)
         self._ready.set()
         log.info("relay_connected", exchange=self._topology.exchange)
@@ -192,12 +212,18 @@ class OutboxRelay:
             while True:
                 if connect_task is not None and connect_task.done():
                     if connect_task.exception() is not None:
-                        log.warning("relay_connect_failed", error=repr(connect_task.exception()))
+                        log.warning(
+                            "relay_connect_failed",
+                            error=repr(connect_task.exception()),
+                            retry_in=backoff,
+                        )
                         self._fresh.clear()  # the broker is away: recovery publishes them later
                         await self._pause(backoff)
+                        backoff = min(backoff * 2, 5.0)
                         connect_task = asyncio.create_task(self._connect())
                     else:
                         connect_task = None
+                        backoff = 0.2
                 self._metrics.connected.set(1 if self.connected else 0)
                 if self._publisher is not None:
                     try:
@@ -210,6 +236,8 @@ class OutboxRelay:
                             self._next_recovery = now + self._poll_interval
                         backoff = 0.2
                     except Exception as exc:
+                        # Only the broker or the database failing lands here: a row that fails
+                        # on its own is counted on that row (_record_failures) and the rest go on.
                         if self._stopping:  # nothing more can be flushed; rows stay pending
                             return
                         # Handed-over rows not yet confirmed stay pending: recovery finds them.
@@ -254,13 +282,23 @@ class OutboxRelay:
         messages = [_event_message(e) for e in batch]
         results = await self._publisher.publish_many(messages, timeout=self._confirm_timeout)
         sent = [str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok]
-        if sent:
+        outage = _outage(results)
+        rejected = (
+            [] if outage else [(e, r) for e, r in zip(batch, results, strict=True) if not r.ok]
+        )
+        if sent or rejected:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.event_id.in_(sent))
-                    .values(published_at=naive_utc(datetime.now(UTC)))
-                )
+                if sent:
+                    await conn.execute(
+                        update(outbox)
+                        .where(outbox.c.event_id.in_(sent))
+                        .values(published_at=naive_utc(datetime.now(UTC)))
+                    )
+                for event, result in rejected:
+                    # A handed-over row is fresh from its commit: this was its first attempt.
+                    await self._record_failure(
+                        conn, outbox.c.event_id == str(event.event_id), 0, result
+                    )
         failed = 0
         for event, result in zip(batch, results, strict=True):
             if result.ok:
@@ -269,8 +307,8 @@ class OutboxRelay:
             failed += 1
             self._count_failure(event.event_id, event.routing_key, result.returned)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        if failed:
-            raise RuntimeError(f"{failed} of {len(batch)} events not confirmed")
+        if outage:
+            raise RuntimeError(f"{failed} of {len(batch)} events not confirmed: {outage}")
         return len(batch)
 
     def _count_failure(self, event_id: object, routing_key: str, returned: bool) -> None:
@@ -297,29 +335,57 @@ class OutboxRelay:
             now = naive_utc(datetime.now(UTC))
             sent = [row.id for row, r in zip(rows, results, strict=True) if r.ok]
             failed = [(row, r) for row, r in zip(rows, results, strict=True) if not r.ok]
+            outage = _outage(results)
             if sent:
                 await conn.execute(
                     update(outbox).where(outbox.c.id.in_(sent)).values(published_at=now)
                 )
             for row, result in failed:
                 self._count_failure(row.event_id, row.routing_key, result.returned)
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(attempts=outbox.c.attempts + 1, last_error=(result.error or "")[:500])
-                )
+                if not outage:  # an outage spends no attempts (DESIGN §4.7)
+                    await self._record_failure(conn, outbox.c.id == row.id, row.attempts, result)
         for row, result in zip(rows, results, strict=True):
             if result.ok:
                 self._metrics.published.labels(row.event_type).inc()
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        if failed:
-            raise RuntimeError(f"{len(failed)} of {len(rows)} events not confirmed")
+        if outage:
+            raise RuntimeError(f"{len(failed)} of {len(rows)} events not confirmed: {outage}")
         return len(rows)
 
+    async def _record_failure(
+        self, conn: Any, where: Any, attempts_before: int, result: PublishResult
+    ) -> None:
+        """One more attempt spent by this row alone: retry it later, or park it for good."""
+        attempts = attempts_before + 1
+        now = datetime.now(UTC)
+        delay = min(self._retry_base * 2 ** (attempts - 1), self._retry_max)
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_error": (result.error or "")[:500],
+            "next_attempt_at": naive_utc(now + timedelta(seconds=delay)),
+        }
+        parked = attempts >= self._max_attempts
+        if parked:
+            values["parked_at"] = naive_utc(now)
+        await conn.execute(
+            update(outbox).where(where, outbox.c.published_at.is_(None)).values(**values)
+        )
+        if parked:
+            self._metrics.parked.inc()
+            log.error(
+                "outbox_row_parked",
+                message_id=result.message_id,
+                attempts=attempts,
+                error=result.error,
+                hint="python -m order_service outbox list|replay|purge",
+            )
+
     async def _claim(self, conn: Any) -> list[_Row]:
+        now = naive_utc(datetime.now(UTC))
         result = await conn.execute(
             select(
                 outbox.c.id,
+                outbox.c.attempts,
                 outbox.c.event_id,
                 outbox.c.event_type,
                 outbox.c.routing_key,
@@ -330,8 +396,11 @@ class OutboxRelay:
             .where(
                 outbox.c.exchange == self._topology.exchange,
                 outbox.c.published_at.is_(None),
+                outbox.c.parked_at.is_(None),
                 # Younger rows are on their way through a relay's memory (handoff).
-                outbox.c.occurred_at < naive_utc(datetime.now(UTC)) - self._grace_delta,
+                outbox.c.occurred_at < now - self._grace_delta,
+                # A row that failed on its own waits out its retry delay; the rest go on.
+                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
             )
             .order_by(outbox.c.id)
             .limit(self._batch_size)
@@ -340,6 +409,7 @@ class OutboxRelay:
         return [
             _Row(
                 id=r.id,
+                attempts=r.attempts,
                 event_id=r.event_id,
                 event_type=r.event_type,
                 routing_key=r.routing_key,
@@ -352,43 +422,63 @@ class OutboxRelay:
 
     # -- backlog gauges and housekeeping ---------------------------------------------------
     async def _watch_backlog(self) -> None:
-        last_cleanup = 0.0
         while True:
             try:
-                async with self._engine.connect() as conn:
-                    row = (
-                        await conn.execute(
-                            select(func.count(), func.min(outbox.c.occurred_at)).where(
-                                outbox.c.exchange == self._topology.exchange,
-                                outbox.c.published_at.is_(None),
-                            )
-                        )
-                    ).one()
-                    count, oldest = row[0], row[1]
-                    self._metrics.pending.set(count)
-                    age = 0.0
-                    if oldest is not None:
-                        age = max(0.0, (datetime.now(UTC) - aware_utc(oldest)).total_seconds())
-                    self._metrics.oldest_age.set(age)
-                    if time.monotonic() - last_cleanup > 60:
-                        last_cleanup = time.monotonic()
-                        await conn.execute(
-                            text(
-                                "DELETE FROM outbox WHERE published_at IS NOT NULL AND "
-                                "published_at < UTC_TIMESTAMP(6) - INTERVAL :s SECOND LIMIT 5000"
-                            ),
-                            {"s": int(self._retention)},
-                        )
-                        await conn.execute(
-                            text(
-                                "DELETE FROM idempotency_keys WHERE expires_at < "
-                                "UTC_TIMESTAMP(6) LIMIT 5000"
-                            )
-                        )
-                        await conn.commit()
+                await self.measure_backlog()
             except Exception as exc:
                 log.debug("outbox_backlog_check_failed", error=repr(exc))
             await asyncio.sleep(2.0)
+
+    async def measure_backlog(self) -> None:
+        """Pending rows and their age (parked rows excluded: they have their own gauge)."""
+        mine = (outbox.c.exchange == self._topology.exchange, outbox.c.published_at.is_(None))
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(), func.min(outbox.c.occurred_at)).where(
+                        *mine, outbox.c.parked_at.is_(None)
+                    )
+                )
+            ).one()
+            parked = (
+                await conn.execute(
+                    select(func.count()).where(*mine, outbox.c.parked_at.is_not(None))
+                )
+            ).scalar_one()
+        count, oldest = row[0], row[1]
+        self._metrics.pending.set(count)
+        self._metrics.parked_rows.set(parked)
+        age = 0.0
+        if oldest is not None:
+            age = max(0.0, (datetime.now(UTC) - aware_utc(oldest)).total_seconds())
+        self._metrics.oldest_age.set(age)
+
+
+def _rejected_by_broker(result: PublishResult) -> bool:
+    """Returned as unroutable, or nacked: the broker answered about this message."""
+    return result.returned or (result.error or "").startswith(_NACK_PREFIXES)
+
+
+# How ConfirmingPublisher reports them: the aiormq exception's repr, or "unroutable".
+_NACK_PREFIXES = ("<DeliveryError", "<PublishError", "unroutable")
+
+
+def _outage(results: Sequence[PublishResult]) -> str | None:
+    """Why the broker itself failed this batch, or None when only single messages failed.
+
+    Timeouts and closed channels are the broker away. So is a nack of every message of a
+    batch (a broker refusing all publishes): it spends no attempts and parks nothing.
+    """
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return None
+    unanswered = [r for r in failed if not _rejected_by_broker(r)]
+    if unanswered:
+        return unanswered[0].error or "not confirmed"
+    nacked = [r for r in failed if not r.returned]
+    if len(results) > 1 and len(nacked) == len(results):
+        return "every publish of the batch was nacked"
+    return None
 
 
 def _event_message(event: OutboxEvent) -> OutgoingMessage:

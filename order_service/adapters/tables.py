@@ -66,9 +66,15 @@ outbox = Table(
     Column("headers", Text, nullable=False),
     Column("occurred_at", TS, nullable=False),
     Column("published_at", TS, nullable=True),
-    Column("attempts", SmallInteger, nullable=False, server_default="0"),
+    # Failures of the message itself (unroutable, nacked); a broker outage spends none.
+    Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(500), nullable=True),
-    Index("ix_outbox_pending", "exchange", "published_at", "id"),
+    # A failed row waits until then before the next recovery pass claims it again.
+    Column("next_attempt_at", TS, nullable=True),
+    # Set aside after too many attempts: kept, never claimed, replayed by an operator
+    # (python -m order_service outbox list|replay|purge).
+    Column("parked_at", TS, nullable=True),
+    Index("ix_outbox_pending", "exchange", "published_at", "parked_at", "id"),
 )
 
 idempotency_keys = Table(

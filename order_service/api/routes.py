@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -12,6 +13,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from common.http import RequestValidationError, problem, problem_responses, request_id_of
+from common.http_auth import caller_of
+from order_service.api.cached_reads import MISSED
 from order_service.api.schemas import (
     CreateOrderRequest,
     OrderListResponse,
@@ -42,6 +45,17 @@ def _container(request: Request[Any, Any, Any]) -> Container:
 
 def _valid_idempotency_key(value: str) -> bool:
     return 0 < len(value) <= 255 and value.isascii() and value.isprintable()
+
+
+def scoped_idempotency_key(key: str, caller: str | None) -> str:
+    """The key as stored: one caller's key never replays, or blocks, another caller's request.
+
+    With API keys on, the caller's id (a digest of its API key) and a digest of its key (so the
+    result fits the column); with keys off (local use) the key itself.
+    """
+    if caller is None:
+        return key
+    return f"{caller[:32]}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 @post(
@@ -84,7 +98,11 @@ async def create_order(
         result = await container.orders.create_order(
             new,
             correlation_id=request_id_of(request),
-            idempotency_key=idempotency_key,
+            idempotency_key=(
+                None
+                if idempotency_key is None
+                else scoped_idempotency_key(idempotency_key, caller_of(request.scope))
+            ),
             request_hash=request_fingerprint(new) if idempotency_key is not None else "",
         )
     except IdempotencyKeyReusedError:
@@ -121,14 +139,15 @@ def _order_id(raw: str) -> uuid.UUID:
     tags=["orders"],
     responses={
         200: ResponseSpec(data_container=OrderResponse, description="The order"),
-        **problem_responses(400, 404, 429, 503),
+        **problem_responses(400, 401, 404, 429, 503),
     },
 )
 async def get_order(
     request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
 ) -> Response[bytes]:
     parsed = _order_id(order_id)
-    body = await _container(request).orders.get_order_body(parsed)
+    missed = bool(request.scope.get("state", {}).get(MISSED))
+    body = await _container(request).orders.get_order_body(parsed, cache_checked=missed)
     if body is None:
         return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
     return Response(body, media_type=JSON)
@@ -138,7 +157,7 @@ async def get_order(
     "/orders",
     summary="List orders, newest first",
     tags=["orders"],
-    responses=problem_responses(400, 422, 429, 503),
+    responses=problem_responses(400, 401, 422, 429, 503),
 )
 async def list_orders(
     request: Request[Any, Any, Any],

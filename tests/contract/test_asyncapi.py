@@ -166,7 +166,7 @@ def test_topic_bindings_match_routing_keys_as_rabbitmq_does() -> None:
 
 async def test_the_order_service_serves_its_configured_asyncapi_next_to_openapi() -> None:
     settings = OrderSettings.from_env(
-        {"ORDER_RELAY_ENABLED": "false", "ORDERS_EXCHANGE": "orders-test"}
+        {"ORDERFLOW_ENV": "local", "ORDER_RELAY_ENABLED": "false", "ORDERS_EXCHANGE": "orders-test"}
     )
     app: Any = create_app(settings, configure_logs=False)
     transport = httpx.ASGITransport(app=app)

@@ -12,9 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from analytics_service.adapters.database import translated
-from analytics_service.adapters.repository import MySqlAnalyticsStore
+from analytics_service.adapters.database import driver_connection
+from analytics_service.adapters.repository import (
+    MySqlAnalyticsStore,
+    _aggregate_upserts,
+    _run,
+)
 from analytics_service.aggregation import Change, OrderFact, delta
+from common.sql_text import SqlText, fast_escape
 from loadtool.analytics_db import read_snapshot
 from loadtool.audit import judge_deliveries, judge_recount
 from loadtool.generator import GeneratedOrder
@@ -40,8 +45,11 @@ class DoubleApplyingStore(MySqlAnalyticsStore):
         changes = await super().apply(consumer, facts, applied_at)
         effective = [c for c in changes if c.effective]
         if effective:
-            async with translated(self._engine, begin=True) as conn:
-                await self._add(conn, delta(effective), applied_at.replace(tzinfo=None))
+            async with driver_connection(self._engine) as (driver, row_alias):
+                sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=row_alias)
+                now = applied_at.replace(tzinfo=None)
+                statements = _aggregate_upserts(sql, delta(effective), now)
+                await _run(driver, ";".join([*statements, "COMMIT"]))
         return changes
 
 

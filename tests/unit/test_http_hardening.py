@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar, get, post
+from litestar import Litestar, Request, get, post
 from litestar.middleware import DefineMiddleware
 
 from common.http import exception_handlers
-from common.http_auth import ApiKeyAuthMiddleware, parse_api_keys
+from common.http_auth import ApiKeyAuthMiddleware, caller_of, parse_api_keys
 from common.http_limits import RateLimitMiddleware, RequestTimeoutMiddleware, TokenBucketLimiter
 from order_service.app import create_app
 from order_service.settings import OrderSettings
@@ -168,7 +168,7 @@ async def test_a_wrong_key_is_refused_with_invalid_token() -> None:
     assert "nope" not in response.text
 
 
-async def test_a_valid_bearer_token_or_x_api_key_is_let_through_and_reads_stay_open() -> None:
+async def test_a_valid_bearer_token_or_x_api_key_is_let_through() -> None:
     hashed = "sha256:" + hashlib.sha256(b"k-456").hexdigest()
     app = tiny_app(DefineMiddleware(ApiKeyAuthMiddleware, keys=("k-123", hashed)))
     async with client_for(app) as client:
@@ -176,7 +176,38 @@ async def test_a_valid_bearer_token_or_x_api_key_is_let_through_and_reads_stay_o
             await client.post("/things", headers={"Authorization": "Bearer k-123"})
         ).status_code == 201
         assert (await client.post("/things", headers={"X-API-Key": "k-456"})).status_code == 201
-        assert (await client.get("/fast")).status_code == 200
+        assert (await client.get("/fast", headers={"X-API-Key": "k-456"})).status_code == 200
+
+
+async def test_with_keys_on_a_read_needs_a_key_too_while_health_stays_open() -> None:
+    """Issue 13 security: GET /orders listed every customer's orders without a key."""
+    app = tiny_app(DefineMiddleware(ApiKeyAuthMiddleware, keys=("k-123",)))
+    async with client_for(app) as client:
+        refused = await client.get("/fast")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == PROBLEM
+        assert (await client.get("/health/live")).status_code == 200
+
+
+@get("/whoami")
+async def whoami(request: Request[Any, Any, Any]) -> dict[str, str | None]:
+    return {"caller": caller_of(request.scope)}
+
+
+async def test_the_caller_is_a_digest_of_its_key_the_same_for_a_hashed_configured_key() -> None:
+    hashed = "sha256:" + hashlib.sha256(b"k-456").hexdigest()
+    app = Litestar(
+        route_handlers=[whoami],
+        middleware=[DefineMiddleware(ApiKeyAuthMiddleware, keys=("k-123", hashed))],
+    )
+    async with client_for(app) as client:
+        one = (await client.get("/whoami", headers={"X-API-Key": "k-123"})).json()["caller"]
+        two = (await client.get("/whoami", headers={"X-API-Key": "k-456"})).json()["caller"]
+    assert one == hashlib.sha256(b"k-123").hexdigest()
+    assert two == hashlib.sha256(b"k-456").hexdigest()
+    assert "k-123" not in one
+    async with client_for(Litestar(route_handlers=[whoami])) as client:
+        assert (await client.get("/whoami")).json()["caller"] is None
 
 
 def test_a_malformed_hashed_key_is_a_configuration_error() -> None:
@@ -194,6 +225,7 @@ def test_a_malformed_hashed_key_is_a_configuration_error() -> None:
 async def hardened_order_client() -> AsyncIterator[httpx.AsyncClient]:
     settings = OrderSettings.from_env(
         {
+            "ORDERFLOW_ENV": "local",
             "ORDER_API_KEYS": "secret-key-1,secret-key-2",
             "ORDER_RATE_LIMIT_PER_SECOND": "1",
             "ORDER_RATE_LIMIT_BURST": "3",
@@ -208,11 +240,13 @@ async def hardened_order_client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_order_api_settings_default_to_open_unlimited_with_a_time_limit() -> None:
-    settings = OrderSettings.from_env({})
+    settings = OrderSettings.from_env({"ORDERFLOW_ENV": "local"})
     assert settings.api_keys == ()
     assert settings.rate_limit_per_second == 0
     assert settings.request_timeout_seconds == 10
-    assert "secret" not in repr(OrderSettings.from_env({"ORDER_API_KEYS": "secret"}))
+    assert "secret" not in repr(
+        OrderSettings.from_env({"ORDERFLOW_ENV": "local", "ORDER_API_KEYS": "secret"})
+    )
 
 
 async def test_order_api_refuses_an_unauthenticated_post_and_counts_it(
@@ -224,6 +258,16 @@ async def test_order_api_refuses_an_unauthenticated_post_and_counts_it(
     assert "x-request-id" in response.headers  # still inside the request-context layer
     metrics = (await hardened_order_client.get("/metrics")).text
     assert 'order_service_http_rejected_total{reason="unauthorized"} 1.0' in metrics
+
+
+async def test_order_api_refuses_an_unauthenticated_listing_but_not_health_or_metrics(
+    hardened_order_client: httpx.AsyncClient,
+) -> None:
+    for path in ("/orders", "/orders/0b7f5d2e-8a3c-4a57-9d0e-1f2a3b4c5d6e"):
+        response = await hardened_order_client.get(path)
+        assert response.status_code == 401, path
+    assert (await hardened_order_client.get("/health/live")).status_code == 200
+    assert (await hardened_order_client.get("/metrics")).status_code == 200
 
 
 async def test_order_api_validates_an_authenticated_post_as_usual(
@@ -238,19 +282,21 @@ async def test_order_api_validates_an_authenticated_post_as_usual(
 async def test_order_api_rate_limits_a_client_with_429_and_retry_after(
     hardened_order_client: httpx.AsyncClient,
 ) -> None:
+    key = {"X-API-Key": "secret-key-1"}
     statuses = [
-        (await hardened_order_client.get("/orders/not-a-uuid")).status_code for _ in range(5)
+        (await hardened_order_client.get("/orders/not-a-uuid", headers=key)).status_code
+        for _ in range(5)
     ]
     assert statuses[:3] == [404, 404, 404]
     assert 429 in statuses[3:]
-    limited = await hardened_order_client.get("/orders/not-a-uuid")
+    limited = await hardened_order_client.get("/orders/not-a-uuid", headers=key)
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert (await hardened_order_client.get("/health/live")).status_code == 200
 
 
 async def test_order_api_answers_an_oversized_body_with_413_problem() -> None:
     settings = OrderSettings.from_env(
-        {"ORDER_RELAY_ENABLED": "false", "ORDER_MAX_BODY_BYTES": "1024"}
+        {"ORDERFLOW_ENV": "local", "ORDER_RELAY_ENABLED": "false", "ORDER_MAX_BODY_BYTES": "1024"}
     )
     app = create_app(settings, configure_logs=False)
     async with client_for(app) as client:

@@ -159,3 +159,54 @@ async def test_events_sent_while_the_database_is_unreachable_are_applied_once_af
 
 async def _nothing_applied(db, events) -> bool:
     return await db.fact_count([e.data.order_id for e in events]) == 0
+
+
+async def test_an_event_that_breaks_the_fold_is_parked_alone_and_its_batch_applied(
+    start_consumer, publisher, db, amqp, settings
+):
+    product = unique_name("prod")
+    good = [order_event(product_id=product, amount="3.00") for _ in range(30)]
+    # Valid by the contract (zone-aware), but year 1 at +01:00 has no UTC equivalent.
+    poison = _envelope_json(data_created_at="0001-01-01T00:00:00+01:00")
+    consumer = await start_consumer(batch_linger_seconds=0.2)
+    await publisher.publish(good[:15])
+    await publisher.publish_raw(json.dumps(poison).encode())
+    await publisher.publish(good[15:])
+
+    await db.wait_for_facts([e.data.order_id for e in good], timeout=5)
+    assert await db.totals("product_totals", "product_id", [product]) == {
+        product: (30, Decimal("90.00"), 30)
+    }
+    dlq = settings.topology.topology().queue(settings.topology.analytics_queue).dlq
+
+    async def poison_parked() -> bool:
+        return await _queue_depth(amqp, dlq) == 1
+
+    await wait_until(poison_parked, timeout=5, message="the poison event parked")
+    assert consumed(consumer, "parked") == 1
+    assert consumed(consumer, "retried") == 0
+
+
+async def test_after_a_database_restart_the_next_batch_applies_without_a_retry(
+    start_consumer, publisher, db
+):
+    proxy = await TcpProxy("127.0.0.1", db.engine.url.port or 3306).start()
+    try:
+        url = db.engine.url.set(host="127.0.0.1", port=proxy.port)
+        consumer = await start_consumer(
+            database_url=url.render_as_string(hide_password=False), workers=1
+        )
+        first = order_event()
+        await publisher.publish([first])
+        await db.wait_for_facts([first.data.order_id])
+        # Every pooled connection dies; the server is back at once (a restart).
+        await proxy.cut()
+        await proxy.restore()
+
+        second = order_event()
+        await publisher.publish([second])
+
+        await db.wait_for_facts([second.data.order_id], timeout=5)
+        assert consumed(consumer, "retried") == 0
+    finally:
+        await proxy.close()

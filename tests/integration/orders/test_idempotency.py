@@ -113,3 +113,33 @@ async def test_requests_without_a_key_are_independent(order_client):
         for _ in range(2):
             assert (await client.post("/orders", json=body(customer))).status_code == 201
         assert await count_orders(container, customer) == 2
+
+
+async def test_with_api_keys_an_idempotency_key_is_scoped_to_the_caller(order_client):
+    """Issue 13 security: the same Idempotency-Key from two API keys is two requests; it never
+    replays (or refuses with 422) another caller's order."""
+    customer, key = unique_name("idem-scope"), str(uuid.uuid4())
+    alice = {"Idempotency-Key": key, "X-API-Key": "key-alice"}
+    bob = {"Idempotency-Key": key, "Authorization": "Bearer key-bob"}
+    async with order_client(api_keys=("key-alice", "key-bob")) as (client, container):
+        first = await client.post("/orders", json=body(customer), headers=alice)
+        other = await client.post("/orders", json=body(customer), headers=bob)
+        different = await client.post("/orders", json=body(customer, "99.00"), headers=bob)
+        again = await client.post("/orders", json=body(customer), headers=alice)
+        assert (first.status_code, other.status_code) == (201, 201)
+        assert other.json()["id"] != first.json()["id"]
+        assert "idempotent-replayed" not in other.headers
+        # Bob's key is Bob's: his own second use with another body is his 422.
+        assert different.status_code == 422
+        assert again.status_code == 201
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        assert await count_orders(container, customer) == 2
+        async with container.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    text("SELECT idem_key FROM idempotency_keys WHERE resource_id IN (:a, :b)"),
+                    {"a": first.json()["id"], "b": other.json()["id"]},
+                )
+            ).scalars()
+            assert all(key not in k and "key-alice" not in k for k in stored)

@@ -132,6 +132,21 @@ async def test_listing_pages_newest_first_with_a_cursor(order_client):
         ({"limit": "many"}, "limit"),
         ({"status": "lost"}, "status"),
         ({"cursor": "!!!"}, "cursor"),
+        # Issue 13 item 9: a well-formed cursor whose time overflows in UTC answered 500.
+        (
+            {
+                "cursor": "MDAwMS0wMS0wMVQwMDowMDowMCswMTowMHw4NjEwNzkyNy1kMTI1LTRlY2EtOTNhYS1h"
+                "ZWQ4ZDdkYjY0ZmE"
+            },
+            "cursor",
+        ),
+        (
+            {
+                "cursor": "MDAwMS0wMS0wMVQwMDowMDowMCswMDowMHw4NjEwNzkyNy1kMTI1LTRlY2EtOTNhYS1h"
+                "ZWQ4ZDdkYjY0ZmE"
+            },
+            "cursor",
+        ),
     ],
 )
 async def test_invalid_listing_parameters_are_rejected_with_field_errors(

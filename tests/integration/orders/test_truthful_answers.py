@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+import aiomysql
 import pymysql
 import pytest
 from sqlalchemy import event
@@ -81,8 +82,22 @@ async def test_a_batch_whose_commit_acknowledgement_is_lost_is_answered_201_for_
                 lost.append(1)
                 raise ConnectionResetError("connection lost while reading the COMMIT answer")
 
+        # The same fault for a batch sent as one multi-statement packet: every statement,
+        # COMMIT included, runs on the server, then the connection breaks.
+        real_execute = aiomysql.Cursor.execute
+
+        async def execute_then_lose_the_answer(self, query, args=None):
+            result = await real_execute(self, query, args)
+            if isinstance(query, str) and "INSERT INTO orders " in query and not lost:
+                while await self.nextset():
+                    pass
+                lost.append(1)
+                raise ConnectionResetError("connection lost while reading the COMMIT answer")
+            return result
+
         event.listen(engine, "before_cursor_execute", note_order_inserts)
         monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+        monkeypatch.setattr(aiomysql.Cursor, "execute", execute_then_lose_the_answer)
         try:
             responses = await asyncio.gather(
                 *(client.post("/orders", json=order_body(customer_id=customer)) for _ in range(8))
@@ -93,3 +108,33 @@ async def test_a_batch_whose_commit_acknowledgement_is_lost_is_answered_201_for_
         assert lost, "no commit answer was lost: no fault happened"
         assert [r.status_code for r in responses] == [201] * 8
         assert await _stored(client, customer) == 8
+
+
+async def test_a_write_still_undecided_at_its_deadline_answers_503_with_the_id_to_look_up(
+    order_client,
+):
+    customer = f"cust-slow-{uuid.uuid4().hex[:10]}"
+    async with order_client(
+        request_timeout_seconds=4.0, write_timeout_seconds=1.0, db_lock_wait_timeout=3
+    ) as (client, _):
+        locked = threading.Event()
+        holder = threading.Thread(target=_hold_orders_table_lock, args=(locked, 2.0))
+        holder.start()
+        try:
+            assert await asyncio.to_thread(locked.wait, 5.0), "the table lock was not taken"
+            response = await client.post("/orders", json=order_body(customer_id=customer))
+        finally:
+            await asyncio.to_thread(holder.join)
+        assert response.status_code == 503
+        location = response.headers["location"]
+        assert location.startswith("/orders/")
+        # The insert was waiting on the lock, not refused: once the lock is gone it commits,
+        # and the id the client was given finds the order.
+        deadline = time.monotonic() + 5.0
+        found = await client.get(location)
+        while found.status_code == 404 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            found = await client.get(location)
+        assert found.status_code == 200, found.text
+        assert found.json()["customer_id"] == customer
+        assert await _stored(client, customer) == 1

@@ -34,6 +34,8 @@ class FakeStore:
         self.inbox: set[tuple[str, uuid.UUID]] = set()
         self.facts: dict[uuid.UUID, OrderFact] = {}
         self.fail_with: list[Exception] = []
+        # Events the database rejects whenever they are in the batch (a poison row).
+        self.rejects: set[uuid.UUID] = set()
         self.down = False
         self.calls = 0
 
@@ -43,6 +45,8 @@ class FakeStore:
         self.calls += 1
         if self.fail_with:
             raise self.fail_with.pop(0)
+        if any(f.event_id in self.rejects for f in facts):
+            raise RuntimeError("Data too long for column")
         changes = []
         for fact in sorted(facts, key=lambda f: f.order_version):
             if (consumer, fact.event_id) in self.inbox:

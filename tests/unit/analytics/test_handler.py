@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from analytics_service.handlers import AnalyticsHandler
@@ -113,3 +113,26 @@ async def test_applying_records_lag_revenue_and_order_metrics():
     assert get("t_orders_applied_total", {"currency": "EUR"}) == 1
     assert get("t_revenue_total", {"currency": "EUR"}) == 4.0
     assert get("t_consumer_lag_seconds") == 5.0
+
+
+async def test_an_event_that_breaks_the_fold_is_parked_alone_and_its_neighbours_applied():
+    store = FakeStore()
+    # Passes the contract (a zone-aware timestamp) but has no UTC equivalent: OverflowError.
+    poison = order_delivery(created_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+    outcomes = await _handler(store).handle_batch([order_delivery(), poison, order_delivery()])
+    assert outcomes[0] == Ack("applied") and outcomes[2] == Ack("applied")
+    assert isinstance(outcomes[1], Park) and outcomes[1].reason == "invalid_payload"
+    assert "OverflowError" in outcomes[1].error
+    assert len(store.facts) == 2
+
+
+async def test_an_event_the_database_rejects_is_set_aside_alone_in_a_few_transactions():
+    store = FakeStore()
+    deliveries = [order_delivery() for _ in range(64)]
+    store.rejects = {deliveries[37].envelope.event_id}
+    outcomes = await _handler(store).handle_batch(deliveries)
+    assert isinstance(outcomes[37], Retry) and outcomes[37].reason == "apply_failed"
+    assert all(o == Ack("applied") for i, o in enumerate(outcomes) if i != 37)
+    assert len(store.facts) == 63
+    # Halving the failed batch, not one transaction per event.
+    assert store.calls <= 16

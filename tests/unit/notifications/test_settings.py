@@ -9,7 +9,7 @@ from notification_worker.settings import NotificationSettings
 
 
 def test_defaults_send_to_the_log_only_with_no_reminder():
-    settings = NotificationSettings.from_env({})
+    settings = NotificationSettings.from_env({"ORDERFLOW_ENV": "local"})
     assert settings.channels == ("log",)
     assert settings.reminder_minutes == 0
     assert settings.http_port == 8082
@@ -18,9 +18,10 @@ def test_defaults_send_to_the_log_only_with_no_reminder():
 
 def test_the_webhook_channel_needs_its_url_and_secret():
     with pytest.raises(SettingsError, match="NOTIFY_WEBHOOK_URL"):
-        NotificationSettings.from_env({"NOTIFY_CHANNELS": "log,webhook"})
+        NotificationSettings.from_env({"ORDERFLOW_ENV": "local", "NOTIFY_CHANNELS": "log,webhook"})
     settings = NotificationSettings.from_env(
         {
+            "ORDERFLOW_ENV": "local",
             "NOTIFY_CHANNELS": "log,webhook",
             "NOTIFY_WEBHOOK_URL": "http://h/x",
             "NOTIFY_WEBHOOK_SECRET": "s",
@@ -33,9 +34,9 @@ def test_the_webhook_channel_needs_its_url_and_secret():
 
 def test_an_unknown_channel_is_named():
     with pytest.raises(SettingsError, match="NOTIFY_CHANNELS"):
-        NotificationSettings.from_env({"NOTIFY_CHANNELS": "log,pigeon"})
+        NotificationSettings.from_env({"ORDERFLOW_ENV": "local", "NOTIFY_CHANNELS": "log,pigeon"})
 
 
 def test_a_sent_record_ttl_shorter_than_the_delivery_horizon_is_refused():
     with pytest.raises(SettingsError, match="NOTIFY_SENT_TTL_SECONDS"):
-        NotificationSettings.from_env({"NOTIFY_SENT_TTL_SECONDS": "600"})
+        NotificationSettings.from_env({"ORDERFLOW_ENV": "local", "NOTIFY_SENT_TTL_SECONDS": "600"})

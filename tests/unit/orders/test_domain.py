@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,3 +54,25 @@ def test_cursor_round_trips_and_rejects_garbage():
     for bad in ("", "!!", "Zm9v", encode_cursor(when, oid)[:-3] + "***"):
         with pytest.raises(InvalidCursorError):
             decode_cursor(bad)
+
+
+def _raw_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Issue 13 item 9: year 1 at +01:00 is before datetime.min in UTC (OverflowError).
+        "0001-01-01T00:00:00+01:00|86107927-d125-4eca-93aa-aed8d7db64fa",
+        "9999-12-31T23:59:59-01:00|86107927-d125-4eca-93aa-aed8d7db64fa",
+        "0999-12-31T23:59:59+00:00|86107927-d125-4eca-93aa-aed8d7db64fa",
+        "2026-01-01T00:00:00|86107927-d125-4eca-93aa-aed8d7db64fa",
+        "2026-01-01T00:00:00+00:00|not-a-uuid",
+        "2026-01-01T00:00:00+00:00",
+        "\x00\xff|\x00",
+    ],
+)
+def test_a_crafted_cursor_is_invalid_input_not_a_crash(text: str) -> None:
+    with pytest.raises(InvalidCursorError):
+        decode_cursor(_raw_cursor(text))
