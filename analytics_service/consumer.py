@@ -20,6 +20,7 @@ from common.messaging.connection import connect_robust_forever
 from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
 from common.observability import Metrics, configure_logging, get_logger
+from common.supervision import Supervisor
 
 __all__ = ["AnalyticsConsumer", "app_from_env", "create_consumer_app"]
 
@@ -27,7 +28,10 @@ log = get_logger(__name__)
 
 
 class AnalyticsConsumer:
-    """Owns the broker connection, the runner and the pools; ``stop`` drains and acks first."""
+    """Owns the broker connection, the runner and the pools; ``stop`` drains and acks first.
+
+    The runner is a supervised task (DESIGN.md §4 rule 9): one that cannot start, or dies, is
+    logged, restarted with backoff and named by readiness."""
 
     def __init__(self, settings: AnalyticsSettings, metrics: Metrics) -> None:
         self._settings = settings
@@ -57,16 +61,27 @@ class AnalyticsConsumer:
         )
         self._connection: AbstractRobustConnection | None = None
         self.runner: ConsumerRunner | None = None
+        self.supervisor = Supervisor(metrics)
+        self.task = f"consumer:{settings.topology.analytics_queue}"
+        self.supervisor.add(self.task, self._consume, healthy=self._consuming, stop=self._drain)
 
     async def start(self) -> None:
+        self.supervisor.start()
+        self.pruning.start()
+
+    async def _consume(self) -> None:
         topology = self._settings.topology.topology()
-        self._connection = await connect_robust_forever(
-            self._settings.rabbitmq_url, client_name="analytics-consumer"
-        )
+        if self._connection is None:
+            self._connection = await connect_robust_forever(
+                self._settings.rabbitmq_url, client_name="analytics-consumer"
+            )
         channel = await self._connection.channel()
-        # Only its own queues: its least-privilege broker user may not declare anyone else's.
-        await apply_topology(channel, topology.only(self._settings.topology.analytics_queue))
-        await channel.close()
+        try:
+            # Only its own queues: its least-privilege broker user may not declare anyone else's.
+            await apply_topology(channel, topology.only(self._settings.topology.analytics_queue))
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
         self.runner = ConsumerRunner(
             self._connection,
             topology.queue(self._settings.topology.analytics_queue),
@@ -79,13 +94,18 @@ class AnalyticsConsumer:
             handler_name="analytics",
             batch_linger=self._settings.batch_linger_seconds,
         )
-        await self.runner.start()
-        self.pruning.start()
+        await self.runner.run()
+
+    def _consuming(self) -> bool:
+        return self.runner is not None and self.runner.consuming
+
+    async def _drain(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
 
     async def stop(self) -> None:
         await self.pruning.stop()
-        if self.runner is not None:
-            await self.runner.stop()
+        await self.supervisor.stop()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
@@ -124,8 +144,9 @@ def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = T
             "consuming": consumer.consuming,
             "inbox_pruner": consumer.pruning_inbox,
             "redis": consumer.adapters.redis_up,
+            **consumer.supervisor.checks(),
         },
-        required=frozenset({"mysql", "rabbitmq", "consuming"}),
+        required=frozenset({"mysql", "rabbitmq", "consuming", *consumer.supervisor.names}),
     )
     app = Litestar(
         route_handlers=[*health, metrics_handler(metrics)],

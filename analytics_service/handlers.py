@@ -18,7 +18,7 @@ from analytics_service.ports import (
     SummaryInvalidator,
 )
 from common.messaging.consumer import Delivery
-from common.messaging.outcomes import Ack, Outcome, Park, Retry
+from common.messaging.outcomes import Ack, Outcome, Park, Retry, Unavailable
 from common.observability import get_logger
 
 __all__ = ["AnalyticsHandler"]
@@ -70,7 +70,7 @@ class AnalyticsHandler:
                 outcomes[i] = Park("invalid_payload", repr(exc)[:500])
         for i, outcome in await self._apply_all(facts):
             outcomes[i] = outcome
-        return [o if o is not None else Retry("not_applied") for o in outcomes]
+        return [_outage_deferred(o) if o is not None else Retry("not_applied") for o in outcomes]
 
     async def _apply_all(self, facts: list[tuple[int, OrderFact]]) -> list[tuple[int, Outcome]]:
         if not facts:
@@ -160,3 +160,11 @@ def _label(change: Change) -> str:
     if before is not None and before.order_version > change.after.order_version:
         return "superseded"
     return "duplicate"
+
+
+def _outage_deferred(outcome: Outcome) -> Outcome:
+    """A database outage is no fault of the events: it defers them in the delay tiers without
+    spending an attempt, so an outage never parks analytics work (DESIGN.md §4 rule 7)."""
+    if isinstance(outcome, Retry) and outcome.reason == "database_unavailable":
+        return Unavailable(outcome.reason, outcome.error)
+    return outcome

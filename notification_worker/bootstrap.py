@@ -15,6 +15,7 @@ from common.messaging.connection import connect_robust_forever
 from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
 from common.observability import Metrics, configure_logging, get_logger
+from common.supervision import Supervisor
 from notification_worker.app import create_app
 from notification_worker.handlers import NotificationHandler
 from notification_worker.metrics import PREFIX, NotificationMetrics
@@ -103,6 +104,17 @@ class Worker:
             channel_concurrency=settings.channel_concurrency,
         )
         self.broker = _Broker()
+        # The consumer and the gauge refresher are supervised (DESIGN.md §4 rule 9): a failure
+        # is logged, restarted with backoff and named by readiness.
+        self.supervisor = Supervisor(self.metrics)
+        self.task = f"consumer:{self.spec.name}"
+        self.supervisor.add(self.task, self._consume, healthy=self._consuming, stop=self._drain)
+        self.supervisor.add(
+            "scheduled-gauge",
+            lambda: _refresh_scheduled(
+                self.store, self.notification_metrics, settings.scheduled_gauge_interval
+            ),
+        )
         self._server: _HttpServer | None = None
         if serve_http:
             app = create_app(
@@ -112,6 +124,7 @@ class Worker:
                     "broker": self.broker.ready,
                     "redis": self.store.ping,
                     "channels": _channels_ready(self.channels),
+                    **self.supervisor.checks(),
                 },
                 api_keys=settings.api_keys,
             )
@@ -126,27 +139,45 @@ class Worker:
                 )
             )
         self._tasks: list[asyncio.Task[None]] = []
+        self._consuming_event = asyncio.Event()
 
     async def start(self) -> None:
+        """Serve HTTP and start the supervised tasks; returns once the consumer consumes (or
+        keeps waiting for the broker: a SIGTERM meanwhile cancels the wait)."""
         if self._server is not None:
             self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
-        self._tasks.append(
-            asyncio.create_task(
-                _refresh_scheduled(
-                    self.store, self.notification_metrics, self.settings.scheduled_gauge_interval
-                ),
-                name="scheduled-gauge",
+        self.supervisor.start()
+        await self._consuming_event.wait()
+        log.info(
+            "notification_worker_started",
+            channels=list(self.settings.channels),
+            queue=self.spec.name,
+            port=self.settings.http_port,
+        )
+
+    def _consuming(self) -> bool:
+        return self.broker.runner is not None and self.broker.runner.consuming
+
+    async def _drain(self) -> None:
+        if self.broker.runner is not None:
+            await self.broker.runner.stop(timeout=self.settings.shutdown_timeout)
+
+    async def _consume(self) -> None:
+        if self.broker.connection is None:
+            self.broker.connection = await connect_robust_forever(
+                self.settings.rabbitmq_url, client_name=SERVICE
             )
-        )
-        connection = await connect_robust_forever(self.settings.rabbitmq_url, client_name=SERVICE)
-        self.broker.connection = connection
+        connection = self.broker.connection
         setup = await connection.channel()
-        # Only its own queues: its least-privilege broker user may not declare anyone else's.
-        await apply_topology(
-            setup,
-            self.settings.topology.topology().only(self.settings.topology.notifications_queue),
-        )
-        await setup.close()
+        try:
+            # Only its own queues: its least-privilege broker user may not declare anyone else's.
+            await apply_topology(
+                setup,
+                self.settings.topology.topology().only(self.settings.topology.notifications_queue),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await setup.close()
         runner = ConsumerRunner(
             connection,
             self.spec,
@@ -160,18 +191,17 @@ class Worker:
             max_attempts=self.settings.max_attempts,
             handler_name="notifications",
         )
-        await runner.start()
         self.broker.runner = runner
-        log.info(
-            "notification_worker_started",
-            channels=list(self.settings.channels),
-            queue=self.spec.name,
-            port=self.settings.http_port,
-        )
+        try:
+            await runner.start()
+        except BaseException:
+            await runner.stop(timeout=1.0)
+            raise
+        self._consuming_event.set()
+        await runner.wait()
 
     async def stop(self) -> None:
-        if self.broker.runner is not None:
-            await self.broker.runner.stop(timeout=self.settings.shutdown_timeout)
+        await self.supervisor.stop(timeout=self.settings.shutdown_timeout)
         if self._server is not None:
             self._server.should_exit = True
         for task in self._tasks:

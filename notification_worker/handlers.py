@@ -9,8 +9,8 @@ channel) that succeeded is carried in the message's headers, and the retry skips
 
 A send the channel accepted but Redis would not record is never sent again because Redis
 blinked: it is carried as done *and* unrecorded (with its claim token) to a retry tier, and the
-next copy records it without sending. A Redis outage defers the message without spending an
-attempt (DESIGN.md §4 rule 7), at growing delays.
+next copy records it without sending. A Redis outage answers ``Unavailable``: the consumer runner
+defers the message without spending an attempt (DESIGN.md §4 rule 7), at growing delays.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from common.events import ContractError, utc_now
 from common.messaging.consumer import ATTEMPT_HEADER, Delivery
-from common.messaging.outcomes import Ack, Defer, Outcome, Park, Retry
+from common.messaging.outcomes import Ack, Defer, Outcome, Park, Retry, Unavailable
 from common.observability import bind_context, get_logger
 from notification_worker.metrics import NotificationMetrics
 from notification_worker.notifiers import Channel, PermanentSendError, TransientSendError
@@ -41,7 +41,7 @@ from notification_worker.sent_store import (
 )
 from notification_worker.templates import render
 
-__all__ = ["DONE_HEADER", "OUTAGE_HEADER", "UNRECORDED_HEADER", "NotificationHandler"]
+__all__ = ["DONE_HEADER", "UNRECORDED_HEADER", "NotificationHandler"]
 
 log = get_logger(__name__)
 
@@ -52,11 +52,7 @@ DONE_HEADER = "x-notify-done"
 # "kind/channel=token" sends made but not yet recorded (Redis refused the record): the next hop
 # records them under the same token, without sending.
 UNRECORDED_HEADER = "x-notify-unrecorded"
-# How many times in a row this message was deferred by a Redis outage (picks the delay).
-OUTAGE_HEADER = "x-notify-outage"
 RECORD_ATTEMPTS = 5
-# A Redis outage defers through the tiers up to this delay, then stays there.
-OUTAGE_MAX_DELAY = 60.0
 
 
 class Status(enum.Enum):
@@ -132,8 +128,6 @@ class NotificationHandler:
         self._clock = clock
         self._record_backoff = record_backoff
         self._limits = {c.name: asyncio.Semaphore(channel_concurrency) for c in self._channels}
-        ordered = sorted(self._tiers)
-        self._outage_delays = [t for t in ordered if t <= OUTAGE_MAX_DELAY] or ordered[:1]
 
     async def handle(self, delivery: Delivery) -> Outcome:
         """One message as a batch of one."""
@@ -346,13 +340,10 @@ class NotificationHandler:
         if transient:
             return Retry("transient_failure", _errors(transient), headers)
         if job.outage:
-            # The store is down, not the message: wait it out without spending an attempt.
-            hops = _int(job.delivery.headers.get(OUTAGE_HEADER))
-            delay = self._outage_delays[min(hops, len(self._outage_delays) - 1)]
-            log.warning(
-                "notification_deferred_store_down", delay=delay, error=job.outage, **job.ids()
-            )
-            return Defer(delay, {**headers, OUTAGE_HEADER: hops + 1})
+            # The store is down, not the message: the runner defers it, growing the delay with
+            # each hop (its x-outage header), without spending an attempt.
+            log.warning("notification_deferred_store_down", error=job.outage, **job.ids())
+            return Unavailable("store_unavailable", job.outage[:500], headers)
         if any(r.status is Status.BUSY for r in results):
             # Another delivery of this event holds the claim: look again once it has finished.
             return Defer(min(self._tiers), headers)
@@ -372,8 +363,6 @@ class NotificationHandler:
             headers[UNRECORDED_HEADER] = ",".join(
                 f"{e}={t}" for e, t in sorted(job.unrecorded.items())
             )
-        if not job.outage and OUTAGE_HEADER in incoming:
-            headers[OUTAGE_HEADER] = 0
         return headers
 
     def _outage(self, job: _Job, error: str) -> None:
@@ -436,13 +425,6 @@ def _unrecorded(delivery: Delivery) -> dict[str, str]:
         raw = raw.decode()
     pairs = (item.partition("=") for item in str(raw or "").split(",") if item)
     return {entry: token for entry, _, token in pairs if entry and token}
-
-
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
-        return 0
 
 
 def _errors(results: list[SendResult]) -> str:

@@ -86,13 +86,17 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
     handlers[WriteOutcomeUnknownError] = on_outcome_unknown
     handlers[LockTimeoutError] = on_db_busy
 
+    # A supervised task that failed (a consumer that cannot start, say) is named and required:
+    # a task still waiting for the broker at start is not a failure (the API serves meanwhile).
+    tasks = {**container.supervisor.checks(), **container.relay_supervisor.checks()}
     health = health_handlers(
         {
             "mysql": container.mysql_up,
             "redis": container.redis_up,
             "rabbitmq": container.rabbitmq_up,
+            **tasks,
         },
-        required=frozenset({"mysql"}),
+        required=frozenset({"mysql", *tasks}),
     )
     http_metrics = HttpMetrics(metrics)
     # A cache hit is answered before the request is built, unless every request must first

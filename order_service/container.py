@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from common.messaging.consumer import ConsumerMetrics
 from common.observability import Metrics, get_logger
+from common.supervision import Supervisor
 from order_service.adapters.cache import RedisOrderCache
 from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
@@ -87,6 +88,9 @@ class Container:
     lifecycle: LifecycleService
     gateway: SimulatedPaymentGateway
     fulfilment: FulfilmentWorker | None
+    # Every long-running consumer task (rule 9): restarted with backoff, named in readiness.
+    supervisor: Supervisor
+    relay_supervisor: Supervisor
 
     @classmethod
     def build(cls, settings: OrderSettings, registry_metrics: Metrics) -> Container:
@@ -152,6 +156,12 @@ class Container:
             exchange=settings.topology.exchange,
             on_committed=relay.handoff if relay is not None else (lambda events: None),
         )
+        supervisor = Supervisor(registry_metrics)
+        # Its own supervisor: the relay stops after the consumers and the writer (it flushes
+        # what they committed), so it cannot share their stop.
+        relay_supervisor = Supervisor(registry_metrics, task_metrics=supervisor.task_metrics)
+        if relay is not None:
+            relay.register(relay_supervisor)
         fulfilment = None
         if settings.fulfilment_enabled:
             topology = settings.topology.topology()
@@ -177,6 +187,7 @@ class Container:
                     lifecycle, scheduler_spec.retry_delays, lambda: datetime.now(UTC)
                 ),
                 metrics=ConsumerMetrics(registry_metrics),
+                supervisor=supervisor,
                 prefetch=settings.fulfilment_prefetch,
                 concurrency=settings.fulfilment_concurrency,
                 max_attempts=settings.fulfilment_max_attempts,
@@ -197,12 +208,14 @@ class Container:
             lifecycle,
             gateway,
             fulfilment,
+            supervisor,
+            relay_supervisor,
         )
 
     async def start(self) -> None:
         self.writer.start()
         if self.relay is not None:
-            self.relay.start()
+            self.relay_supervisor.start()
         self.pruner.start()
         if self.fulfilment is not None:
             self.fulfilment.start()

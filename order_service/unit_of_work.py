@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from common.messaging.outcomes import DependencyUnavailableError
 from order_service.adapters.repository import (
     MySqlIdempotencyRepository,
     MySqlOrderRepository,
@@ -26,8 +27,8 @@ _LOCK_WAIT_TIMEOUT = 1205
 _DEADLOCK = 1213
 
 
-class DatabaseUnavailableError(Exception):
-    """MySQL cannot be reached or did not answer in time."""
+class DatabaseUnavailableError(DependencyUnavailableError):
+    """MySQL cannot be reached or did not answer in time (a consumer defers, never retries)."""
 
 
 def _errno(exc: DBAPIError) -> int | None:

@@ -2,7 +2,10 @@
 
 DESIGN.md §4: ack only after the handler's effect is committed; transient failures are
 republished (with a confirm) to a retry tier and then acked; permanent failures and exhausted
-retries go to the parking lot; nothing is held unacked to wait out a delay.
+retries go to the parking lot; nothing is held unacked to wait out a delay. A dependency
+outage (``Unavailable``, or a ``DependencyUnavailableError`` raised by the handler) waits in the
+delay tiers without spending an attempt (rule 7). A copy the broker does not confirm keeps its
+original unacked while the republish is retried with backoff: never a requeue loop.
 """
 
 from __future__ import annotations
@@ -26,13 +29,22 @@ from common.events import (
     decode_envelope,
     decode_event_data,
 )
-from common.messaging.outcomes import Ack, Defer, Outcome, Park, Retry
+from common.messaging.outcomes import (
+    Ack,
+    Defer,
+    DependencyUnavailableError,
+    Outcome,
+    Park,
+    Retry,
+    Unavailable,
+)
 from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage
 from common.messaging.topology import ConsumerQueue
 from common.observability import Metrics, get_logger
 
 __all__ = [
     "ATTEMPT_HEADER",
+    "OUTAGE_HEADER",
     "BatchHandler",
     "ConsumerMetrics",
     "ConsumerRunner",
@@ -49,6 +61,10 @@ LAST_ERROR_HEADER = "x-last-error"
 PARKED_AT_HEADER = "x-parked-at"
 SOURCE_QUEUE_HEADER = "x-source-queue"
 ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
+# How many times in a row this message waited out a dependency outage (picks the next delay).
+OUTAGE_HEADER = "x-outage"
+# An outage defers through the tiers up to this delay, then stays there.
+OUTAGE_MAX_DELAY = 60.0
 
 
 @dataclass
@@ -86,6 +102,8 @@ class PerMessage:
                 return await self._handler.handle(delivery)
             except ContractError as exc:
                 return Park("invalid_payload", str(exc))
+            except DependencyUnavailableError as exc:
+                return Unavailable("dependency_unavailable", repr(exc))
             except Exception as exc:
                 return Retry("handler_error", repr(exc))
 
@@ -105,6 +123,16 @@ class ConsumerMetrics:
         )
         self.parked: Counter = metrics.counter(
             "events_parked_total", "Events moved to the parking lot (DLQ)", ("reason",)
+        )
+        self.unavailable: Counter = metrics.counter(
+            "events_deferred_unavailable_total",
+            "Events deferred to a delay tier because a dependency was down (no attempt spent)",
+            ("reason",),
+        )
+        self.republish_failures: Counter = metrics.counter(
+            "events_republish_failures_total",
+            "Retry, parking-lot or deferred copies the broker did not confirm (the original is "
+            "kept unacked and the copy republished with backoff)",
         )
         self.handle_seconds: Histogram = metrics.histogram(
             "event_handle_seconds", "Time to handle one batch of events", ("handler",)
@@ -132,6 +160,7 @@ class ConsumerRunner:
         max_attempts: int = 5,
         handler_name: str = "handler",
         batch_linger: float = 0.0,
+        republish_backoff: tuple[float, float] = (0.2, 10.0),
     ) -> None:
         if prefetch < 1 or batch_size < 1 or workers < 1 or max_attempts < 1:
             raise ValueError("prefetch, batch_size, workers and max_attempts must be >= 1")
@@ -145,6 +174,10 @@ class ConsumerRunner:
         self._max_attempts = max_attempts
         self._handler_name = handler_name
         self._batch_linger = batch_linger
+        self._republish_backoff = republish_backoff
+        ordered = sorted(queue.retry_delays)
+        self._outage_delays = [d for d in ordered if d <= OUTAGE_MAX_DELAY] or ordered[:1]
+        self._stopped = asyncio.Event()
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_channel: AbstractChannel | None = None
@@ -176,11 +209,40 @@ class ConsumerRunner:
         self._consumer_tag = await self._queue.consume(self._inbox.put, no_ack=False)
         log.info("consumer_started", queue=self._spec.name, prefetch=self._prefetch)
 
+    async def run(self) -> None:
+        """Start, then consume until ``stop``; raises when the consumer cannot start or a worker
+        dies, so that a supervisor (common/supervision.py) logs it and restarts a new runner."""
+        try:
+            await self.start()
+        except BaseException:
+            await self._close_channels()
+            raise
+        await self.wait()
+
+    async def wait(self) -> None:
+        """Return after ``stop``; raise if a worker loop ended on its own."""
+        stopped = asyncio.create_task(self._stopped.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [stopped, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+        if self._stopping:
+            return
+        for task in done:
+            if task is not stopped and not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"consumer worker on {self._spec.name} died") from (
+                    task.exception()
+                )
+        raise RuntimeError(f"consumer worker on {self._spec.name} ended")
+
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking new work, finish and ack what was already delivered, then close."""
         if self._stopping:
             return
         self._stopping = True
+        self._stopped.set()
         if self._queue is not None and self._consumer_tag is not None:
             # Bounded: during a broker outage the cancel would otherwise wait for a reconnect.
             with contextlib.suppress(Exception):
@@ -192,11 +254,14 @@ class ConsumerRunner:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_channels()
+        log.info("consumer_stopped", queue=self._spec.name)
+
+    async def _close_channels(self) -> None:
         for channel in (self._consume_channel, self._publish_channel):
             if channel is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(channel.close(), 5.0)
-        log.info("consumer_stopped", queue=self._spec.name)
 
     async def _drain(self) -> None:
         while not self._inbox.empty() or self.in_flight:
@@ -254,6 +319,11 @@ class ConsumerRunner:
                 outcomes = list(await self._handler.handle_batch(deliveries))
                 if len(outcomes) != len(deliveries):
                     raise RuntimeError("handler returned a different number of outcomes")
+            except DependencyUnavailableError as exc:
+                log.warning(
+                    "handler_dependency_unavailable", queue=self._spec.name, error=repr(exc)
+                )
+                outcomes = [Unavailable("dependency_unavailable", repr(exc))] * len(deliveries)
             except Exception as exc:
                 log.exception("handler_failed", queue=self._spec.name)
                 outcomes = [Retry("handler_error", repr(exc))] * len(deliveries)
@@ -297,6 +367,39 @@ class ConsumerRunner:
                 to_publish.append((message, event_type, outcome, self._forward(message, outcome)))
         if not to_publish:
             return
+        backoff, max_backoff = self._republish_backoff
+        while True:
+            failed = await self._republish(to_publish)
+            if not failed:
+                return
+            # The broker did not take these copies: keep each original unacked (a nack with
+            # requeue would come straight back: a loop) and republish it after a growing pause,
+            # for as long as its channel lives. A closed channel has already handed it back to
+            # the broker; a stopping runner hands it back to the queue for whoever consumes next.
+            self._metrics.republish_failures.inc(len(failed))
+            alive = [p for p in failed if _channel_open(p[0])]
+            if not alive:
+                return
+            if self._stopping:
+                for message, *_ in alive:
+                    with contextlib.suppress(Exception):
+                        await message.nack(requeue=True)
+                return
+            log.warning(
+                "republish_unconfirmed",
+                queue=self._spec.name,
+                count=len(alive),
+                retry_in=backoff,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), backoff)
+            backoff = min(backoff * 2, max_backoff)
+            to_publish = alive
+
+    async def _republish(
+        self, to_publish: list[tuple[AbstractIncomingMessage, str, Outcome, OutgoingMessage]]
+    ) -> list[tuple[AbstractIncomingMessage, str, Outcome, OutgoingMessage]]:
+        """Publish the copies, ack the originals of the confirmed ones; return the others."""
         assert self._publisher is not None
         try:
             published = await self._publisher.publish_many([p[3] for p in to_publish])
@@ -304,12 +407,10 @@ class ConsumerRunner:
             log.warning("republish_failed", error=repr(exc))
             published = []
         ok_ids = {id(p[3]) for p, r in zip(to_publish, published, strict=False) if r.ok}
+        failed = []
         for message, event_type, outcome, outgoing in to_publish:
             if id(outgoing) not in ok_ids:
-                # The broker did not take the copy: keep the original. The quorum queue's
-                # delivery limit parks it if this repeats, so it cannot loop forever.
-                with contextlib.suppress(Exception):
-                    await message.nack(requeue=True)
+                failed.append((message, event_type, outcome, outgoing))
                 continue
             await _ack(message)
             if isinstance(outcome, Retry):
@@ -331,14 +432,27 @@ class ConsumerRunner:
                     reason=outcome.reason,
                     error=outcome.error,
                 )
+            elif isinstance(outcome, Unavailable):
+                label = "unavailable"
+                self._metrics.unavailable.labels(outcome.reason).inc()
+                log.info(
+                    "event_deferred_dependency_down",
+                    event_id=message.message_id,
+                    reason=outcome.reason,
+                    error=outcome.error,
+                    tier=outgoing.routing_key,
+                )
             else:
                 label = "deferred"
             self._metrics.consumed.labels(event_type, label).inc()
+        return failed
 
     def _forward(self, message: AbstractIncomingMessage, outcome: Outcome) -> OutgoingMessage:
         headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-death")}
         headers.pop("x-delivery-count", None)
         attempt = _attempt(message)
+        if not isinstance(outcome, Unavailable):
+            headers.pop(OUTAGE_HEADER, None)  # the outage is over: the next one starts small
         if isinstance(outcome, Retry):
             tier = min(attempt, len(self._spec.retry_delays)) - 1
             target = self._spec.retry_queue(self._spec.retry_delays[tier])
@@ -357,6 +471,14 @@ class ConsumerRunner:
         elif isinstance(outcome, Defer):
             target = self._spec.retry_queue(outcome.delay)
             headers.update(outcome.headers)
+        elif isinstance(outcome, Unavailable):
+            # Not the message's fault: the attempt count stays as it is (rule 7).
+            hops = max(0, _int_header(headers.get(OUTAGE_HEADER), default=0))
+            delay = self._outage_delays[min(hops, len(self._outage_delays) - 1)]
+            target = self._spec.retry_queue(delay)
+            headers.update(outcome.headers)
+            headers[OUTAGE_HEADER] = hops + 1
+            headers[LAST_ERROR_HEADER] = f"{outcome.reason}: {outcome.error}"[:500]
         else:  # pragma: no cover - Ack never forwards
             raise AssertionError(outcome)
         return OutgoingMessage(
@@ -379,6 +501,15 @@ def _int_header(value: Any, default: int) -> int:
 
 def _attempt(message: AbstractIncomingMessage) -> int:
     return _int_header((message.headers or {}).get(ATTEMPT_HEADER), default=1)
+
+
+def _channel_open(message: AbstractIncomingMessage) -> bool:
+    """Whether the channel this message came on still lives (only it can ack the message)."""
+    try:
+        channel = message.channel  # aio-pika raises once that channel is closed
+    except Exception:
+        return False
+    return not getattr(channel, "is_closed", False)
 
 
 async def _ack(message: AbstractIncomingMessage) -> None:

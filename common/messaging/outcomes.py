@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Ack", "Defer", "Outcome", "Park", "Retry"]
+__all__ = [
+    "Ack",
+    "Defer",
+    "DependencyUnavailableError",
+    "Outcome",
+    "Park",
+    "Retry",
+    "Unavailable",
+]
 
 
 @dataclass(frozen=True)
@@ -47,4 +55,19 @@ class Defer:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
-Outcome = Ack | Retry | Park | Defer
+@dataclass(frozen=True)
+class Unavailable:
+    """A dependency (database, Redis, broker) is down, not the message at fault: wait in a delay
+    tier, growing with each outage hop, without spending an attempt (DESIGN.md §4 rule 7)."""
+
+    reason: str
+    error: str = ""
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+class DependencyUnavailableError(Exception):
+    """Raised (or subclassed) by an adapter whose dependency is down: the runner turns it into
+    ``Unavailable`` instead of a ``Retry``, so an outage never spends attempts or parks work."""
+
+
+Outcome = Ack | Retry | Park | Defer | Unavailable

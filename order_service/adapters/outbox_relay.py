@@ -29,6 +29,7 @@ from common.messaging.connection import connect_robust_forever
 from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage, PublishResult
 from common.messaging.topology import Topology, apply_topology
 from common.observability import Metrics, get_logger
+from common.supervision import Supervisor
 from order_service.adapters.repository import aware_utc, naive_utc
 from order_service.adapters.tables import outbox
 from order_service.ports import OutboxEvent
@@ -126,13 +127,29 @@ class OutboxRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self._next_recovery = 0.0
+        self._supervisor: Supervisor | None = None
+        self._run_finished = asyncio.Event()
+        self._flush_timeout = 10.0
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
+        """Run the publisher and the backlog watcher as plain tasks (tests, tools)."""
         self._tasks = [
             asyncio.create_task(self._run(), name="outbox-relay"),
             asyncio.create_task(self._watch_backlog(), name="outbox-backlog"),
         ]
+
+    def register(self, supervisor: Supervisor) -> None:
+        """Run under ``supervisor`` instead (the service's wiring; it starts them): a task
+        that stops unexpectedly is logged, restarted with backoff and shown in readiness
+        (DESIGN.md §4 rule 9)."""
+        self._supervisor = supervisor
+        supervisor.add("outbox-relay", self._run, stop=self._wait_flushed)
+        supervisor.add("outbox-backlog", self._watch_backlog)
+
+    async def _wait_flushed(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._run_finished.wait(), self._flush_timeout)
 
     def handoff(self, events: Sequence[OutboxEvent]) -> None:
         """Called after a commit with the outbox rows it wrote: publish them now."""
@@ -160,6 +177,9 @@ class OutboxRelay:
         self._stopping = True
         self._stopped.set()
         self._wake.set()
+        self._flush_timeout = flush_timeout
+        if self._supervisor is not None:
+            await self._supervisor.stop(timeout=flush_timeout)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks[:1], timeout=flush_timeout)
             for task in [*pending, *self._tasks[1:]]:
@@ -206,6 +226,18 @@ class OutboxRelay:
                 await setup.close()
 
     async def _run(self) -> None:
+        try:
+            await self._publish_loop()
+        finally:
+            self._run_finished.set()
+
+    async def _publish_loop(self) -> None:
+        if self._connection is not None:  # restarted after a failure: start from scratch
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = self._channel = None
+            self._publisher = None
+            self._fresh.clear()
         backoff = 0.2
         connect_task: asyncio.Task[None] | None = asyncio.create_task(self._connect())
         try:

@@ -128,8 +128,9 @@ async def test_events_sent_while_the_database_is_unreachable_are_applied_once_af
     proxy = await TcpProxy("127.0.0.1", db.engine.url.port or 3306).start()
     try:
         url = db.engine.url.set(host="127.0.0.1", port=proxy.port)
+        # One attempt: the outage must not spend it (DESIGN.md §4 rule 7), nor park anything.
         consumer = await start_consumer(
-            database_url=url.render_as_string(hide_password=False), max_attempts=100
+            database_url=url.render_as_string(hide_password=False), max_attempts=1
         )
         product = unique_name("prod")
         before = [order_event(product_id=product, amount="1.00") for _ in range(5)]
@@ -140,10 +141,10 @@ async def test_events_sent_while_the_database_is_unreachable_are_applied_once_af
         during = [order_event(product_id=product, amount="2.00") for _ in range(20)]
         await publisher.publish(during)
 
-        async def retried_twice() -> bool:
-            return consumed(consumer, "retried") >= 40
+        async def deferred_twice() -> bool:
+            return consumed(consumer, "unavailable") >= 40
 
-        await wait_until(retried_twice, timeout=15, message="the batch retried during the outage")
+        await wait_until(deferred_twice, timeout=15, message="the batch deferred during the outage")
         assert await _nothing_applied(db, during)
         await proxy.restore()
 
@@ -151,6 +152,7 @@ async def test_events_sent_while_the_database_is_unreachable_are_applied_once_af
         assert await db.totals("product_totals", "product_id", [product]) == {
             product: (25, Decimal("45.00"), 25)
         }
+        assert consumed(consumer, "parked") == 0
     finally:
         await proxy.close()
 

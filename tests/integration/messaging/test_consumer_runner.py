@@ -15,7 +15,15 @@ import pytest
 
 from common.events import OrderCreatedV1, encode_envelope, new_envelope
 from common.messaging.consumer import ConsumerMetrics, ConsumerRunner, Delivery
-from common.messaging.outcomes import Ack, Defer, Outcome, Park, Retry
+from common.messaging.outcomes import (
+    Ack,
+    Defer,
+    DependencyUnavailableError,
+    Outcome,
+    Park,
+    Retry,
+    Unavailable,
+)
 from common.messaging.topology import apply_topology
 from common.observability import Metrics
 from common.testing import wait_until
@@ -41,16 +49,33 @@ def event_body(order_id: uuid.UUID | None = None) -> tuple[str, bytes]:
 class ScriptedHandler:
     """Answers each event with the next outcome of its script, recording when it ran."""
 
-    def __init__(self, script: list[Outcome]) -> None:
+    def __init__(self, script: list[Outcome | Exception]) -> None:
         self.script = script
         self.calls: list[tuple[float, int]] = []
+        self.headers: list[dict] = []
 
     async def handle_batch(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
         outcomes = []
         for delivery in deliveries:
             self.calls.append((time.monotonic(), delivery.attempt))
-            outcomes.append(self.script[min(len(self.calls) - 1, len(self.script) - 1)])
+            self.headers.append(delivery.headers)
+            answer = self.script[min(len(self.calls) - 1, len(self.script) - 1)]
+            if isinstance(answer, Exception):
+                raise answer
+            outcomes.append(answer)
         return outcomes
+
+
+class FirstAttemptFails(ScriptedHandler):
+    """A transient failure on the first attempt only (a redelivered original fails again)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    async def handle_batch(self, deliveries: Sequence[Delivery]) -> Sequence[Outcome]:
+        for delivery in deliveries:
+            self.calls.append((time.monotonic(), delivery.attempt))
+        return [Retry("flaky", "503") if d.attempt == 1 else Ack() for d in deliveries]
 
 
 async def publish(amqp, exchange: str, body: bytes, message_id: str, **kwargs) -> None:
@@ -242,3 +267,82 @@ async def test_a_copy_parked_out_of_attempts_carries_the_progress_of_its_last_re
         assert parked.headers["x-park-reason"] == "attempts_exhausted"
     finally:
         await runner.stop()
+
+
+async def test_a_dependency_outage_longer_than_every_attempt_defers_and_never_parks(
+    amqp, cleanup_topology
+):
+    """Rule 7: six outage answers with two attempts allowed; the attempt never grows."""
+    down = DependencyUnavailableError("database unavailable")
+    handler = ScriptedHandler(
+        [Unavailable("database_unavailable", "refused"), down, down, down, down, down, Ack()]
+    )
+    topology, spec, runner = await run_with(amqp, cleanup_topology, handler, max_attempts=2)
+    try:
+        event_id, body = event_body()
+        await publish(amqp, topology.exchange, body, event_id)
+        await wait_until(lambda: _async(len(handler.calls) >= 7), timeout=15, message="7 calls")
+        assert [attempt for _, attempt in handler.calls] == [1] * 7
+        assert [h.get("x-outage") for h in handler.headers] == [None, 1, 2, 3, 4, 5, 6]
+        await wait_until(lambda: _depth_zero(amqp, spec.name), timeout=5, message="acked")
+        assert await queue_depth(amqp, spec.dlq) == 0
+    finally:
+        await runner.stop()
+
+
+async def test_an_outage_between_failures_of_the_message_does_not_refund_or_spend_attempts(
+    amqp, cleanup_topology
+):
+    handler = ScriptedHandler(
+        [Retry("bad", "1"), Unavailable("redis_unavailable"), Retry("bad", "2"), Ack()]
+    )
+    topology, _, runner = await run_with(amqp, cleanup_topology, handler, max_attempts=5)
+    try:
+        event_id, body = event_body()
+        await publish(amqp, topology.exchange, body, event_id)
+        await wait_until(lambda: _async(len(handler.calls) >= 4), timeout=15, message="4 calls")
+        assert [attempt for _, attempt in handler.calls] == [1, 2, 2, 3]
+        assert "x-outage" not in handler.headers[3]  # the outage count starts over
+    finally:
+        await runner.stop()
+
+
+async def test_an_unconfirmed_retry_copy_is_republished_with_backoff_not_redelivered_at_once(
+    amqp, cleanup_topology
+):
+    """Item 8: the retry tier is gone, so the copy is returned unroutable. The original must
+    not come straight back (a requeue loop); it waits unacked while the copy is retried."""
+    handler = FirstAttemptFails()
+    topology, spec, runner = await run_with(
+        amqp, cleanup_topology, handler, max_attempts=5, republish_backoff=(0.05, 0.2)
+    )
+    tier = spec.retry_queue(spec.retry_delays[0])
+    channel = await amqp.channel()
+    await channel.queue_delete(tier)
+    failures = runner._metrics.republish_failures
+    try:
+        event_id, body = event_body()
+        await publish(amqp, topology.exchange, body, event_id)
+        await wait_until(
+            lambda: _async(len(handler.calls) >= 3 or failures._value.get() >= 3),
+            timeout=10,
+            message="three unconfirmed republishes",
+        )
+        assert len(handler.calls) == 1, "the original was redelivered instead of held"
+        await channel.declare_queue(tier, durable=True, arguments=spec.retry_arguments(0.2))
+        await wait_until(lambda: _async(len(handler.calls) >= 2), timeout=10, message="2 calls")
+        assert [attempt for _, attempt in handler.calls] == [1, 2]
+        await wait_until(lambda: _depth_zero(amqp, spec.name), timeout=5, message="acked")
+        assert await queue_depth(amqp, spec.dlq) == 0
+    finally:
+        await runner.stop()
+        await channel.close()
+
+
+async def test_a_runner_that_cannot_start_raises_and_leaves_no_channel_open(amqp, cleanup_topology):
+    topology = cleanup_topology.topology()
+    spec = topology.queue(cleanup_topology.analytics_queue)  # never declared
+    runner = ConsumerRunner(amqp, spec, ScriptedHandler([Ack()]), ConsumerMetrics(Metrics("t")))
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await runner.run()
+    assert all(c is None or c.is_closed for c in (runner._consume_channel, runner._publish_channel))

@@ -108,7 +108,13 @@ async def test_the_http_server_answers_health_metrics_and_the_audit_contract(
         health = (await client.get("/health/ready")).json()
         assert health == {
             "status": "ok",
-            "checks": {"broker": "up", "redis": "up", "channels": "up"},
+            "checks": {
+                "broker": "up",
+                "redis": "up",
+                "channels": "up",
+                f"consumer:{cleanup_topology.notifications_queue}": "up",
+                "scheduled-gauge": "up",
+            },
         }
         assert (await client.get("/health/live")).status_code == 200
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from analytics_service.handlers import AnalyticsHandler
 from analytics_service.metrics import ApplyMetrics
 from analytics_service.ports import StoreConflictError, StoreUnavailableError
-from common.messaging.outcomes import Ack, Park, Retry
+from common.messaging.outcomes import Ack, Park, Retry, Unavailable
 from common.observability import Metrics
 from tests.unit.analytics.fakes import FakeInvalidator, FakeStore, order_delivery
 
@@ -73,11 +73,11 @@ async def test_an_event_that_cannot_be_a_fact_is_parked_and_the_rest_applied():
     assert outcomes[2] == Ack("applied")
 
 
-async def test_database_unavailable_retries_the_whole_batch_without_invalidating():
+async def test_database_unavailable_defers_the_whole_batch_without_spending_an_attempt():
     store, invalidator = FakeStore(), FakeInvalidator()
     store.fail_with = [StoreUnavailableError("connection refused")]
     outcomes = await _handler(store, invalidator).handle_batch([order_delivery(), order_delivery()])
-    assert all(isinstance(o, Retry) and o.reason == "database_unavailable" for o in outcomes)
+    assert all(isinstance(o, Unavailable) and o.reason == "database_unavailable" for o in outcomes)
     assert invalidator.calls == 0 and not store.facts
 
 
