@@ -14,7 +14,7 @@ from datetime import datetime
 
 from common.observability import get_logger
 from order_service.changes import change_records
-from order_service.domain.fulfilment import PAYMENT_PENDING
+from order_service.domain.fulfilment import PAYMENT_PENDING, payment_record
 from order_service.domain.lifecycle import (
     TRANSITIONS,
     IllegalTransitionError,
@@ -198,14 +198,17 @@ class LifecycleService:
             return known
         if known is None:
             async with self._uow_factory() as uow:
-                await uow.payments.add_intents([self._payment(order, PAYMENT_PENDING)])
+                await uow.payments.add_intents(
+                    [payment_record(order, PAYMENT_PENDING, self._clock())]
+                )
                 await uow.commit()
         result = await self._gateway.charge(
             idempotency_key=str(order.id), amount=order.total_amount, currency=order.currency
         )
-        answer = self._payment(
+        answer = payment_record(
             order,
             "charged" if result.approved else "declined",
+            self._clock(),
             payment_id=result.payment_id,
             decline_reason=result.decline_reason,
         )
@@ -216,25 +219,6 @@ class LifecycleService:
             stored = await uow.payments.get(order.id)
         assert stored is not None
         return stored
-
-    def _payment(
-        self,
-        order: Order,
-        status: str,
-        *,
-        payment_id: str | None = None,
-        decline_reason: str | None = None,
-    ) -> PaymentRecord:
-        return PaymentRecord(
-            order_id=order.id,
-            status=status,
-            payment_id=payment_id,
-            amount=order.total_amount,
-            currency=order.currency,
-            decline_reason=decline_reason,
-            refund_id=None,
-            charged_at=self._clock(),
-        )
 
     async def _charge_in_flight(self, order: Order) -> bool:
         async with self._uow_factory() as uow:

@@ -26,6 +26,7 @@ from order_service.domain.fulfilment import (
     PaymentRecord,
     decide_batch,
     needs_charge,
+    payment_record,
 )
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order, OrderStatus
@@ -91,7 +92,10 @@ class FulfilmentSaga:
             payments = await uow.payments.get_many(ids)
             to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.id))]
             # The pending records commit before any gateway call (same transaction as the read).
-            intents = [self._intent(o) for o in to_charge if o.id not in payments]
+            now = self._clock()
+            intents = [
+                payment_record(o, PAYMENT_PENDING, now) for o in to_charge if o.id not in payments
+            ]
             if intents:
                 await uow.payments.add_intents(intents)
                 await uow.commit()
@@ -114,18 +118,6 @@ class FulfilmentSaga:
                 continue
             results[order_id] = decision.label
         return results
-
-    def _intent(self, order: Order) -> PaymentRecord:
-        return PaymentRecord(
-            order_id=order.id,
-            status=PAYMENT_PENDING,
-            payment_id=None,
-            amount=order.total_amount,
-            currency=order.currency,
-            decline_reason=None,
-            refund_id=None,
-            charged_at=self._clock(),
-        )
 
     async def _charge_all(
         self, orders: Sequence[Order]
@@ -150,15 +142,12 @@ class FulfilmentSaga:
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                answers[order.id] = PaymentRecord(
-                    order_id=order.id,
-                    status="charged" if outcome.approved else "declined",
+                answers[order.id] = payment_record(
+                    order,
+                    "charged" if outcome.approved else "declined",
+                    answered_at,
                     payment_id=outcome.payment_id,
-                    amount=order.total_amount,
-                    currency=order.currency,
                     decline_reason=outcome.decline_reason,
-                    refund_id=None,
-                    charged_at=answered_at,
                 )
         return answers, errors
 

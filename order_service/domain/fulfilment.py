@@ -25,6 +25,7 @@ __all__ = [
     "StockLevel",
     "decide_batch",
     "needs_charge",
+    "payment_record",
 ]
 
 S = OrderStatus
@@ -62,6 +63,27 @@ class FulfilmentDecision:
     transitions: tuple[Transition, ...] = ()
     reasons: tuple[str | None, ...] = ()
     follow_up: bool = False
+
+
+def payment_record(
+    order: Order,
+    status: str,
+    now: datetime,
+    *,
+    payment_id: str | None = None,
+    decline_reason: str | None = None,
+) -> PaymentRecord:
+    """A pending intent (before the gateway call) or the gateway's answer, for ``order``."""
+    return PaymentRecord(
+        order_id=order.id,
+        status=status,
+        payment_id=payment_id,
+        amount=order.total_amount,
+        currency=order.currency,
+        decline_reason=decline_reason,
+        refund_id=None,
+        charged_at=now,
+    )
 
 
 def needs_charge(order: Order, payment: PaymentRecord | None) -> bool:
