@@ -146,6 +146,11 @@ class Supervisor:
                 except Exception as exc:
                     log.warning("task_stop_failed", task=task.name, error=repr(exc))
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]
+        # A task without a stop body has nothing to finish: cancel it now, not after the
+        # grace period the others get (a periodic gauge would hold every shutdown 5 s).
+        for task in self._tasks.values():
+            if task.stop is None and task.runner is not None:
+                task.runner.cancel()
         if runners:
             _, pending = await asyncio.wait(runners, timeout=5.0)
             for runner in pending:

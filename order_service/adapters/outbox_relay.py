@@ -454,12 +454,14 @@ class OutboxRelay:
 
     # -- backlog gauges and housekeeping ---------------------------------------------------
     async def _watch_backlog(self) -> None:
-        while True:
+        # Returns on stop (the pause ends at once): a supervised task that only ends by
+        # cancellation would hold every shutdown for the supervisor's grace period.
+        while not self._stopping:
             try:
                 await self.measure_backlog()
             except Exception as exc:
                 log.debug("outbox_backlog_check_failed", error=repr(exc))
-            await asyncio.sleep(2.0)
+            await self._pause(2.0)
 
     async def measure_backlog(self) -> None:
         """Pending rows and their age (parked rows excluded: they have their own gauge)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import pytest
 from structlog.testing import capture_logs
@@ -121,3 +122,18 @@ def _setter(event: asyncio.Event):
         event.set()
 
     return stop
+
+
+async def test_stop_cancels_a_task_without_a_stop_body_at_once():
+    supervisor = Supervisor(Metrics("stopfast"))
+
+    async def forever() -> None:
+        while True:
+            await asyncio.sleep(60)
+
+    supervisor.add("gauge", forever)
+    supervisor.start()
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await supervisor.stop()
+    assert time.monotonic() - started < 1.0
