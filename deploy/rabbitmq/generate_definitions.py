@@ -152,7 +152,9 @@ def permissions_for(user: BrokerUser, settings: TopologySettings) -> dict[str, s
             "write": _exact(
                 [exchange, *work_queues, *own_names, *([DEFAULT_EXCHANGE] if owned else [])]
             ),
-            "read": _exact([exchange, *(n for spec in owned for n in (spec.name, spec.dlq))]),
+            # Its own queues in full: declaring a retry tier (x-dead-letter-exchange) needs
+            # read on it, as for a consumer; other services' queues stay unreadable.
+            "read": _exact([exchange, *own_names]),
         }
     if user.role == "consumer":
         if user.consumes is None:

@@ -173,10 +173,17 @@ async def test_readiness_reports_each_dependency(order_client):
         await container.relay.wait_ready(10)
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
-        assert ready.json() == {
-            "status": "ok",
-            "checks": {"mysql": "up", "redis": "up", "rabbitmq": "up"},
-        }
+        body = ready.json()
+        assert body["status"] == "ok"
+        checks = body["checks"]
+        assert {k: checks[k] for k in ("mysql", "redis", "rabbitmq")} == dict.fromkeys(
+            ("mysql", "redis", "rabbitmq"), "up"
+        )
+        # Every supervised long-running task has its own check (rule 9).
+        tasks = {k for k in checks if k not in ("mysql", "redis", "rabbitmq")}
+        assert {"outbox-relay", "outbox-backlog"} <= tasks
+        assert any(k.startswith("consumer:") and k.endswith(".orders.fulfilment") for k in tasks)
+        assert all(checks[k] == "up" for k in tasks)
 
 
 async def test_database_unreachable_answers_503_problem(order_client):
