@@ -239,6 +239,11 @@ class HttpMetrics:
         )
         self.in_flight = metrics.gauge("http_requests_in_flight", "HTTP requests being served")
 
+    def record(self, route: str, method: str, status: int, started: float) -> None:
+        """One answered request: its count by status and its latency since ``started``."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(time.perf_counter() - started)
+
 
 def request_id_from(scope: Scope) -> str:
     """The client's X-Request-ID when it is well formed, else a new one; kept in the scope."""
@@ -289,8 +294,7 @@ class RequestContextMiddleware:
             self.metrics.in_flight.dec()
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method", "")
-            self.metrics.requests.labels(route, method, str(status_holder[0])).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.record(route, str(method), status_holder[0], started)
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:

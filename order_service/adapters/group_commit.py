@@ -167,9 +167,15 @@ class GroupCommitOrderWriter:
                 except Exception:
                     await conn.invalidate()
                 raise
-            except BaseException as exc:
-                # The connection broke after the packet may have been sent (or the wait was
-                # cancelled): whether the COMMIT ran is unknown.
+            except asyncio.CancelledError:
+                # Stopping: the outcome stays unknown to this writer; its callers' write budget
+                # answers them "outcome unknown" (with the id), and the cancel must propagate or
+                # stop() would wait for a writer that never ends.
+                await conn.invalidate()
+                raise
+            except Exception as exc:
+                # The connection broke after the packet may have been sent: whether the COMMIT
+                # ran is unknown.
                 await conn.invalidate()
                 raise _CommitSent() from exc
 

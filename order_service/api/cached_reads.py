@@ -64,5 +64,4 @@ class CachedOrderReads:
         await send(start)
         body_event: Any = {"type": "http.response.body", "body": body}
         await send(body_event)
-        self.metrics.requests.labels(ORDER_ROUTE, "GET", "200").inc()
-        self.metrics.latency.labels(ORDER_ROUTE, "GET").observe(time.perf_counter() - started)
+        self.metrics.record(ORDER_ROUTE, "GET", 200, started)

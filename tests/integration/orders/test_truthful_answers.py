@@ -9,6 +9,7 @@ import time
 import uuid
 
 import aiomysql
+import httpx
 import pymysql
 import pytest
 from sqlalchemy import event
@@ -28,6 +29,23 @@ def _hold_orders_table_lock(locked: threading.Event, seconds: float) -> None:
         conn.close()
 
 
+async def _post_while_orders_locked(
+    client: httpx.AsyncClient, customer: str, *, seconds: float
+) -> tuple[httpx.Response, float]:
+    """POST an order while another connection holds the orders table locked for ``seconds``;
+    returns the answer and how long the POST took, once the lock is released again."""
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_orders_table_lock, args=(locked, seconds))
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 5.0), "the table lock was not taken"
+        started = time.monotonic()
+        response = await client.post("/orders", json=order_body(customer_id=customer))
+        return response, time.monotonic() - started
+    finally:
+        await asyncio.to_thread(holder.join)
+
+
 async def _stored(client, customer_id: str) -> int:
     listing = await client.get("/orders", params={"customer_id": customer_id})
     assert listing.status_code == 200
@@ -41,16 +59,7 @@ async def test_an_unkeyed_order_answered_as_failed_while_the_table_is_locked_nev
     async with order_client(
         request_timeout_seconds=3.0, write_timeout_seconds=2.5, db_lock_wait_timeout=1
     ) as (client, _):
-        locked = threading.Event()
-        holder = threading.Thread(target=_hold_orders_table_lock, args=(locked, 4.0))
-        holder.start()
-        try:
-            assert await asyncio.to_thread(locked.wait, 5.0), "the table lock was not taken"
-            started = time.monotonic()
-            response = await client.post("/orders", json=order_body(customer_id=customer))
-            waited = time.monotonic() - started
-        finally:
-            await asyncio.to_thread(holder.join)
+        response, waited = await _post_while_orders_locked(client, customer, seconds=4.0)
         assert waited >= 0.9, "the insert never waited on the lock: no fault happened"
         assert response.status_code == 503
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -117,14 +126,7 @@ async def test_a_write_still_undecided_at_its_deadline_answers_503_with_the_id_t
     async with order_client(
         request_timeout_seconds=4.0, write_timeout_seconds=1.0, db_lock_wait_timeout=3
     ) as (client, _):
-        locked = threading.Event()
-        holder = threading.Thread(target=_hold_orders_table_lock, args=(locked, 2.0))
-        holder.start()
-        try:
-            assert await asyncio.to_thread(locked.wait, 5.0), "the table lock was not taken"
-            response = await client.post("/orders", json=order_body(customer_id=customer))
-        finally:
-            await asyncio.to_thread(holder.join)
+        response, _ = await _post_while_orders_locked(client, customer, seconds=2.0)
         assert response.status_code == 503
         location = response.headers["location"]
         assert location.startswith("/orders/")
