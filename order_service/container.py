@@ -14,6 +14,7 @@ from common.messaging.consumer import ConsumerMetrics
 from common.observability import Metrics, get_logger
 from common.supervision import Supervisor
 from order_service.adapters.cache import RedisOrderCache
+from order_service.adapters.fulfilment_store import MySqlFulfilmentStore
 from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.adapters.payments import SimulatedPaymentGateway
@@ -173,7 +174,7 @@ class Container:
                 scheduler_queue=settings.topology.scheduler_queue,
                 fulfilment=FulfilmentHandler(
                     FulfilmentSaga(
-                        lambda: SqlUnitOfWork(engine),
+                        MySqlFulfilmentStore(engine),
                         cache,
                         gateway,
                         lifecycle,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,9 +15,12 @@ from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
 
 __all__ = [
+    "BatchWrites",
     "ChargeResult",
+    "FulfilmentBatchStore",
     "IdempotencyRecord",
     "IdempotencyRepository",
+    "LockedBatch",
     "NewOrderWriter",
     "OrderCache",
     "OrderPage",
@@ -179,6 +183,51 @@ class UnitOfWork(Protocol):
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
     async def commit(self) -> None: ...
     async def rollback(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchWrites:
+    """What one fulfilment batch commits, as multi-row writes."""
+
+    answers: Sequence[PaymentRecord]
+    states: Sequence[Order]
+    transitions: Sequence[tuple[uuid.UUID, TimelineEntry]]
+    events: Sequence[OutboxEvent]
+    levels: Sequence[StockLevel]
+    now: datetime
+
+
+class LockedBatch(Protocol):
+    """A batch's orders and stock rows, locked, with what the transaction read."""
+
+    @property
+    def orders(self) -> Mapping[uuid.UUID, Order]: ...
+    @property
+    def payments(self) -> Mapping[uuid.UUID, PaymentRecord]: ...
+    @property
+    def levels(self) -> Mapping[str, StockLevel]: ...
+    @property
+    def timelines(self) -> Mapping[uuid.UUID, Sequence[TimelineEntry]]: ...
+
+    async def commit(self, writes: BatchWrites) -> None: ...
+
+
+class FulfilmentBatchStore(Protocol):
+    """The fulfilment saga's transactions, each in as few round trips as it can be."""
+
+    async def read(
+        self, order_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, Order], dict[uuid.UUID, PaymentRecord]]:
+        """The orders and their payment records, unlocked."""
+
+    async def add_intents(self, records: Sequence[PaymentRecord]) -> None:
+        """Commit pending payment records; an order that has a payment row keeps it."""
+
+    def lock(
+        self, order_ids: Sequence[uuid.UUID], product_ids: Collection[str]
+    ) -> AbstractAsyncContextManager[LockedBatch]:
+        """Lock the orders, then the stock rows (both sorted); leaving without commit rolls
+        back. Raises LockTimeoutError on a lock wait timeout or deadlock."""
 
 
 class NewOrderWriter(Protocol):

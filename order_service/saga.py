@@ -29,14 +29,15 @@ from order_service.domain.fulfilment import (
     payment_record,
 )
 from order_service.domain.lifecycle import TimelineEntry
-from order_service.domain.order import Order, OrderStatus
+from order_service.domain.order import Order
 from order_service.lifecycle import LifecycleService
 from order_service.ports import (
+    BatchWrites,
+    FulfilmentBatchStore,
     OrderCache,
     OutboxEvent,
     PaymentGateway,
     PaymentGatewayError,
-    UnitOfWork,
 )
 from order_service.services import LockTimeoutError
 
@@ -56,7 +57,7 @@ class FulfilmentRequest:
 class FulfilmentSaga:
     def __init__(
         self,
-        uow_factory: Callable[[], UnitOfWork],
+        store: FulfilmentBatchStore,
         cache: OrderCache,
         gateway: PaymentGateway,
         one_order: LifecycleService,
@@ -67,7 +68,7 @@ class FulfilmentSaga:
         on_committed: Callable[[Sequence[OutboxEvent]], None] = lambda events: None,
         deadlock_retries: int = 3,
     ) -> None:
-        self._uow_factory = uow_factory
+        self._store = store
         self._cache = cache
         self._gateway = gateway
         self._one_order = one_order
@@ -87,21 +88,17 @@ class FulfilmentSaga:
         """
         ids = list(dict.fromkeys(r.order_id for r in requests))
         correlation = {r.order_id: r.correlation_id for r in requests}
-        async with self._uow_factory() as uow:
-            orders = await uow.orders.get_many(ids)
-            payments = await uow.payments.get_many(ids)
-            to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.id))]
-            # The pending records commit before any gateway call (same transaction as the read).
-            now = self._clock()
-            intents = [
-                payment_record(o, PAYMENT_PENDING, now) for o in to_charge if o.id not in payments
-            ]
-            if intents:
-                await uow.payments.add_intents(intents)
-                await uow.commit()
+        orders, payments = await self._store.read(ids)
+        to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.id))]
+        # The pending records commit before any gateway call.
+        now = self._clock()
+        await self._store.add_intents(
+            [payment_record(o, PAYMENT_PENDING, now) for o in to_charge if o.id not in payments]
+        )
         answers, gateway_errors = await self._charge_all(to_charge)
 
-        decisions = await self._commit(ids, answers, correlation)
+        products = {o.product_id for o in orders.values()}
+        decisions = await self._commit(ids, products, answers, correlation)
         results: dict[uuid.UUID, str | Exception] = {}
         for order_id in ids:
             if order_id in gateway_errors and decisions[order_id].label == "payment_unknown":
@@ -154,12 +151,13 @@ class FulfilmentSaga:
     async def _commit(
         self,
         ids: list[uuid.UUID],
+        products: set[str],
         answers: dict[uuid.UUID, PaymentRecord],
         correlation: dict[uuid.UUID, str],
     ) -> dict[uuid.UUID, FulfilmentDecision]:
         for attempt in range(self._deadlock_retries):
             try:
-                return await self._commit_once(ids, answers, correlation)
+                return await self._commit_once(ids, products, answers, correlation)
             except LockTimeoutError:
                 if attempt + 1 == self._deadlock_retries:
                     raise
@@ -169,23 +167,19 @@ class FulfilmentSaga:
     async def _commit_once(
         self,
         ids: list[uuid.UUID],
+        products: set[str],
         answers: dict[uuid.UUID, PaymentRecord],
         correlation: dict[uuid.UUID, str],
     ) -> dict[uuid.UUID, FulfilmentDecision]:
-        async with self._uow_factory() as uow:
-            orders = await uow.orders.get_many(ids, for_update=True)
-            stored = await uow.payments.get_many(ids)
+        # Stock rows of every product in the batch are locked, also those of orders another
+        # path has moved on meanwhile: a few more locks, and the read and lock stay one packet.
+        async with self._store.lock(ids, products) as locked:
+            stored = locked.payments
             # A recorded answer wins over ours (the gateway gave both the same, by its key).
             taken = {i: a for i, a in answers.items() if i not in stored or _pending(stored[i])}
             payments = {**stored, **taken}
-            products = {
-                o.product_id
-                for o in orders.values()
-                if o.status in (OrderStatus.CREATED, OrderStatus.PAID)
-            }
-            levels = await uow.stock.levels(products)
             now = self._clock()
-            decisions, new_levels = decide_batch(orders, payments, levels, ids, now)
+            decisions, new_levels = decide_batch(locked.orders, payments, locked.levels, ids, now)
 
             changed: dict[uuid.UUID, Order] = {}
             entries: list[tuple[uuid.UUID, TimelineEntry]] = []
@@ -201,15 +195,19 @@ class FulfilmentSaga:
                     entries.append((order_id, entry))
                     events.append(event)
                     changed[order_id] = change.after
-            await uow.payments.save_answers(list(taken.values()))
-            await uow.orders.save_states(list(changed.values()))
-            await uow.orders.add_transitions(entries)
-            await uow.outbox.add_many(events)
-            await uow.stock.save_levels(
-                [lv for p, lv in new_levels.items() if lv != levels.get(p)], now
+            await locked.commit(
+                BatchWrites(
+                    answers=list(taken.values()),
+                    states=list(changed.values()),
+                    transitions=entries,
+                    events=events,
+                    levels=[lv for p, lv in new_levels.items() if lv != locked.levels.get(p)],
+                    now=now,
+                )
             )
-            timelines = await uow.orders.timelines(list(changed)) if changed else {}
-            await uow.commit()
+            timelines = {i: list(locked.timelines.get(i, ())) for i in changed}
+        for order_id, entry in entries:
+            timelines[order_id].append(entry)
         if events:
             self._on_committed(events)
         await self._refresh_cache(changed, timelines)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -34,10 +35,14 @@ __all__ = [
     "MySqlOutboxRepository",
     "MySqlPaymentRepository",
     "MySqlStockRepository",
+    "entry_from_mapping",
     "first_transition_row",
     "naive_utc",
+    "order_from_mapping",
     "order_row",
     "outbox_row",
+    "payment_from_mapping",
+    "payment_row",
     "transition_row",
 ]
 
@@ -52,7 +57,11 @@ def aware_utc(value: datetime) -> datetime:
 
 
 def _order_from_row(row: Row[tuple[object, ...]]) -> Order:
-    m = row._mapping
+    return order_from_mapping(row._mapping)
+
+
+def order_from_mapping(m: Mapping[Any, Any]) -> Order:
+    """An order from a row of ``orders``, read through SQLAlchemy or the raw driver."""
     currency = str(m["currency"])
     places = minor_units(currency)
     amount = Decimal(m["total_amount"])
@@ -149,7 +158,10 @@ def first_transition_row(order: Order, event: OutboxEvent) -> dict[str, object]:
 
 
 def _entry_from_row(row: Row[tuple[object, ...]]) -> TimelineEntry:
-    m = row._mapping
+    return entry_from_mapping(row._mapping)
+
+
+def entry_from_mapping(m: Mapping[Any, Any]) -> TimelineEntry:
     return TimelineEntry(
         status=OrderStatus(str(m["to_status"])),
         previous_status=OrderStatus(str(m["from_status"])) if m["from_status"] else None,
@@ -175,7 +187,10 @@ def outbox_row(event: OutboxEvent) -> dict[str, object]:
 
 
 def _payment_from_row(row: Row[tuple[object, ...]]) -> PaymentRecord:
-    m = row._mapping
+    return payment_from_mapping(row._mapping)
+
+
+def payment_from_mapping(m: Mapping[Any, Any]) -> PaymentRecord:
     return PaymentRecord(
         order_id=uuid.UUID(str(m["order_id"])),
         status=str(m["status"]),
@@ -188,7 +203,7 @@ def _payment_from_row(row: Row[tuple[object, ...]]) -> PaymentRecord:
     )
 
 
-def _payment_row(record: PaymentRecord) -> dict[str, object]:
+def payment_row(record: PaymentRecord) -> dict[str, object]:
     return {
         "order_id": str(record.order_id),
         "status": record.status,
@@ -436,16 +451,16 @@ class MySqlPaymentRepository:
         an order that already has a payment row keeps it."""
         if records:
             await self._conn.execute(
-                insert(payments).prefix_with("IGNORE"), [_payment_row(r) for r in records]
+                insert(payments).prefix_with("IGNORE"), [payment_row(r) for r in records]
             )
 
     async def save_answers(self, records: Sequence[PaymentRecord]) -> None:
         """The gateway's answers, each taken only by a row still pending (or a new one)."""
         if records:
-            await self._conn.execute(_SAVE_PAYMENT_ANSWER, [_payment_row(r) for r in records])
+            await self._conn.execute(_SAVE_PAYMENT_ANSWER, [payment_row(r) for r in records])
 
     async def add(self, record: PaymentRecord) -> PaymentRecord:
-        await self._conn.execute(insert(payments).prefix_with("IGNORE"), _payment_row(record))
+        await self._conn.execute(insert(payments).prefix_with("IGNORE"), payment_row(record))
         stored = await self.get(record.order_id)
         assert stored is not None
         return stored

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from order_service.domain.fulfilment import PAYMENT_PENDING, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
-from order_service.ports import IdempotencyRecord, OrderPage, OutboxEvent, PaymentRecord
+from order_service.ports import (
+    BatchWrites,
+    IdempotencyRecord,
+    OrderPage,
+    OutboxEvent,
+    PaymentRecord,
+)
 from order_service.services import DuplicateKeyError
 
 
@@ -202,6 +210,51 @@ class FakeUnitOfWork:
 
     async def rollback(self) -> None:
         self.pending.clear()
+
+
+@dataclasses.dataclass
+class FakeLockedBatch:
+    uow: FakeUnitOfWork
+    orders: dict
+    payments: dict
+    levels: dict
+    timelines: dict
+
+    async def commit(self, writes: BatchWrites) -> None:
+        await self.uow.payments.save_answers(writes.answers)
+        await self.uow.orders.save_states(writes.states)
+        await self.uow.orders.add_transitions(writes.transitions)
+        await self.uow.outbox.add_many(writes.events)
+        await self.uow.stock.save_levels(writes.levels, writes.now)
+        await self.uow.commit()
+
+
+class FakeFulfilmentStore:
+    """The saga's batch store over a fake unit of work (the MySQL one sends packets)."""
+
+    def __init__(self, uow_factory: Callable[[], FakeUnitOfWork]) -> None:
+        self._uow_factory = uow_factory
+
+    async def read(self, order_ids) -> tuple[dict, dict]:
+        async with self._uow_factory() as uow:
+            return await uow.orders.get_many(order_ids), await uow.payments.get_many(order_ids)
+
+    async def add_intents(self, records) -> None:
+        if records:
+            async with self._uow_factory() as uow:
+                await uow.payments.add_intents(records)
+                await uow.commit()
+
+    @asynccontextmanager
+    async def lock(self, order_ids, product_ids) -> AsyncIterator[FakeLockedBatch]:
+        async with self._uow_factory() as uow:
+            yield FakeLockedBatch(
+                uow,
+                await uow.orders.get_many(order_ids, for_update=True),
+                await uow.payments.get_many(order_ids),
+                await uow.stock.levels(product_ids),
+                await uow.orders.timelines(order_ids),
+            )
 
 
 class FakeCache:

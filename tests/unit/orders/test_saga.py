@@ -13,7 +13,7 @@ from order_service.domain.order import NewOrder, Order, OrderStatus
 from order_service.lifecycle import LifecycleService
 from order_service.ports import ChargeResult, PaymentGatewayError
 from order_service.saga import FulfilmentRequest, FulfilmentSaga
-from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork
+from tests.unit.orders.fakes import FakeCache, FakeFulfilmentStore, FakeStore, FakeUnitOfWork
 
 S = OrderStatus
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -43,7 +43,7 @@ def make(
         lambda: CountingUnitOfWork(store), cache, gateway, render=render_order, clock=clock
     )
     saga = FulfilmentSaga(
-        lambda: CountingUnitOfWork(store),
+        FakeFulfilmentStore(lambda: CountingUnitOfWork(store)),
         cache,
         gateway,
         lifecycle,
@@ -109,7 +109,7 @@ async def test_a_charge_whose_answer_was_never_stored_is_refunded_when_the_order
 
     CountingUnitOfWork.commits = 0
     failing = FulfilmentSaga(
-        lambda: FailSecondCommit(store),
+        FakeFulfilmentStore(lambda: FailSecondCommit(store)),
         FakeCache(),
         gateway,
         lifecycle,
