@@ -13,6 +13,7 @@ from typing import Any
 import aiomysql
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_service.adapters.fulfilment_store import MySqlFulfilmentStore
@@ -87,8 +88,6 @@ async def _in_transaction(engine: AsyncEngine) -> int:
 
 async def _other_connection() -> aiomysql.Connection:
     url = OrderSettings.from_env().database_url
-    from sqlalchemy.engine import make_url
-
     parsed = make_url(url)
     return await aiomysql.connect(
         host=parsed.host or "127.0.0.1",
@@ -159,7 +158,8 @@ async def test_a_committed_batch_is_what_the_next_batch_reads(engine: AsyncEngin
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO stock (product_id, available, reserved, updated_at) VALUES (:p, 5, 0, :t)"
+                "INSERT INTO stock (product_id, available, reserved, updated_at) "
+                "VALUES (:p, 5, 0, :t)"
             ),
             {"p": order.product_id, "t": NOW.replace(tzinfo=None)},
         )
