@@ -17,6 +17,7 @@ from common.settings import Env
 __all__ = [
     "DEFAULT_RETRY_DELAYS",
     "DEFAULT_SCHEDULER_DELAYS",
+    "NOTIFIED_ROUTING_KEYS",
     "ConsumerQueue",
     "Topology",
     "TopologySettings",
@@ -29,6 +30,19 @@ DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 10.0, 60.0, 600.0)
 # The order scheduler holds not-yet-due orders in these tiers; the smallest bounds how close to
 # its time an order starts (half of it, docs/lifecycle.md), the largest how many hops a week takes.
 DEFAULT_SCHEDULER_DELAYS: tuple[float, ...] = (0.25, 1.0, 10.0, 60.0, 600.0)
+# The events the notification worker sends something for (its PRIMARY_KINDS; a unit test keeps
+# the two equal). Binding only these spares the broker and the worker every other event: a
+# third of what an order publishes (OrderPaid) was delivered, decoded and acked for nothing.
+NOTIFIED_ROUTING_KEYS: tuple[str, ...] = (
+    "order.created",
+    "order.confirmed",
+    "order.payment_failed",
+    "order.rejected",
+    "order.cancelled",
+)
+# What every consuming queue was once bound with; a queue whose bindings no longer include it
+# loses it at the next start (bindings are additive, so declaring alone would keep it).
+FORMER_DEFAULT_BINDING = "order.#"
 # A poison message that crashes its consumer before any ack would otherwise be redelivered
 # forever; quorum queues dead-letter it to the parking lot after this many redeliveries.
 DELIVERY_LIMIT = 20
@@ -145,6 +159,7 @@ def default_topology(
             ),
             ConsumerQueue(
                 notifications_queue,
+                bindings=NOTIFIED_ROUTING_KEYS,
                 retry_delays=notification_delays,
                 quorum_group_size=quorum_group_size,
             ),
@@ -174,6 +189,8 @@ async def apply_topology(channel: AbstractChannel, topology: Topology) -> None:
         work = await channel.declare_queue(spec.name, durable=True, arguments=spec.work_arguments())
         for key in spec.bindings:
             await work.bind(exchange, routing_key=key)
+        if FORMER_DEFAULT_BINDING not in spec.bindings:
+            await work.unbind(exchange, routing_key=FORMER_DEFAULT_BINDING)
         for delay in spec.retry_delays:
             await channel.declare_queue(
                 spec.retry_queue(delay), durable=True, arguments=spec.retry_arguments(delay)

@@ -104,7 +104,11 @@ def test_every_consuming_queue_is_a_channel_receiving_what_its_bindings_route(
     topology = TopologySettings().topology()
     expected = {
         "analytics.orders": {message_key(c) for c in EVENT_TYPES.values()},
-        "notifications.orders": {message_key(c) for c in EVENT_TYPES.values()},
+        "notifications.orders": {
+            message_key(c)
+            for c in EVENT_TYPES.values()
+            if c.event_type not in ("OrderPaid", "OrderScheduled")
+        },
         "orders.fulfilment": {"OrderCreated.v1"},
         "orders.scheduler": {"OrderScheduled.v1"},
     }

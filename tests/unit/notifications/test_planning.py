@@ -58,3 +58,15 @@ def test_templates_differ_per_channel_and_keep_money_exact():
     line = render(n.event_type, n.kind, "log", n.fields)
     assert mail.subject != line.subject
     assert "19.98 USD" in mail.text and "19.98 USD" in line.text
+
+
+def test_the_notification_queue_is_bound_to_exactly_the_events_the_worker_notifies_on():
+    from common.events import routing_key_for
+    from common.messaging.topology import NOTIFIED_ROUTING_KEYS, default_topology
+    from notification_worker.planning import PRIMARY_KINDS
+    from notification_worker.templates import has_template
+
+    notified = {routing_key_for(t) for t, kind in PRIMARY_KINDS.items() if has_template(t, kind)}
+    assert set(NOTIFIED_ROUTING_KEYS) == notified
+    queue = default_topology().queue("notifications.orders")
+    assert set(queue.bindings) == notified
