@@ -29,6 +29,7 @@ from common.events import (
     decode_envelope,
     decode_event_data,
 )
+from common.messaging.acks import AckBatcher
 from common.messaging.outcomes import (
     Ack,
     Defer,
@@ -187,6 +188,7 @@ class ConsumerRunner:
         self._publisher: ConfirmingPublisher | None = None
         self._stopping = False
         self.in_flight = 0
+        self._acks = AckBatcher()
 
     @property
     def consuming(self) -> bool:
@@ -206,8 +208,12 @@ class ConsumerRunner:
             asyncio.create_task(self._work(), name=f"consumer-{self._spec.name}-{i}")
             for i in range(self._workers)
         ]
-        self._consumer_tag = await self._queue.consume(self._inbox.put, no_ack=False)
+        self._consumer_tag = await self._queue.consume(self._receive, no_ack=False)
         log.info("consumer_started", queue=self._spec.name, prefetch=self._prefetch)
+
+    async def _receive(self, message: AbstractIncomingMessage) -> None:
+        self._acks.received(message)
+        await self._inbox.put(message)
 
     async def run(self) -> None:
         """Start, then consume until ``stop``; raises when the consumer cannot start or a worker
@@ -254,6 +260,7 @@ class ConsumerRunner:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._acks.close()
         await self._close_channels()
         log.info("consumer_stopped", queue=self._spec.name)
 
@@ -353,6 +360,7 @@ class ConsumerRunner:
 
     async def _settle(self, results: list[tuple[AbstractIncomingMessage, str, Outcome]]) -> None:
         to_publish: list[tuple[AbstractIncomingMessage, str, Outcome, OutgoingMessage]] = []
+        to_ack: list[AbstractIncomingMessage] = []
         for message, event_type, outcome in results:
             if isinstance(outcome, Retry) and _attempt(message) >= self._max_attempts:
                 outcome = Park(
@@ -361,10 +369,11 @@ class ConsumerRunner:
                     outcome.headers,
                 )
             if isinstance(outcome, Ack):
-                await _ack(message)
+                to_ack.append(message)
                 self._metrics.consumed.labels(event_type, outcome.label).inc()
             else:
                 to_publish.append((message, event_type, outcome, self._forward(message, outcome)))
+        await self._acks.ack(to_ack)
         if not to_publish:
             return
         backoff, max_backoff = self._republish_backoff
@@ -382,6 +391,7 @@ class ConsumerRunner:
                 return
             if self._stopping:
                 for message, *_ in alive:
+                    self._acks.release(message)
                     with contextlib.suppress(Exception):
                         await message.nack(requeue=True)
                 return
@@ -407,12 +417,11 @@ class ConsumerRunner:
             log.warning("republish_failed", error=repr(exc))
             published = []
         ok_ids = {id(p[3]) for p, r in zip(to_publish, published, strict=False) if r.ok}
-        failed = []
+        failed = [p for p in to_publish if id(p[3]) not in ok_ids]
+        await self._acks.ack(p[0] for p in to_publish if id(p[3]) in ok_ids)
         for message, event_type, outcome, outgoing in to_publish:
             if id(outgoing) not in ok_ids:
-                failed.append((message, event_type, outcome, outgoing))
                 continue
-            await _ack(message)
             if isinstance(outcome, Retry):
                 label = "retried"
                 self._metrics.retried.labels(outgoing.routing_key.rsplit(".", 1)[-1]).inc()
@@ -510,11 +519,3 @@ def _channel_open(message: AbstractIncomingMessage) -> bool:
     except Exception:
         return False
     return not getattr(channel, "is_closed", False)
-
-
-async def _ack(message: AbstractIncomingMessage) -> None:
-    try:
-        await message.ack()
-    except Exception as exc:
-        # The channel died under us; the broker redelivers and the idempotent effect absorbs it.
-        log.warning("ack_failed", event_id=message.message_id, error=repr(exc))
