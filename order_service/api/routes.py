@@ -15,18 +15,17 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from common.http import RequestValidationError, problem, problem_responses, request_id_of
 from common.http_auth import caller_of
 from order_service.api.cached_reads import MISSED
+from order_service.api.new_order_body import NewOrderBody
 from order_service.api.schemas import (
-    CreateOrderRequest,
     OrderListResponse,
     OrderResponse,
-    from_request,
+    decode_new_order,
     request_fingerprint,
     to_response,
-    validate_body,
 )
 from order_service.container import Container
 from order_service.domain.lifecycle import IllegalTransitionError
-from order_service.domain.order import OrderStatus
+from order_service.domain.order import NewOrder, OrderStatus
 from order_service.domain.scheduling import schedule_error
 from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
 from order_service.pagination import InvalidCursorError
@@ -60,7 +59,10 @@ def scoped_idempotency_key(key: str, caller: str | None) -> str:
 
 @post(
     "/orders",
-    opt={"body_validator": validate_body},
+    dto=NewOrderBody,
+    return_dto=None,
+    # An empty body never reaches the DTO; this names it malformed (400), not missing (422).
+    opt={"body_validator": lambda raw: decode_new_order(raw)[1]},
     summary="Create an order",
     status_code=201,
     responses={
@@ -71,7 +73,7 @@ def scoped_idempotency_key(key: str, caller: str | None) -> str:
 )
 async def create_order(
     request: Request[Any, Any, Any],
-    data: JSONBody[CreateOrderRequest],
+    data: JSONBody[NewOrder],
     idempotency_key: Annotated[
         str | None,
         HeaderParameter(
@@ -81,9 +83,7 @@ async def create_order(
         ),
     ] = None,
 ) -> Response[bytes]:
-    new, errors = from_request(data)
-    if new is None:
-        raise RequestValidationError(errors)
+    new = data
     container = _container(request)
     if new.scheduled_time is not None:
         horizon = timedelta(seconds=container.settings.schedule_horizon_seconds)

@@ -20,9 +20,9 @@ __all__ = [
     "OrderListResponse",
     "OrderResponse",
     "TimelineItem",
+    "decode_new_order",
     "render_order",
     "request_fingerprint",
-    "validate_body",
 ]
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -123,20 +123,16 @@ def render(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-def validate_body(raw: bytes) -> list[FieldError]:
-    """Every field error of a body Litestar's strict decoding rejected (it stops at the first)."""
+def decode_new_order(raw: bytes) -> tuple[NewOrder | None, list[FieldError]]:
+    """The order a body asks for, or every field error in it; MalformedRequestError (400) when
+    it is not a JSON object."""
     try:
         parsed = _lenient_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise MalformedRequestError(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise MalformedRequestError("the body must be a JSON object")
-    _, errors = validate_new_order(parsed)
-    return errors
-
-
-def from_request(data: CreateOrderRequest) -> tuple[NewOrder | None, list[FieldError]]:
-    return validate_new_order(msgspec.structs.asdict(data))
+    return validate_new_order(parsed)
 
 
 def request_fingerprint(new: NewOrder) -> str:
