@@ -159,12 +159,9 @@ class OutboxRepository(Protocol):
 
 
 class IdempotencyRepository(Protocol):
-    async def get(self, key: str) -> IdempotencyRecord | None: ...
-    async def add(self, record: IdempotencyRecord) -> None:
-        """Raises DuplicateKeyError if the key exists (possibly after waiting for the
-        transaction that holds it)."""
+    """Reads stored answers; a key is written with its order (NewOrderWriter)."""
 
-    async def delete_expired(self, key: str, now: datetime) -> None: ...
+    async def get(self, key: str) -> IdempotencyRecord | None: ...
 
 
 class UnitOfWork(Protocol):
@@ -231,8 +228,20 @@ class FulfilmentBatchStore(Protocol):
 
 
 class NewOrderWriter(Protocol):
-    async def write(self, order: Order, event: OutboxEvent) -> None:
-        """Commit a new order with its outbox event (one transaction, possibly shared)."""
+    async def write(
+        self,
+        order: Order,
+        event: OutboxEvent,
+        *,
+        key: IdempotencyRecord | None = None,
+        replaces_expired_key: bool = False,
+    ) -> None:
+        """Commit a new order with its outbox event and first timeline entry, and its
+        Idempotency-Key record when it has one (one transaction, possibly shared).
+
+        Raises DuplicateKeyError when the key is taken (the caller replays the stored answer),
+        LockTimeoutError when its first request holds it too long.
+        """
 
 
 class OrderCache(Protocol):

@@ -128,7 +128,7 @@ class OrderService:
             await self._writer.write(order, event)
         else:
             result = await self._create_with_key(
-                order, event, entry, body, idempotency_key, request_hash, expired_key
+                order, event, body, idempotency_key, request_hash, expired_key
             )
             if result is not None:
                 return result
@@ -141,7 +141,6 @@ class OrderService:
         self,
         order: Order,
         event: OutboxEvent,
-        entry: TimelineEntry,
         body: bytes,
         key: str,
         request_hash: str,
@@ -149,25 +148,19 @@ class OrderService:
     ) -> CreateOrderResult | None:
         """One transaction for order, event and key; returns a replay if another request won."""
         try:
-            async with self._uow_factory() as uow:
-                await uow.orders.add(order)
-                await uow.outbox.add(event)
-                await uow.orders.add_transition(order.id, entry)
-                if expired_key:
-                    await uow.idempotency.delete_expired(key, order.created_at)
-                # Last statement: a concurrent request with the same key waits here on the
-                # row lock until this transaction ends, then replays its response.
-                await uow.idempotency.add(
-                    IdempotencyRecord(
-                        key=key,
-                        request_hash=request_hash,
-                        status_code=201,
-                        response_body=body,
-                        resource_id=str(order.id),
-                        expires_at=order.created_at + self._idempotency_ttl,
-                    )
-                )
-                await uow.commit()
+            await self._writer.write(
+                order,
+                event,
+                key=IdempotencyRecord(
+                    key=key,
+                    request_hash=request_hash,
+                    status_code=201,
+                    response_body=body,
+                    resource_id=str(order.id),
+                    expires_at=order.created_at + self._idempotency_ttl,
+                ),
+                replaces_expired_key=expired_key,
+            )
         except DuplicateKeyError:
             replay, _ = await self._replay(key, request_hash)
             if replay is None:  # the winner's row expired in between: vanishingly rare

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -25,17 +26,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
-from order_service.adapters.repository import first_transition_row, order_row, outbox_row
+from order_service.adapters.repository import (
+    first_transition_row,
+    idempotency_row,
+    naive_utc,
+    order_row,
+    outbox_row,
+)
 from order_service.adapters.tables import orders
 from order_service.domain.order import Order
-from order_service.ports import OutboxEvent
+from order_service.ports import IdempotencyRecord, OutboxEvent
 from order_service.unit_of_work import translate_db_error
 
 __all__ = ["GroupCommitOrderWriter", "WriteOutcomeUnknownError"]
 
 log = get_logger(__name__)
 
-_Item = tuple[Order, OutboxEvent, "asyncio.Future[None]"]
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    order: Order
+    event: OutboxEvent
+    key: IdempotencyRecord | None
+    replaces_expired_key: bool
+    future: asyncio.Future[None]
 
 
 class WriteOutcomeUnknownError(Exception):
@@ -81,11 +95,18 @@ class GroupCommitOrderWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def write(self, order: Order, event: OutboxEvent) -> None:
+    async def write(
+        self,
+        order: Order,
+        event: OutboxEvent,
+        *,
+        key: IdempotencyRecord | None = None,
+        replaces_expired_key: bool = False,
+    ) -> None:
         if not self._tasks:
             self.start()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((order, event, future))
+        self._queue.put_nowait(_Item(order, event, key, replaces_expired_key, future))
         # shield: a client that disconnects does not cancel a commit already under way; the
         # order is then committed and published even though nobody reads the 201.
         try:
@@ -113,45 +134,32 @@ class GroupCommitOrderWriter:
             if isinstance(exc, _CommitSent):
                 committed = await self._find_committed(batch)
                 if committed is None:  # the database cannot tell us: nobody is told "failed"
-                    for order, _, future in batch:
-                        _settle(future, WriteOutcomeUnknownError(order.id))
+                    for item in batch:
+                        _settle(item.future, WriteOutcomeUnknownError(item.order.id))
                     return
-                for order, _, future in batch:
-                    if order.id in committed:
-                        _settle(future, None)
-                batch = [item for item in batch if item[0].id not in committed]
+                for item in batch:
+                    if item.order.id in committed:
+                        _settle(item.future, None)
+                batch = [item for item in batch if item.order.id not in committed]
                 if not batch:
                     return
             if len(batch) == 1:
-                _settle(batch[0][2], translate_db_error(cause) or cause)
+                _settle(batch[0].future, translate_db_error(cause) or cause)
                 return
             log.warning("group_commit_batch_failed", size=len(batch), error=repr(cause))
             # Row by row, so one bad order fails alone and every other one is answered.
             for item in batch:
                 await self._write([item])
             return
-        for _, _, future in batch:
-            _settle(future, None)
+        for item in batch:
+            _settle(item.future, None)
 
     async def _insert(self, batch: list[_Item]) -> None:
-        """One packet, one round trip: the three multi-row inserts and the COMMIT."""
+        """One packet, one round trip: the multi-row inserts and the COMMIT."""
         async with self._engine.connect() as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection
             sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=False)
-            packet = ";".join(
-                (
-                    "START TRANSACTION",
-                    _insert(sql, "orders", [order_row(o) for o, _, _ in batch]),
-                    _insert(sql, "outbox", [outbox_row(e) for _, e, _ in batch]),
-                    # The timeline's first entry rides in the same transaction.
-                    _insert(
-                        sql,
-                        "order_transitions",
-                        [first_transition_row(o, e) for o, e, _ in batch],
-                    ),
-                    "COMMIT",
-                )
-            )
+            packet = ";".join(_statements(sql, batch))
             try:
                 async with driver.cursor() as cursor:
                     await cursor.execute(packet)
@@ -181,7 +189,7 @@ class GroupCommitOrderWriter:
 
     async def _find_committed(self, batch: list[_Item]) -> set[uuid.UUID] | None:
         """The orders of the batch that are in the database, or None if it cannot be asked."""
-        ids = [str(order.id) for order, _, _ in batch]
+        ids = [str(item.order.id) for item in batch]
         delay = 0.1
         for _ in range(self._resolve_attempts):
             try:
@@ -193,6 +201,39 @@ class GroupCommitOrderWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
         return None
+
+
+def _statements(sql: SqlText, batch: list[_Item]) -> list[str]:
+    keys = [(i.key, i.order.created_at) for i in batch if i.key is not None]
+    expired = [
+        (i.key.key, naive_utc(i.order.created_at))
+        for i in batch
+        if i.key is not None and i.replaces_expired_key
+    ]
+    statements = ["START TRANSACTION"]
+    if expired:
+        # The expired record of a key gives way to this request's, in the same transaction.
+        statements.append(
+            "DELETE FROM idempotency_keys WHERE "
+            + " OR ".join(
+                f"(idem_key = {sql.escape(key)} AND expires_at <= {sql.escape(now)})"
+                for key, now in expired
+            )
+        )
+    statements += [
+        _insert(sql, "orders", [order_row(i.order) for i in batch]),
+        _insert(sql, "outbox", [outbox_row(i.event) for i in batch]),
+        # The timeline's first entry rides in the same transaction.
+        _insert(sql, "order_transitions", [first_transition_row(i.order, i.event) for i in batch]),
+    ]
+    if keys:
+        # Last: a concurrent request with the same key waits on this row's lock only until
+        # this transaction ends, then finds the key taken and replays its answer.
+        statements.append(
+            _insert(sql, "idempotency_keys", [idempotency_row(k, now) for k, now in keys])
+        )
+    statements.append("COMMIT")
+    return statements
 
 
 def _insert(sql: SqlText, table: str, rows: list[dict[str, object]]) -> str:

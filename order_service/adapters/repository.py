@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, literal_column, or_, select, update
+from sqlalchemy import and_, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,6 +37,7 @@ __all__ = [
     "MySqlStockRepository",
     "entry_from_mapping",
     "first_transition_row",
+    "idempotency_row",
     "naive_utc",
     "order_from_mapping",
     "order_row",
@@ -84,7 +85,6 @@ def order_from_mapping(m: Mapping[Any, Any]) -> Order:
 
 _INSERT_ORDER = insert(orders)
 _INSERT_OUTBOX = insert(outbox)
-_INSERT_IDEMPOTENCY = insert(idempotency_keys)
 _order_upsert = mysql_insert(orders)
 _UPSERT_ORDER_STATE = _order_upsert.on_duplicate_key_update(
     status=_order_upsert.inserted.status,
@@ -126,6 +126,18 @@ def order_row(order: Order) -> dict[str, object]:
         "created_at": naive_utc(order.created_at),
         "updated_at": naive_utc(order.updated_at),
         "scheduled_time": naive_utc(order.scheduled_time) if order.scheduled_time else None,
+    }
+
+
+def idempotency_row(record: IdempotencyRecord, now: datetime) -> dict[str, object]:
+    return {
+        "idem_key": record.key,
+        "request_hash": record.request_hash,
+        "status_code": record.status_code,
+        "response_body": record.response_body,
+        "resource_id": record.resource_id,
+        "created_at": naive_utc(now),
+        "expires_at": naive_utc(record.expires_at),
     }
 
 
@@ -349,29 +361,6 @@ class MySqlIdempotencyRepository:
             response_body=bytes(m["response_body"]),
             resource_id=str(m["resource_id"]),
             expires_at=aware_utc(m["expires_at"]),
-        )
-
-    async def add(self, record: IdempotencyRecord) -> None:
-        now = datetime.now(UTC)
-        await self._conn.execute(
-            _INSERT_IDEMPOTENCY,
-            {
-                "idem_key": record.key,
-                "request_hash": record.request_hash,
-                "status_code": record.status_code,
-                "response_body": record.response_body,
-                "resource_id": record.resource_id,
-                "created_at": naive_utc(now),
-                "expires_at": naive_utc(record.expires_at),
-            },
-        )
-
-    async def delete_expired(self, key: str, now: datetime) -> None:
-        await self._conn.execute(
-            delete(idempotency_keys).where(
-                idempotency_keys.c.idem_key == key,
-                idempotency_keys.c.expires_at <= naive_utc(now),
-            )
         )
 
 

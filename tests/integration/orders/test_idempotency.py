@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from common.testing import unique_name
 
@@ -143,3 +143,41 @@ async def test_with_api_keys_an_idempotency_key_is_scoped_to_the_caller(order_cl
                 )
             ).scalars()
             assert all(key not in k and "key-alice" not in k for k in stored)
+
+
+async def test_keyed_and_unkeyed_orders_share_a_group_commit_and_a_taken_key_fails_alone(
+    order_client,
+):
+    """Keyed creates take the same write path as unkeyed ones: a batch carrying a key that is
+    already taken replays that request and commits every other order of the batch."""
+    customer, taken = unique_name("idem-mix"), str(uuid.uuid4())
+    async with order_client() as (client, container):
+        first = await client.post(
+            "/orders", json=body(customer), headers={"Idempotency-Key": taken}
+        )
+        assert first.status_code == 201
+        keys = [str(uuid.uuid4()) for _ in range(6)]
+        responses = await asyncio.gather(
+            client.post("/orders", json=body(customer), headers={"Idempotency-Key": taken}),
+            *(
+                client.post("/orders", json=body(customer), headers={"Idempotency-Key": k})
+                for k in keys
+            ),
+            *(client.post("/orders", json=body(customer)) for _ in range(6)),
+        )
+        replay, *rest = responses
+        assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+        assert replay.content == first.content
+        assert [r.status_code for r in rest] == [201] * 12
+        assert await count_orders(container, customer) == 13
+        assert await count_events(container, customer) == 13
+        async with container.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    text(
+                        "SELECT COUNT(*) FROM idempotency_keys WHERE idem_key IN :keys"
+                    ).bindparams(bindparam("keys", expanding=True)),
+                    {"keys": keys},
+                )
+            ).scalar_one()
+        assert stored == 6

@@ -150,16 +150,6 @@ class FakeIdempotency:
     async def get(self, key: str) -> IdempotencyRecord | None:
         return self.store.keys.get(key)
 
-    async def add(self, record: IdempotencyRecord) -> None:
-        if record.key in self.store.keys:
-            raise DuplicateKeyError(record.key)
-        self.pending.setdefault("keys", []).append(record)
-
-    async def delete_expired(self, key: str, now: datetime) -> None:
-        record = self.store.keys.get(key)
-        if record is not None and record.expires_at <= now:
-            del self.store.keys[key]
-
 
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
@@ -292,9 +282,23 @@ class FakeWriter:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
 
-    async def write(self, order: Order, event: OutboxEvent) -> None:
+    async def write(
+        self,
+        order: Order,
+        event: OutboxEvent,
+        *,
+        key: IdempotencyRecord | None = None,
+        replaces_expired_key: bool = False,
+    ) -> None:
         if self.store.fail_commit:
             raise ConnectionError("database went away")
+        if key is not None:
+            known = self.store.keys.get(key.key)
+            if known is not None and not (
+                replaces_expired_key and known.expires_at <= order.created_at
+            ):
+                raise DuplicateKeyError(key.key)
+            self.store.keys[key.key] = key
         self.store.orders[order.id] = order
         self.store.outbox.append(event)
         self.store.timelines[order.id] = [

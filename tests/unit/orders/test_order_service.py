@@ -127,9 +127,9 @@ async def test_a_failed_batch_answers_every_order_written_row_by_row():
             self.written: list[str] = []
 
         async def _insert(self, batch):
-            if len(batch) > 1 or batch[0][0] == "bad":
+            if len(batch) > 1 or batch[0].order == "bad":
                 raise ValueError("rejected")
-            self.written.append(batch[0][0])
+            self.written.append(batch[0].order)
 
     writer = FlakyWriter()
     results = await asyncio.wait_for(
