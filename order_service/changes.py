@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from common.events import encode_envelope, new_envelope
+from common.events import EventData, encode_envelope, new_envelope
 from common.messaging.publisher import new_traceparent
-from order_service.domain.lifecycle import TimelineEntry, Transition
+from order_service.domain.lifecycle import TimelineEntry, Transition, first_event
+from order_service.domain.order import Order, OrderStatus
 from order_service.ports import OutboxEvent
 
-__all__ = ["PRODUCER", "change_records"]
+__all__ = ["PRODUCER", "change_records", "creation_records"]
 
 PRODUCER = "order-service"
 
@@ -15,13 +16,40 @@ PRODUCER = "order-service"
 def change_records(
     change: Transition, *, correlation_id: str, exchange: str, reason: str | None = None
 ) -> tuple[OutboxEvent, TimelineEntry]:
-    after = change.after
+    return _records(
+        change.after,
+        change.before.status,
+        change.event,
+        correlation_id=correlation_id,
+        exchange=exchange,
+        reason=reason,
+    )
+
+
+def creation_records(
+    order: Order, *, correlation_id: str, exchange: str
+) -> tuple[OutboxEvent, TimelineEntry]:
+    """A new order's first event (OrderCreated, or OrderScheduled) and timeline entry."""
+    return _records(
+        order, None, first_event(order), correlation_id=correlation_id, exchange=exchange
+    )
+
+
+def _records(
+    after: Order,
+    previous: OrderStatus | None,
+    data: EventData,
+    *,
+    correlation_id: str,
+    exchange: str,
+    reason: str | None = None,
+) -> tuple[OutboxEvent, TimelineEntry]:
     envelope = new_envelope(
-        change.event, producer=PRODUCER, correlation_id=correlation_id, occurred_at=after.updated_at
+        data, producer=PRODUCER, correlation_id=correlation_id, occurred_at=after.updated_at
     )
     entry = TimelineEntry(
         status=after.status,
-        previous_status=change.before.status,
+        previous_status=previous,
         version=after.version,
         at=after.updated_at,
         event_id=envelope.event_id,
@@ -33,7 +61,7 @@ def change_records(
         aggregate_id=after.id,
         event_type=envelope.event_type,
         exchange=exchange,
-        routing_key=change.event.routing_key,
+        routing_key=data.routing_key,
         payload=encode_envelope(envelope),
         headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
         occurred_at=after.updated_at,

@@ -7,9 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from common.events import encode_envelope, new_envelope
-from common.messaging.publisher import new_traceparent
-from order_service.domain.lifecycle import TimelineEntry, first_event
+from order_service.changes import creation_records
+from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import NewOrder, Order, new_order_id
 from order_service.ports import (
     IdempotencyRecord,
@@ -99,31 +98,10 @@ class OrderService:
 
         now = self._clock()
         order = Order.create(new, order_id=self._new_id(), now=now)
-        envelope = new_envelope(
-            first_event(order),
-            producer=PRODUCER,
-            correlation_id=correlation_id,
-            occurred_at=now,
-        )
-        entry = TimelineEntry(
-            status=order.status,
-            previous_status=None,
-            version=order.version,
-            at=now,
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
+        event, entry = creation_records(
+            order, correlation_id=correlation_id, exchange=self._exchange
         )
         body = self._render(order, (entry,))
-        event = OutboxEvent(
-            event_id=envelope.event_id,
-            aggregate_id=order.id,
-            event_type=envelope.event_type,
-            exchange=self._exchange,
-            routing_key=envelope.data.routing_key,
-            payload=encode_envelope(envelope),
-            headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
-            occurred_at=now,
-        )
         if idempotency_key is None:
             await self._writer.write(order, event)
         else:
