@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.events import encode_envelope, new_envelope
-from common.messaging.publisher import new_traceparent
+from common.tracing import trace_headers
 from order_service.domain.lifecycle import TimelineEntry, first_event
 from order_service.domain.order import NewOrder, Order, new_order_id
 from order_service.ports import (
@@ -121,7 +121,7 @@ class OrderService:
             exchange=self._exchange,
             routing_key=envelope.data.routing_key,
             payload=encode_envelope(envelope),
-            headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
+            headers={"correlation_id": correlation_id, **trace_headers()},
             occurred_at=now,
         )
         if idempotency_key is None:

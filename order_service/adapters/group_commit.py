@@ -23,6 +23,7 @@ import pymysql
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common import tracing
 from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
 from order_service.adapters.repository import first_transition_row, order_row, outbox_row
@@ -36,6 +37,12 @@ __all__ = ["GroupCommitOrderWriter", "WriteOutcomeUnknownError"]
 log = get_logger(__name__)
 
 _Item = tuple[Order, OutboxEvent, "asyncio.Future[None]"]
+# Each request's trace shows the shared transaction (its outbox row carries the request's
+# context); the raw packet bypasses SQLAlchemy, so the per-transaction spans do not see it.
+_SPAN: dict[str, Any] = {
+    "kind": tracing.SpanKind.CLIENT,
+    "attributes": {"db.system.name": "mysql", "db.operation.name": "INSERT"},
+}
 
 
 class WriteOutcomeUnknownError(Exception):
@@ -106,7 +113,8 @@ class GroupCommitOrderWriter:
 
     async def _write(self, batch: list[_Item]) -> None:
         try:
-            await self._insert(batch)
+            with tracing.batch("group commit order_db", (e.headers for _, e, _ in batch), **_SPAN):
+                await self._insert(batch)
         except Exception as exc:
             cause = exc.__cause__ if isinstance(exc, _CommitSent) else exc
             assert cause is not None
