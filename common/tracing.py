@@ -10,7 +10,7 @@ context of the request that caused an event travels with its outbox row and its 
 from __future__ import annotations
 
 import contextlib
-import secrets
+import os
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -149,8 +149,10 @@ def tracer() -> Tracer:
 
 
 def new_traceparent() -> str:
-    """A fresh W3C traceparent (version 00, sampled): what an event carries with tracing off."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    """A fresh W3C traceparent (version 00, sampled): what an event carries with tracing off.
+    One urandom read for both ids (two token_hex calls cost twice the system calls)."""
+    ids = os.urandom(24).hex()
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def extract(headers: Mapping[str, Any] | None) -> Context:

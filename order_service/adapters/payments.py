@@ -53,6 +53,8 @@ class SimulatedPaymentGateway:
             raise PaymentGatewayError("simulated gateway error")
 
     async def charge(self, *, idempotency_key: str, amount: Decimal, currency: str) -> ChargeResult:
+        if not tracing.enabled():
+            return await self._charge(idempotency_key, amount, currency)
         # The key is the order id: the span joins the trace of the order's OrderCreated.
         with tracing.span(
             "payment charge",
