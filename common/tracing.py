@@ -37,6 +37,7 @@ __all__ = [
     "instrument_engine",
     "new_traceparent",
     "parents",
+    "provider",
     "response_headers",
     "span",
     "trace_headers",
@@ -57,6 +58,7 @@ SAMPLERS = (
 _PROPAGATOR = TraceContextTextMapPropagator()
 # None while tracing is off: the one thing every hook looks at.
 _tracer: Tracer | None = None
+_provider: trace.TracerProvider | None = None
 # The span context of each event (and of its order) handled in the current batch, so that work
 # done for many events at once (the saga's charges, the events it emits, the notification
 # sends) is attributed to the trace of the event it is for.
@@ -118,7 +120,8 @@ def configure_tracing(default_service: str, env: Env | None = None) -> TracingSe
 def install(provider: trace.TracerProvider | None) -> None:
     """Start (or with None, stop) recording through this provider: the process set-up and the
     tests' in-memory exporter both come through here."""
-    global _tracer
+    global _tracer, _provider
+    _provider = provider
     _tracer = None if provider is None else provider.get_tracer("orderflow")
 
 
@@ -146,6 +149,11 @@ def enabled() -> bool:
 def tracer() -> Tracer:
     assert _tracer is not None, "tracing is off"
     return _tracer
+
+
+def provider() -> trace.TracerProvider:
+    assert _provider is not None, "tracing is off"
+    return _provider
 
 
 def new_traceparent() -> str:

@@ -88,18 +88,42 @@ def instrument_libraries(provider: TracerProvider) -> None:
         structlog.configure(processors=[_add_trace_id, *processors])
 
 
+def _method_only(scope: Any) -> tuple[str, dict[str, str]]:
+    """The span's name before routing: Litestar's default, the raw path, would make a new span
+    name for every order id (``_NameByRoute`` renames it once the route is known)."""
+    return str(scope.get("method", "HTTP")), {}
+
+
+class _NameByRoute:
+    """After routing: the request's span is named by its route template
+    (``GET /orders/{order_id}``), the cached-read fast path included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        route = scope.get("path_template")
+        span = trace.get_current_span()
+        if route and span.is_recording():
+            span.update_name(f"{scope.get('method', '')} {route}")
+            span.set_attribute("http.route", route)
+        await self.app(scope, receive, send)
+
+
 def http_middleware() -> list[DefineMiddleware]:
-    """The maintained ASGI instrumentation, as Litestar's middleware (after routing, so a span
-    is named by its route template); put first, it also covers the cached-read fast path."""
+    """The maintained ASGI instrumentation (Litestar moves it around the whole app, so a request
+    that is not routed is traced too), then the naming by route; put first in the app's list,
+    they cover the cached-read fast path as well."""
     from litestar.plugins.opentelemetry import OpenTelemetryConfig
 
     config = OpenTelemetryConfig(
-        tracer_provider=trace.get_tracer_provider(),
+        tracer_provider=tracing.provider(),
         exclude=UNTRACED_PATHS,
+        scope_span_details_extractor=_method_only,
         # One span per request: the per-message receive/send spans double the cost for nothing.
         exclude_spans=["receive", "send"],
     )
-    return [config.middleware]
+    return [config.middleware, DefineMiddleware(_NameByRoute)]
 
 
 def instrument_engine(engine: AsyncEngine) -> None:
