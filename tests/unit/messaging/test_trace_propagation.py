@@ -29,7 +29,13 @@ from order_service.lifecycle import LifecycleService
 from order_service.ports import OutboxEvent
 from order_service.saga import FulfilmentSaga
 from order_service.services import OrderService
-from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork, FakeWriter
+from tests.unit.orders.fakes import (
+    FakeCache,
+    FakeFulfilmentStore,
+    FakeStore,
+    FakeUnitOfWork,
+    FakeWriter,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 QUEUE = "orders.fulfilment"
@@ -102,7 +108,12 @@ def make_system(store: FakeStore) -> tuple[OrderService, FulfilmentHandler]:
         lambda: FakeUnitOfWork(store), cache, gateway, render=render_order, clock=clock
     )
     saga = FulfilmentSaga(
-        lambda: FakeUnitOfWork(store), cache, gateway, lifecycle, render=render_order, clock=clock
+        FakeFulfilmentStore(lambda: FakeUnitOfWork(store)),
+        cache,
+        gateway,
+        lifecycle,
+        render=render_order,
+        clock=clock,
     )
     return orders, FulfilmentHandler(saga)
 
