@@ -249,6 +249,7 @@ def batch_spans(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
     item_attributes: Sequence[Mapping[str, Any]] | None = None,
+    size_attribute: str = "batch.size",
 ) -> Iterator[list[Span]]:
     """Work done once for many traced items (a group commit, a consumer batch): one span in
     each item's own trace, so every order's trace shows it, plus, for more than one item, a
@@ -271,7 +272,7 @@ def batch_spans(
         current = _tracer.start_span(
             name,
             kind=kind,
-            attributes={**common, "messaging.batch.message_count": len(items)},
+            attributes={**common, size_attribute: len(items)},
             links=[Link(s.get_span_context()) for s in items],
         )
         for item in items:

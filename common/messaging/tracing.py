@@ -79,7 +79,7 @@ async def publish_many(
     return results
 
 
-def _item_attributes(delivery: Delivery, queue: str) -> dict[str, Any]:
+def _item_attributes(delivery: Delivery) -> dict[str, Any]:
     message = delivery.message
     attributes = {
         "messaging.destination.name": message.exchange or "",
@@ -112,7 +112,8 @@ async def handle_batch(
             "messaging.operation.name": "process",
             "messaging.destination.subscription.name": queue,
         },
-        item_attributes=[_item_attributes(d, queue) for d in deliveries],
+        item_attributes=[_item_attributes(d) for d in deliveries],
+        size_attribute="messaging.batch.message_count",
     ) as spans:
         contexts: dict[str, Context] = {}
         for delivery, span in zip(deliveries, spans, strict=True):
