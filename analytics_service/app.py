@@ -22,6 +22,7 @@ from analytics_service.metrics import SERVICE, ApiMetrics
 from analytics_service.ports import StoreConflictError, StoreUnavailableError
 from analytics_service.services import AnalyticsQueries
 from analytics_service.settings import AnalyticsSettings
+from common import tracing
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
@@ -33,6 +34,7 @@ from common.http import (
 from common.http_auth import api_key_middleware
 from common.observability import Metrics, configure_logging
 from common.openapi_page import offline_openapi_config
+from common.tracing import configure_tracing
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -43,6 +45,7 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> Litestar:
     if configure_logs:
         configure_logging("analytics-api", settings.log_level)
+        configure_tracing("analytics-api")
     metrics = Metrics(SERVICE)
     api_metrics = ApiMetrics(metrics)
     adapters = Adapters.build(settings, cache_requests=api_metrics.cache_requests)
@@ -85,6 +88,7 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
         lifespan=[lifespan],
         exception_handlers=handlers,
         middleware=[
+            *tracing.http_middleware(),
             DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),
             *api_key_middleware(settings.api_keys, realm="analytics", metrics=metrics),
         ],

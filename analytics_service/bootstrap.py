@@ -14,6 +14,7 @@ from analytics_service.adapters.cache import RedisSummaryCache
 from analytics_service.adapters.database import build_engine
 from analytics_service.adapters.repository import MySqlAnalyticsStore
 from analytics_service.settings import AnalyticsSettings
+from common import tracing
 
 __all__ = ["Adapters"]
 
@@ -42,6 +43,7 @@ class Adapters:
             connect_timeout=settings.db_connect_timeout,
             check_on_checkout=not consumer,
         )
+        tracing.instrument_engine(engine)
         redis = Redis.from_url(
             settings.redis_url,
             socket_timeout=settings.redis_timeout,

@@ -21,6 +21,7 @@ from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
 from common.observability import Metrics, configure_logging, get_logger
 from common.supervision import Supervisor
+from common.tracing import configure_tracing
 
 __all__ = ["AnalyticsConsumer", "app_from_env", "create_consumer_app"]
 
@@ -126,6 +127,7 @@ def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = T
     """The consumer runs in this app's lifespan, so uvicorn's SIGTERM handling drains it."""
     if configure_logs:
         configure_logging("analytics-consumer", settings.log_level)
+        configure_tracing("analytics-consumer")
     metrics = Metrics(SERVICE)
     consumer = AnalyticsConsumer(settings, metrics)
 

@@ -44,6 +44,7 @@ from loadtool.cli import install_uvloop
 from loadtool.client import HttpConnection, HttpError, parse_target
 from loadtool.generator import GeneratorConfig, OrderGenerator
 from loadtool.metrics import parse_counters, sum_counter
+from loadtool.otlp_sink import OtlpSink
 from loadtool.report import report_json
 from loadtool.runner import LoadConfig, run_load
 from loadtool.stats import rate, summarize
@@ -99,6 +100,10 @@ class BenchConfig:
     skip_infra: bool = False
     startup_timeout: float = 120.0
     log_dir: str | None = None
+    # OTEL_TRACES_EXPORTER of the processes; otlp goes to otel_endpoint, or to a discarding
+    # receiver of the bench's own (loadtool/otlp_sink.py) so exporting costs what it costs.
+    otel: str = "none"
+    otel_endpoint: str | None = None
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -113,6 +118,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         "skip_infra": args.skip_infra,
         "log_dir": args.log_dir,
         "configurations": configurations,
+        "otel": args.otel,
+        "otel_endpoint": args.otel_endpoint,
     }
     if args.quick:
         return BenchConfig(
@@ -614,6 +621,31 @@ async def _one_configuration(
         measured["command"] = running.command
         return measured
     env = {"LOG_LEVEL": "info", "ORDER_FULFILMENT_ENABLED": "true" if name == SAGA_ON else "false"}
+    async with contextlib.AsyncExitStack() as stack:
+        sink = None
+        if cfg.otel != "none":
+            env["OTEL_TRACES_EXPORTER"] = cfg.otel
+            if cfg.otel == "otlp":
+                endpoint = cfg.otel_endpoint
+                if endpoint is None:
+                    sink = await stack.enter_async_context(OtlpSink())
+                    endpoint = sink.url
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+        conf = await _run_procfile(cfg, name, env, log_dir, console, loadgen)
+        conf["otel"] = {"exporter": cfg.otel, "endpoint": env.get("OTEL_EXPORTER_OTLP_ENDPOINT")}
+        if sink is not None:
+            conf["otel"].update(export_requests=sink.requests, export_bytes=sink.bytes)
+    return conf
+
+
+async def _run_procfile(
+    cfg: BenchConfig,
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    console: Console,
+    loadgen: int,
+) -> dict[str, Any]:
     system = ProcfileSystem(env, log_path=log_dir / f"{name.replace(' ', '-')}.log")
     console.print(f"[cyan]{name}: {system.command}[/]")
     conf: dict[str, Any] = {}
@@ -781,6 +813,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit-timeout", type=float, default=300.0)
     p.add_argument("--log-dir", default=None)
     p.add_argument("--json", dest="json_path", default=None)
+    p.add_argument(
+        "--otel",
+        choices=("none", "otlp", "console"),
+        default="none",
+        help="OTEL_TRACES_EXPORTER of the started processes: the cost of tracing (otlp goes to "
+        "--otel-endpoint, or to a discarding OTLP/HTTP receiver of the bench's own)",
+    )
+    p.add_argument("--otel-endpoint", default=None, help="an OTLP/HTTP collector's base URL")
     return p
 
 

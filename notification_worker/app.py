@@ -11,6 +11,7 @@ from litestar import Litestar, post
 from litestar.middleware import DefineMiddleware
 from litestar.params import Body
 
+from common import tracing
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
@@ -68,6 +69,7 @@ def create_app(
             *health_handlers(checks, required=frozenset(checks)),
         ],
         middleware=[
+            *tracing.http_middleware(),
             DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),
             # The audit lists what was sent for whom: with keys set it needs one.
             *api_key_middleware(api_keys, realm="notifications", metrics=metrics),

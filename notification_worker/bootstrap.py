@@ -16,6 +16,7 @@ from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
 from common.observability import Metrics, configure_logging, get_logger
 from common.supervision import Supervisor
+from common.tracing import configure_tracing
 from notification_worker.app import create_app
 from notification_worker.handlers import NotificationHandler
 from notification_worker.metrics import PREFIX, NotificationMetrics
@@ -222,6 +223,7 @@ class Worker:
 async def run_worker(settings: NotificationSettings) -> int:
     """Run until SIGTERM or SIGINT, then stop taking work, finish and ack in-flight sends."""
     configure_logging(SERVICE, settings.log_level)
+    configure_tracing(SERVICE)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from common import tracing
 from common.events import ContractError, utc_now
 from common.messaging.consumer import ATTEMPT_HEADER, Delivery
 from common.messaging.outcomes import Ack, Defer, Outcome, Park, Retry, Unavailable
@@ -235,7 +236,8 @@ class NotificationHandler:
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout(channel.timeout):
-                        await channel.send(notification, message)
+                        with _send_span(notification, channel.name):
+                            await channel.send(notification, message)
                 except PermanentSendError as exc:
                     await self._release(send)
                     self._failed(send, Status.PERMANENT, str(exc))
@@ -387,6 +389,23 @@ class NotificationHandler:
             error=error,
         )
         send.job.results.append(SendResult(send.notification, channel, status, error))
+
+
+def _send_span(notification: Notification, channel: str) -> Any:
+    """One CLIENT span per send, in the trace of the event it notifies about."""
+    if not tracing.enabled():
+        return tracing.NO_SPAN
+    return tracing.span(
+        f"notification send {channel}",
+        key=notification.event_id,
+        kind=tracing.SpanKind.CLIENT,
+        attributes={
+            "notification.channel": channel,
+            "notification.kind": notification.kind,
+            "event.type": notification.event_type,
+            "order.id": notification.order_id or "",
+        },
+    )
 
 
 def _record_request(notification: Notification, channel: str, token: str) -> RecordRequest:

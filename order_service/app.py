@@ -11,6 +11,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
+from common import tracing
 from common.asyncapi import asyncapi_handler, build_asyncapi
 from common.http import (
     HttpMetrics,
@@ -23,6 +24,7 @@ from common.http import (
 from common.http_auth import ApiKeyAuthMiddleware
 from common.http_limits import RateLimitMiddleware, RequestTimeoutMiddleware
 from common.observability import Metrics, configure_logging
+from common.tracing import configure_tracing
 from order_service.adapters.group_commit import WriteOutcomeUnknownError
 from order_service.api.cached_reads import CachedOrderReads
 from order_service.api.routes import cancel_order, create_order, get_order, list_orders
@@ -39,6 +41,7 @@ SERVICE = "order_service"
 def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Litestar:
     if configure_logs:
         configure_logging("order-service", settings.log_level)
+        configure_tracing("order-service")
     metrics = Metrics(SERVICE)
     container = Container.build(settings, metrics)
 
@@ -119,6 +122,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         lifespan=[lifespan],
         exception_handlers=handlers,
         middleware=[
+            *tracing.http_middleware(),
             *cached_reads,
             DefineMiddleware(RequestContextMiddleware, metrics=http_metrics),
             *hardening_middleware(settings, metrics),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.events import EventData, encode_envelope, new_envelope
-from common.messaging.publisher import new_traceparent
+from common.tracing import trace_headers
 from order_service.domain.lifecycle import TimelineEntry, Transition, first_event
 from order_service.domain.order import Order, OrderStatus
 from order_service.ports import OutboxEvent
@@ -63,7 +63,9 @@ def _records(
         exchange=exchange,
         routing_key=data.routing_key,
         payload=encode_envelope(envelope),
-        headers={"correlation_id": correlation_id, "traceparent": new_traceparent()},
+        # The trace of the event or request that caused this change (the saga's batch names
+        # each order's OrderCreated), so one order's events share one trace.
+        headers={"correlation_id": correlation_id, **trace_headers(after.id)},
         occurred_at=after.updated_at,
     )
     return event, entry

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from common import tracing
 from common.messaging.consumer import ConsumerMetrics
 from common.observability import Metrics, get_logger
 from common.supervision import Supervisor
@@ -97,6 +98,7 @@ class Container:
     def build(cls, settings: OrderSettings, registry_metrics: Metrics) -> Container:
         metrics = OrderMetrics(registry_metrics)
         engine = build_engine(settings)
+        tracing.instrument_engine(engine)
         redis = Redis.from_url(
             settings.redis_url,
             socket_timeout=settings.redis_timeout,

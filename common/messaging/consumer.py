@@ -29,6 +29,7 @@ from common.events import (
     decode_envelope,
     decode_event_data,
 )
+from common.messaging import tracing as messaging_tracing
 from common.messaging.acks import AckBatcher
 from common.messaging.outcomes import (
     Ack,
@@ -42,6 +43,7 @@ from common.messaging.outcomes import (
 from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage
 from common.messaging.topology import ConsumerQueue
 from common.observability import Metrics, get_logger
+from common.tracing import enabled as tracing_enabled
 
 __all__ = [
     "ATTEMPT_HEADER",
@@ -323,7 +325,7 @@ class ConsumerRunner:
         if deliveries:
             started = time.perf_counter()
             try:
-                outcomes = list(await self._handler.handle_batch(deliveries))
+                outcomes = list(await self._handle(deliveries))
                 if len(outcomes) != len(deliveries):
                     raise RuntimeError("handler returned a different number of outcomes")
             except DependencyUnavailableError as exc:
@@ -343,6 +345,11 @@ class ConsumerRunner:
                 for d, o in zip(deliveries, outcomes, strict=True)
             )
         await self._settle(results)
+
+    async def _handle(self, deliveries: list[Delivery]) -> Sequence[Outcome]:
+        if tracing_enabled():
+            return await messaging_tracing.handle_batch(self._handler, deliveries, self._spec.name)
+        return await self._handler.handle_batch(deliveries)
 
     def _decode(self, message: AbstractIncomingMessage) -> Delivery | Outcome:
         headers = message.headers or {}

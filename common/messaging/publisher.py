@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,13 +15,7 @@ __all__ = [
     "ConfirmingPublisher",
     "OutgoingMessage",
     "PublishResult",
-    "new_traceparent",
 ]
-
-
-def new_traceparent() -> str:
-    """A fresh W3C traceparent (version 00, sampled)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
 @dataclass(frozen=True)

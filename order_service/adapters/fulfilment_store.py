@@ -19,6 +19,7 @@ from typing import Any
 import pymysql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from common import tracing
 from common.sql_text import SqlText, fast_escape
 from order_service.adapters.repository import (
     entry_from_mapping,
@@ -48,6 +49,11 @@ _TAKE_ANSWER = ", ".join(
     f"{c} = IF(status = 'pending', VALUES({c}), {c})"
     for c in ("payment_id", "decline_reason", "charged_at", "status")
 )
+
+
+# Raw packets bypass SQLAlchemy's transaction events (common/tracing_setup.py): one span per
+# use of a connection (a read, the intents, the locked batch and its commit) instead.
+_DB = {"db.system.name": "mysql", "db.namespace": "order_db"}
 
 
 class _Packets:
@@ -120,7 +126,8 @@ class MySqlFulfilmentStore:
             raise translate_db_error(exc) or exc from exc
         try:
             raw = await conn.get_raw_connection()
-            yield _Packets(conn, raw.driver_connection)
+            with tracing.span("transaction order_db", kind=tracing.SpanKind.CLIENT, attributes=_DB):
+                yield _Packets(conn, raw.driver_connection)
         finally:
             await conn.close()
 

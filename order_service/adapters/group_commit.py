@@ -24,6 +24,7 @@ import pymysql
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common import tracing
 from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
 from order_service.adapters.repository import (
@@ -50,6 +51,14 @@ class _Item:
     key: IdempotencyRecord | None
     replaces_expired_key: bool
     future: asyncio.Future[None]
+
+
+# Each request's trace shows the shared transaction (its outbox row carries the request's
+# context); the raw packet bypasses SQLAlchemy, so the per-transaction spans do not see it.
+_SPAN: dict[str, Any] = {
+    "kind": tracing.SpanKind.CLIENT,
+    "attributes": {"db.system.name": "mysql", "db.operation.name": "INSERT"},
+}
 
 
 class WriteOutcomeUnknownError(Exception):
@@ -127,7 +136,10 @@ class GroupCommitOrderWriter:
 
     async def _write(self, batch: list[_Item]) -> None:
         try:
-            await self._insert(batch)
+            with tracing.batch(
+                "group commit order_db", (item.event.headers for item in batch), **_SPAN
+            ):
+                await self._insert(batch)
         except Exception as exc:
             cause = exc.__cause__ if isinstance(exc, _CommitSent) else exc
             assert cause is not None

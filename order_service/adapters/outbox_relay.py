@@ -25,6 +25,7 @@ from aiormq.exceptions import ChannelAccessRefused
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.messaging import tracing as messaging_tracing
 from common.messaging.connection import connect_robust_forever
 from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage, PublishResult
 from common.messaging.topology import Topology, apply_topology
@@ -312,7 +313,12 @@ class OutboxRelay:
         started = time.perf_counter()
         batch = [self._fresh.popleft() for _ in range(min(self._batch_size, len(self._fresh)))]
         messages = [_event_message(e) for e in batch]
-        results = await self._publisher.publish_many(messages, timeout=self._confirm_timeout)
+        results = await messaging_tracing.publish_many(
+            self._publisher,
+            messages,
+            destination=self._topology.exchange,
+            timeout=self._confirm_timeout,
+        )
         sent = [str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok]
         outage = _outage(results)
         rejected = (
@@ -363,7 +369,12 @@ class OutboxRelay:
             if not rows:
                 return 0
             messages = [_to_message(row) for row in rows]
-            results = await self._publisher.publish_many(messages, timeout=self._confirm_timeout)
+            results = await messaging_tracing.publish_many(
+                self._publisher,
+                messages,
+                destination=self._topology.exchange,
+                timeout=self._confirm_timeout,
+            )
             now = naive_utc(datetime.now(UTC))
             sent = [row.id for row, r in zip(rows, results, strict=True) if r.ok]
             failed = [(row, r) for row, r in zip(rows, results, strict=True) if not r.ok]

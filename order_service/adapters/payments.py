@@ -14,6 +14,7 @@ import random
 import uuid
 from decimal import Decimal
 
+from common import tracing
 from order_service.ports import ChargeResult, PaymentGatewayError, RefundResult
 
 __all__ = ["SimulatedPaymentGateway"]
@@ -52,6 +53,18 @@ class SimulatedPaymentGateway:
             raise PaymentGatewayError("simulated gateway error")
 
     async def charge(self, *, idempotency_key: str, amount: Decimal, currency: str) -> ChargeResult:
+        if not tracing.enabled():
+            return await self._charge(idempotency_key, amount, currency)
+        # The key is the order id: the span joins the trace of the order's OrderCreated.
+        with tracing.span(
+            "payment charge",
+            key=idempotency_key,
+            kind=tracing.SpanKind.CLIENT,
+            attributes={"order.id": idempotency_key, "payment.currency": currency},
+        ):
+            return await self._charge(idempotency_key, amount, currency)
+
+    async def _charge(self, idempotency_key: str, amount: Decimal, currency: str) -> ChargeResult:
         self.charge_calls += 1
         await self._call()
         known = self.charges.get(idempotency_key)
@@ -70,6 +83,14 @@ class SimulatedPaymentGateway:
     async def refund(
         self, *, idempotency_key: str, payment_id: str, amount: Decimal, currency: str
     ) -> RefundResult:
+        with tracing.span(
+            "payment refund",
+            kind=tracing.SpanKind.CLIENT,
+            attributes={"payment.id": payment_id, "payment.currency": currency},
+        ):
+            return await self._refund(idempotency_key, payment_id)
+
+    async def _refund(self, idempotency_key: str, payment_id: str) -> RefundResult:
         self.refund_calls += 1
         await self._call()
         known = self.refunds.get(idempotency_key)

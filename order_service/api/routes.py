@@ -12,6 +12,7 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
+from common import tracing
 from common.http import RequestValidationError, problem, problem_responses, request_id_of
 from common.http_auth import caller_of
 from order_service.api.cached_reads import MISSED
@@ -116,7 +117,10 @@ async def create_order(
             headers={"Retry-After": "1"},
             instance="/orders",
         )  # type: ignore[return-value]
-    headers = {"Location": f"/orders/{result.order_id}"}
+    headers = {
+        "Location": f"/orders/{result.order_id}",
+        **tracing.response_headers(result.order_id),
+    }
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
         container.metrics.idempotent_replays.inc()

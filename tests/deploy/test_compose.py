@@ -27,6 +27,7 @@ EXPECTED = {
     "rabbitmq",
     "prometheus",
     "grafana",
+    "jaeger",
     *APP_SERVICES,
     *ONE_SHOT,
 }
@@ -95,6 +96,7 @@ def test_only_user_facing_ports_are_published_on_loopback(config: dict[str, Any]
         "rabbitmq": 15672,
         "prometheus": 9090,
         "grafana": 3000,
+        "jaeger": 16686,
     }
 
 
@@ -151,6 +153,18 @@ def test_data_lives_in_named_volumes(config: dict[str, Any]) -> None:
         "prometheus-data",
         "grafana-data",
     } <= set(config["volumes"])
+
+
+def test_every_process_exports_its_traces_to_jaeger(config: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        env = config["services"][name]["environment"]
+        assert env["OTEL_TRACES_EXPORTER"] == "otlp", name
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", name
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf", name
+    datasources = yaml.safe_load(
+        (ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "jaeger.yml").read_text()
+    )["datasources"]
+    assert [(d["type"], d["url"]) for d in datasources] == [("jaeger", "http://jaeger:16686")]
 
 
 def test_dockerfile_runs_as_non_root_from_a_slim_multi_stage_build() -> None:
