@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from analytics_service.adapters.cache import RedisSummaryCache
 from analytics_service.adapters.database import build_engine
-from analytics_service.adapters.repository import MySqlAnalyticsStore
+from analytics_service.adapters.fact_store import MySqlAnalyticsStore
+from analytics_service.adapters.reader import MySqlAnalyticsReader
 from analytics_service.settings import AnalyticsSettings
 
 __all__ = ["Adapters"]
@@ -23,6 +24,7 @@ class Adapters:
     engine: AsyncEngine
     redis: Redis
     store: MySqlAnalyticsStore
+    reader: MySqlAnalyticsReader
     cache: RedisSummaryCache
 
     @classmethod
@@ -55,7 +57,7 @@ class Adapters:
             requests=cache_requests,
             invalidations=cache_invalidations,
         )
-        return cls(engine, redis, MySqlAnalyticsStore(engine), cache)
+        return cls(engine, redis, MySqlAnalyticsStore(engine), MySqlAnalyticsReader(engine), cache)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

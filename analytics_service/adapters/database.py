@@ -33,7 +33,7 @@ def build_engine(
     """``check_on_checkout`` False (the consumer) saves two round trips per transaction: no
     ping when a connection leaves the pool, no rollback when it returns (every consumer
     transaction ends in its own COMMIT or ROLLBACK). Its caller must then handle a stale
-    connection itself (MySqlAnalyticsStore.apply reruns once on a fresh pool)."""
+    connection itself (MySqlAnalyticsStore.apply in fact_store.py reruns once on a fresh pool)."""
     return create_async_engine(
         url,
         pool_size=pool_size,
