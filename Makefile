@@ -61,10 +61,11 @@ bench: install infra migrate ## Full benchmark of what make run starts (saga on,
 bench-quick: install infra migrate ## A one-minute benchmark smoke, saga on (the one make test runs)
 	$(PY) -m loadtool.bench --quick
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import contracts (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy common order_service analytics_service notification_worker loadtool tests
+	$(BIN)/lint-imports --no-logo
 
 fmt: install ## Format the code
 	$(BIN)/ruff format .
