@@ -15,6 +15,7 @@ from analytics_service.adapters.database import build_engine
 from analytics_service.adapters.fact_store import MySqlAnalyticsStore
 from analytics_service.adapters.reader import MySqlAnalyticsReader
 from analytics_service.settings import AnalyticsSettings
+from common.redis_client import redis_client
 
 __all__ = ["Adapters"]
 
@@ -44,12 +45,7 @@ class Adapters:
             connect_timeout=settings.db_connect_timeout,
             check_on_checkout=not consumer,
         )
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            retry_on_timeout=False,
-        )
+        redis = redis_client(settings.redis_url, timeout=settings.redis_timeout)
         cache = RedisSummaryCache(
             redis,
             ttl_seconds=settings.summary_ttl_seconds,

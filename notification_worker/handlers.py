@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from common.events import ContractError, utc_now
+from common.events import ContractError
 from common.messaging.consumer import Delivery
 from common.messaging.outcomes import Ack, Outcome, Park, Retry
 from common.observability import get_logger
+from common.utc import utc_now
 from notification_worker.metrics import NotificationMetrics
 from notification_worker.notifiers import Channel
 from notification_worker.outcome import outcome

@@ -7,9 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from analytics_service.adapters.database import aware_utc, naive_utc
 from analytics_service.adapters.tables import AGGREGATE_TABLES
 from analytics_service.aggregation import AggregateKind, Key, OrderFact
+from common.utc import aware_utc, naive_utc
 
 __all__ = [
     "FACT_COLUMNS",

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from analytics_service.adapters.database import driver_connection, naive_utc, translated
+from analytics_service.adapters.database import driver_connection, translated
 from analytics_service.adapters.fact_rows import (
     FACT_COLUMNS,
     StoredFact,
@@ -25,6 +25,7 @@ from analytics_service.adapters.tables import AGGREGATE_TABLES
 from analytics_service.aggregation import AggregateKind, Aggregates, Change, OrderFact, delta, fold
 from analytics_service.ports import StoreUnavailableError
 from common.sql_text import SqlText, fast_escape
+from common.utc import naive_utc
 
 __all__ = ["MySqlAnalyticsStore"]
 

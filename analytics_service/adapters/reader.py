@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Table, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from analytics_service.adapters.database import aware_utc, naive_utc, translated
+from analytics_service.adapters.database import translated
 from analytics_service.adapters.tables import (
     currency_totals,
     customer_totals,
@@ -23,6 +23,7 @@ from analytics_service.adapters.tables import (
 )
 from analytics_service.aggregation import Totals, state_of
 from analytics_service.ports import AuditedOrder, RankedEntry, RevenueRow, SummaryRows
+from common.utc import aware_utc, naive_utc
 
 __all__ = ["MySqlAnalyticsReader"]
 

@@ -9,10 +9,11 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from analytics_service.adapters.database import naive_utc, translated
+from analytics_service.adapters.database import translated
 from analytics_service.adapters.fact_rows import fact_of, key_values, row_key
 from analytics_service.adapters.tables import AGGREGATE_TABLES, order_facts
 from analytics_service.aggregation import Aggregates, Difference, OrderFact, Totals, aggregate, diff
+from common.utc import naive_utc
 
 __all__ = ["MySqlAggregateRebuilder"]
 
