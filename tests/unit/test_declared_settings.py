@@ -8,11 +8,12 @@ from analytics_service.settings import AnalyticsSettings
 from common.declared_settings import declared
 from common.settings import SettingsError
 from notification_worker.settings import NotificationSettings
+from order_service.settings import OrderSettings
 
 LOCAL = {"ORDERFLOW_ENV": "local"}
 CASES = [
     (cls, spec.env, hint, spec.min_value)
-    for cls in (AnalyticsSettings, NotificationSettings)
+    for cls in (AnalyticsSettings, NotificationSettings, OrderSettings)
     for spec, hint, _ in declared(cls)
     if hint in (int, float, bool)
 ]
