@@ -16,7 +16,7 @@ NOTIFY_RABBITMQ_URL ?= amqp://notification-worker:notification-worker-local@127.
 
 .DEFAULT_GOAL := help
 .PHONY: help install tools infra migrate run test test-unit test-integration test-cluster test-faults bench bench-quick lint \
-	fmt up down logs order analytics notification load dlq observe asyncapi clean
+	fmt up down logs order analytics notification load dlq observe asyncapi settings-doc clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -61,10 +61,11 @@ bench: install infra migrate ## Full benchmark of what make run starts (saga on,
 bench-quick: install infra migrate ## A one-minute benchmark smoke, saga on (the one make test runs)
 	$(PY) -m loadtool.bench --quick
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import contracts (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy common order_service analytics_service notification_worker loadtool tests
+	$(BIN)/lint-imports --no-logo
 
 fmt: install ## Format the code
 	$(BIN)/ruff format .
@@ -101,6 +102,9 @@ observe: ## Run a local Prometheus (Debian package) scraping what `make run` sta
 
 asyncapi: install ## Write docs/asyncapi.json from the event contract and the topology
 	$(PY) -m common.asyncapi docs/asyncapi.json
+
+settings-doc: install ## Write the declared settings' tables into docs/operations.md
+	$(PY) -m common.settings_doc docs/operations.md
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -49,7 +49,7 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
     metrics = Metrics(SERVICE)
     api_metrics = ApiMetrics(metrics)
     adapters = Adapters.build(settings, cache_requests=api_metrics.cache_requests)
-    queries = AnalyticsQueries(adapters.store, adapters.cache)
+    queries = AnalyticsQueries(adapters.reader, adapters.cache)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from analytics_service.adapters.cache import RedisSummaryCache
 from analytics_service.adapters.database import build_engine
-from analytics_service.adapters.repository import MySqlAnalyticsStore
+from analytics_service.adapters.fact_store import MySqlAnalyticsStore
+from analytics_service.adapters.reader import MySqlAnalyticsReader
 from analytics_service.settings import AnalyticsSettings
 from common import tracing
+from common.redis_client import redis_client
 
 __all__ = ["Adapters"]
 
@@ -24,6 +26,7 @@ class Adapters:
     engine: AsyncEngine
     redis: Redis
     store: MySqlAnalyticsStore
+    reader: MySqlAnalyticsReader
     cache: RedisSummaryCache
 
     @classmethod
@@ -44,12 +47,7 @@ class Adapters:
             check_on_checkout=not consumer,
         )
         tracing.instrument_engine(engine)
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            retry_on_timeout=False,
-        )
+        redis = redis_client(settings.redis_url, timeout=settings.redis_timeout)
         cache = RedisSummaryCache(
             redis,
             ttl_seconds=settings.summary_ttl_seconds,
@@ -57,7 +55,7 @@ class Adapters:
             requests=cache_requests,
             invalidations=cache_invalidations,
         )
-        return cls(engine, redis, MySqlAnalyticsStore(engine), cache)
+        return cls(engine, redis, MySqlAnalyticsStore(engine), MySqlAnalyticsReader(engine), cache)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

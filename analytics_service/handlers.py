@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from analytics_service.aggregation import Change, InvalidFactError, OrderFact, fact_from_event
+from analytics_service.aggregation import Change, InvalidFactError, OrderFact
+from analytics_service.event_facts import fact_from_event
 from analytics_service.metrics import ApplyMetrics
 from analytics_service.ports import (
     AnalyticsStore,

@@ -7,7 +7,7 @@ import sys
 from typing import TextIO
 
 from analytics_service.adapters.database import build_engine
-from analytics_service.adapters.repository import MySqlAnalyticsStore
+from analytics_service.adapters.rebuilder import MySqlAggregateRebuilder
 from analytics_service.aggregation import Difference
 from analytics_service.ports import StoreConflictError
 from analytics_service.settings import AnalyticsSettings
@@ -20,10 +20,10 @@ async def rebuild(settings: AnalyticsSettings, *, attempts: int = 5) -> list[Dif
         settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout
     )
     try:
-        store = MySqlAnalyticsStore(engine)
+        rebuilder = MySqlAggregateRebuilder(engine)
         for attempt in range(1, attempts + 1):
             try:
-                return await store.rebuild()
+                return await rebuilder.rebuild()
             except StoreConflictError:
                 # A consumer's batch deadlocked with us; it retries too, so one of us wins.
                 if attempt == attempts:

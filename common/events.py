@@ -7,11 +7,13 @@ Golden fixtures in tests/contract/fixtures pin the wire format of every version 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import msgspec
+
+from common.utc import utc_now
 
 __all__ = [
     "EVENT_TYPES",
@@ -33,7 +35,6 @@ __all__ = [
     "encode_envelope",
     "new_envelope",
     "routing_key_for",
-    "utc_now",
 ]
 
 
@@ -173,10 +174,6 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _data_decoders: dict[type[EventData], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls) for cls in EVENT_TYPES.values()
 }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def routing_key_for(event_type: str) -> str:

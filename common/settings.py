@@ -9,6 +9,9 @@ from typing import TypeVar
 
 __all__ = [
     "DEPLOYMENT_ENV",
+    "LOCAL_RABBITMQ_URL",
+    "LOCAL_REDIS_URL",
+    "LOG_LEVELS",
     "Env",
     "SettingsError",
 ]
@@ -16,6 +19,10 @@ __all__ = [
 # ORDERFLOW_ENV=local (set by the Makefile, the Procfile and the tests) lets the settings that
 # carry credentials fall back to the local development values; anywhere else they must be set.
 DEPLOYMENT_ENV = "ORDERFLOW_ENV"
+# The local defaults of the settings every process reads.
+LOCAL_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 T = TypeVar("T")
 

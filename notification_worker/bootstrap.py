@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from aio_pika.abc import AbstractRobustConnection
-from redis.asyncio import Redis
 
 from common.messaging.connection import connect_robust_forever
 from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
 from common.observability import Metrics, configure_logging, get_logger
+from common.redis_client import redis_client
 from common.supervision import Supervisor
 from common.tracing import configure_tracing
 from notification_worker.app import create_app
@@ -81,9 +81,7 @@ class Worker:
         self.settings = settings
         self.metrics = Metrics(PREFIX)
         self.notification_metrics = NotificationMetrics(self.metrics)
-        self._redis = Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
+        self._redis = redis_client(settings.redis_url, timeout=2.0)
         self.store = RedisSentStore(
             self._redis,
             prefix=settings.redis_prefix,

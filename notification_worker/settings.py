@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from common.declared_settings import read_settings, setting
 from common.messaging.topology import ConsumerQueue, TopologySettings
-from common.settings import Env, SettingsError
+from common.settings import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL, LOG_LEVELS, Env, SettingsError
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -22,78 +23,97 @@ CLAIM_MARGIN_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    host: str = "127.0.0.1"
-    port: int = 25
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    use_tls: bool = False
-    sender: str = "orders@example.com"
-    recipient: str = "ops@example.com"
-    timeout: float = 10.0
-
-    @classmethod
-    def from_env(cls, env: Env) -> SmtpSettings:
-        d = cls()
-        return cls(
-            host=env.text("NOTIFY_SMTP_HOST", d.host),
-            port=env.integer("NOTIFY_SMTP_PORT", d.port, min_value=1),
-            username=env.optional_text("NOTIFY_SMTP_USERNAME"),
-            password=env.optional_text("NOTIFY_SMTP_PASSWORD"),
-            starttls=env.flag("NOTIFY_SMTP_STARTTLS", d.starttls),
-            use_tls=env.flag("NOTIFY_SMTP_TLS", d.use_tls),
-            sender=env.text("NOTIFY_SMTP_FROM", d.sender),
-            recipient=env.text("NOTIFY_SMTP_TO", d.recipient),
-            timeout=env.number("NOTIFY_SMTP_TIMEOUT_SECONDS", d.timeout, min_value=0.1),
-        )
+    host: str = setting("NOTIFY_SMTP_HOST", "127.0.0.1", "SMTP server host")
+    port: int = setting("NOTIFY_SMTP_PORT", 25, "SMTP server port", min_value=1)
+    username: str | None = setting("NOTIFY_SMTP_USERNAME", None, "SMTP user (with the password)")
+    password: str | None = setting(
+        "NOTIFY_SMTP_PASSWORD", None, "SMTP password (with the user)", secret=True
+    )
+    starttls: bool = setting("NOTIFY_SMTP_STARTTLS", False, "upgrade to TLS with STARTTLS")
+    use_tls: bool = setting("NOTIFY_SMTP_TLS", False, "implicit TLS")
+    sender: str = setting("NOTIFY_SMTP_FROM", "orders@example.com", "envelope sender")
+    recipient: str = setting("NOTIFY_SMTP_TO", "ops@example.com", "envelope recipient")
+    timeout: float = setting("NOTIFY_SMTP_TIMEOUT_SECONDS", 10.0, "per-send timeout", min_value=0.1)
 
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    url: str = ""
-    secret: str = ""
-    timeout: float = 5.0
-    signature_header: str = "X-Signature-SHA256"
-
-    @classmethod
-    def from_env(cls, env: Env, *, required: bool) -> WebhookSettings:
-        d = cls()
-        return cls(
-            # Only demanded when the channel is on, so a log-only worker needs no webhook config.
-            url=env.text("NOTIFY_WEBHOOK_URL", None if required else ""),
-            secret=env.text("NOTIFY_WEBHOOK_SECRET", None if required else ""),
-            timeout=env.number("NOTIFY_WEBHOOK_TIMEOUT_SECONDS", d.timeout, min_value=0.05),
-            signature_header=env.text("NOTIFY_WEBHOOK_SIGNATURE_HEADER", d.signature_header),
-        )
+    # Only demanded when the channel is on (NotificationSettings.from_env), so a log-only
+    # worker needs no webhook config.
+    url: str = setting("NOTIFY_WEBHOOK_URL", "", "webhook target (required when the channel is on)")
+    secret: str = setting(
+        "NOTIFY_WEBHOOK_SECRET",
+        "",
+        "HMAC-SHA256 key (required when the channel is on)",
+        secret=True,
+    )
+    timeout: float = setting(
+        "NOTIFY_WEBHOOK_TIMEOUT_SECONDS", 5.0, "per-call timeout", min_value=0.05
+    )
+    signature_header: str = setting(
+        "NOTIFY_WEBHOOK_SIGNATURE_HEADER", "X-Signature-SHA256", "header carrying the signature"
+    )
 
 
 @dataclass(frozen=True)
 class NotificationSettings:
-    http_host: str = "127.0.0.1"
-    http_port: int = 8082
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "notif"
+    http_host: str = setting("NOTIFY_HTTP_HOST", "127.0.0.1", "metrics/health listen host")
+    http_port: int = setting("NOTIFY_HTTP_PORT", 8082, "metrics/health listen port", min_value=0)
+    rabbitmq_url: str = setting(
+        "RABBITMQ_URL", LOCAL_RABBITMQ_URL, "broker", broker=True, shared=True
+    )
+    redis_url: str = setting(
+        "REDIS_URL", LOCAL_REDIS_URL, "sent-notification store", credential=True, shared=True
+    )
+    redis_prefix: str = setting("NOTIFY_REDIS_PREFIX", "notif", "key prefix of the sent store")
     topology: TopologySettings = field(default_factory=TopologySettings)
-    channels: tuple[str, ...] = ("log",)
+    channels: tuple[str, ...] = setting(
+        "NOTIFY_CHANNELS", ("log",), "`log`, `smtp`, `webhook` (comma separated)"
+    )
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
-    prefetch: int = 64
-    # Batches handled at once, each of up to batch_size messages sharing one claim round trip
-    # and one record round trip to Redis.
-    concurrency: int = 4
-    batch_size: int = 32
-    channel_concurrency: int = 16
-    max_attempts: int = 5
-    reminder_minutes: float = 0.0
-    max_schedule_ahead_seconds: float = 86_400.0
-    sent_ttl_seconds: int = 3 * 86_400
-    audit_ttl_seconds: int = 7 * 86_400
-    shutdown_timeout: float = 30.0
-    scheduled_gauge_interval: float = 5.0
-    # Empty: the audit endpoint is open (local use); set, it needs one of these keys.
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    log_level: str = "info"
+    prefetch: int = setting("NOTIFY_PREFETCH", 64, "unacked messages", min_value=1)
+    concurrency: int = setting("NOTIFY_CONCURRENCY", 4, "batches handled at once", min_value=1)
+    batch_size: int = setting(
+        "NOTIFY_BATCH_SIZE",
+        32,
+        "messages per batch; a batch makes one Redis round trip for its claims and one for its"
+        " records, and is acked when its slowest send has finished (at most the channel timeout)",
+        min_value=1,
+    )
+    channel_concurrency: int = setting(
+        "NOTIFY_CHANNEL_CONCURRENCY", 16, "sends in flight per channel", min_value=1
+    )
+    max_attempts: int = setting("NOTIFY_MAX_ATTEMPTS", 5, "attempts before parking", min_value=1)
+    reminder_minutes: float = setting(
+        "NOTIFY_REMINDER_MINUTES", 0.0, "reminder after OrderCreated (0: off)", min_value=0
+    )
+    max_schedule_ahead_seconds: float = setting(
+        "NOTIFY_MAX_SCHEDULE_AHEAD_SECONDS", 86_400.0, "scheduling horizon", min_value=0
+    )
+    sent_ttl_seconds: int = setting(
+        "NOTIFY_SENT_TTL_SECONDS",
+        3 * 86_400,
+        "de-duplication record lifetime; must exceed the retry and schedule horizon",
+        min_value=1,
+    )
+    audit_ttl_seconds: int = setting(
+        "NOTIFY_AUDIT_TTL_SECONDS", 7 * 86_400, "audit record lifetime", min_value=1
+    )
+    shutdown_timeout: float = setting(
+        "NOTIFY_SHUTDOWN_TIMEOUT_SECONDS", 30.0, "drain time on SIGTERM", min_value=0.1
+    )
+    scheduled_gauge_interval: float = setting(
+        "NOTIFY_SCHEDULED_GAUGE_SECONDS", 5.0, "scheduled-pending gauge refresh", min_value=0.1
+    )
+    api_keys: tuple[str, ...] = setting(
+        "NOTIFY_API_KEYS",
+        (),
+        "comma-separated keys for `POST /notifications/audit` (realm `notifications`); empty:"
+        " open (local use). Health and metrics stay open",
+        secret=True,
+    )
+    log_level: str = setting("LOG_LEVEL", "info", "log level", choices=LOG_LEVELS, shared=True)
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.channels if c not in CHANNEL_NAMES]
@@ -132,41 +152,9 @@ class NotificationSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotificationSettings:
         env = Env(environ)
-        d = cls()
-        channels = env.text_list("NOTIFY_CHANNELS", "log")
-        return cls(
-            http_host=env.text("NOTIFY_HTTP_HOST", d.http_host),
-            http_port=env.integer("NOTIFY_HTTP_PORT", d.http_port, min_value=0),
-            rabbitmq_url=env.broker_urls("RABBITMQ_URL", d.rabbitmq_url),
-            redis_url=env.credential("REDIS_URL", d.redis_url),
-            redis_prefix=env.text("NOTIFY_REDIS_PREFIX", d.redis_prefix),
-            topology=TopologySettings.from_env(env),
-            channels=channels,
-            smtp=SmtpSettings.from_env(env),
-            webhook=WebhookSettings.from_env(env, required="webhook" in channels),
-            prefetch=env.integer("NOTIFY_PREFETCH", d.prefetch, min_value=1),
-            concurrency=env.integer("NOTIFY_CONCURRENCY", d.concurrency, min_value=1),
-            batch_size=env.integer("NOTIFY_BATCH_SIZE", d.batch_size, min_value=1),
-            channel_concurrency=env.integer(
-                "NOTIFY_CHANNEL_CONCURRENCY", d.channel_concurrency, min_value=1
-            ),
-            max_attempts=env.integer("NOTIFY_MAX_ATTEMPTS", d.max_attempts, min_value=1),
-            reminder_minutes=env.number("NOTIFY_REMINDER_MINUTES", d.reminder_minutes, min_value=0),
-            max_schedule_ahead_seconds=env.number(
-                "NOTIFY_MAX_SCHEDULE_AHEAD_SECONDS", d.max_schedule_ahead_seconds, min_value=0
-            ),
-            sent_ttl_seconds=env.integer(
-                "NOTIFY_SENT_TTL_SECONDS", d.sent_ttl_seconds, min_value=1
-            ),
-            audit_ttl_seconds=env.integer(
-                "NOTIFY_AUDIT_TTL_SECONDS", d.audit_ttl_seconds, min_value=1
-            ),
-            shutdown_timeout=env.number(
-                "NOTIFY_SHUTDOWN_TIMEOUT_SECONDS", d.shutdown_timeout, min_value=0.1
-            ),
-            scheduled_gauge_interval=env.number(
-                "NOTIFY_SCHEDULED_GAUGE_SECONDS", d.scheduled_gauge_interval, min_value=0.1
-            ),
-            api_keys=env.text_list("NOTIFY_API_KEYS", ""),
-            log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
-        )
+        settings = read_settings(cls, env, topology=TopologySettings.from_env(env))
+        if "webhook" in settings.channels:
+            # Absent, these fail by name ("... is required but not set").
+            env.text("NOTIFY_WEBHOOK_URL")
+            env.text("NOTIFY_WEBHOOK_SECRET")
+        return settings

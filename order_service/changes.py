@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from common.events import EventData, encode_envelope, new_envelope
 from common.tracing import trace_headers
-from order_service.domain.lifecycle import TimelineEntry, Transition, first_event
+from order_service.domain.lifecycle import TimelineEntry, Transition
 from order_service.domain.order import Order, OrderStatus
+from order_service.order_events import first_event, transition_event
 from order_service.ports import OutboxEvent
 
 __all__ = ["PRODUCER", "change_records", "creation_records"]
@@ -19,7 +20,7 @@ def change_records(
     return _records(
         change.after,
         change.before.status,
-        change.event,
+        transition_event(change),
         correlation_id=correlation_id,
         exchange=exchange,
         reason=reason,

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
 from common.messaging.consumer import ConsumerMetrics
+from common.mysql import build_engine as build_mysql_engine
 from common.observability import Metrics, get_logger
+from common.redis_client import redis_client
 from common.supervision import Supervisor
 from order_service.adapters.cache import RedisOrderCache
 from order_service.adapters.fulfilment_store import MySqlFulfilmentStore
@@ -51,27 +53,22 @@ class OrderMetrics:
 
 
 def build_engine(settings: OrderSettings) -> AsyncEngine:
-    return create_async_engine(
+    return build_mysql_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
-        pool_timeout=settings.db_connect_timeout,
-        pool_recycle=1800,
+        connect_timeout=settings.db_connect_timeout,
+        # A request waiting on another's idempotency key gives up quickly with a 409.
+        # lock_wait_timeout bounds metadata locks (LOCK TABLES, DDL) the same way.
+        session={
+            "innodb_lock_wait_timeout": settings.db_lock_wait_timeout,
+            "lock_wait_timeout": settings.db_lock_wait_timeout,
+        },
         # Every use goes through SQLAlchemy's Connection, which rolls back a transaction left
         # open when it closes; the pool's own ROLLBACK after every COMMIT was one more round
         # trip per transaction for nothing.
-        pool_reset_on_return=None,
+        reset_on_return=False,
         # No gap locks: concurrent inserts of new idempotency keys never deadlock each other.
         isolation_level="READ COMMITTED",
-        connect_args={
-            "connect_timeout": settings.db_connect_timeout,
-            # A request waiting on another's idempotency key gives up quickly with a 409.
-            # lock_wait_timeout bounds metadata locks (LOCK TABLES, DDL) the same way.
-            "init_command": (
-                f"SET SESSION innodb_lock_wait_timeout={settings.db_lock_wait_timeout}, "
-                f"lock_wait_timeout={settings.db_lock_wait_timeout}, time_zone='+00:00'"
-            ),
-        },
     )
 
 
@@ -99,12 +96,7 @@ class Container:
         metrics = OrderMetrics(registry_metrics)
         engine = build_engine(settings)
         tracing.instrument_engine(engine)
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            retry_on_timeout=False,
-        )
+        redis = redis_client(settings.redis_url, timeout=settings.redis_timeout)
         cache = RedisOrderCache(
             redis, ttl_seconds=settings.cache_ttl_seconds, requests=metrics.cache_requests
         )

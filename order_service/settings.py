@@ -1,168 +1,206 @@
-"""Order service settings: read once from the environment at start-up."""
+"""Order service settings: read once from the environment at start-up, loud when wrong."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from common.declared_settings import read_settings, setting
 from common.messaging.topology import TopologySettings
-from common.settings import Env, SettingsError
+from common.settings import LOCAL_RABBITMQ_URL, LOCAL_REDIS_URL, LOG_LEVELS, Env, SettingsError
 
 __all__ = ["OrderSettings"]
 
 
 @dataclass(frozen=True)
 class OrderSettings:
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    database_url: str = "mysql+aiomysql://order_svc:order_svc_local@127.0.0.1:3306/order_db"
-    db_pool_size: int = 20
-    db_connect_timeout: int = 3
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_timeout: float = 0.05
-    cache_ttl_seconds: int = 300
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    http_host: str = setting("ORDER_HTTP_HOST", "127.0.0.1", "listen host")
+    http_port: int = setting("ORDER_HTTP_PORT", 8080, "listen port", min_value=1)
+    database_url: str = setting(
+        "ORDER_DATABASE_URL",
+        "mysql+aiomysql://order_svc:order_svc_local@127.0.0.1:3306/order_db",
+        "order database",
+        credential=True,
+    )
+    db_pool_size: int = setting("ORDER_DB_POOL_SIZE", 20, "connection pool size", min_value=1)
+    db_connect_timeout: int = setting(
+        "ORDER_DB_CONNECT_TIMEOUT", 3, "database connect timeout, seconds", min_value=1
+    )
+    redis_url: str = setting("REDIS_URL", LOCAL_REDIS_URL, "cache", credential=True, shared=True)
+    redis_timeout: float = setting(
+        "REDIS_TIMEOUT_SECONDS",
+        0.05,
+        "Redis timeout before falling back to the database",
+        min_value=0.001,
+        shared=True,
+    )
+    cache_ttl_seconds: int = setting(
+        "ORDER_CACHE_TTL_SECONDS", 300, "order cache entry lifetime", min_value=1
+    )
+    rabbitmq_url: str = setting(
+        "RABBITMQ_URL", LOCAL_RABBITMQ_URL, "broker", broker=True, shared=True
+    )
     topology: TopologySettings = field(default_factory=TopologySettings)
-    relay_enabled: bool = True
-    relay_batch_size: int = 500
-    relay_poll_interval: float = 1.0
-    relay_linger_seconds: float = 0.0
-    outbox_retention_seconds: int = 86400
+    relay_enabled: bool = setting(
+        "ORDER_RELAY_ENABLED", True, "run the outbox relay in this process"
+    )
+    relay_batch_size: int = setting(
+        "ORDER_RELAY_BATCH_SIZE", 500, "rows per relay batch", min_value=1
+    )
+    relay_poll_interval: float = setting(
+        "ORDER_RELAY_POLL_SECONDS", 1.0, "relay polling fallback", min_value=0.01
+    )
+    relay_linger_seconds: float = setting(
+        "ORDER_RELAY_LINGER_SECONDS",
+        0.0,
+        "after a commit wakes the relay, wait this long so nearby commits share one publish"
+        " batch (off: it did not help in the benchmark)",
+        min_value=0.0,
+    )
+    outbox_retention_seconds: int = setting(
+        "ORDER_OUTBOX_RETENTION_SECONDS", 86400, "how long sent outbox rows are kept", min_value=60
+    )
     # A row the broker refuses on its own (unroutable, nacked) is retried after 1, 2, 4 ... s
     # (capped at 300 s) and parked after this many attempts (about 8.5 minutes by default).
-    outbox_max_attempts: int = 10
-    outbox_retry_seconds: float = 1.0
-    prune_interval_seconds: float = 10.0
-    prune_batch_size: int = 5000
-    idempotency_ttl_seconds: int = 86400
-    write_batch_max: int = 64
+    outbox_max_attempts: int = setting(
+        "ORDER_OUTBOX_MAX_ATTEMPTS",
+        10,
+        "attempts of an outbox row the broker refuses on its own (unroutable, nacked) before it"
+        " is parked (see *Outbox parking lot*); a broker outage spends none",
+        min_value=1,
+    )
+    outbox_retry_seconds: float = setting(
+        "ORDER_OUTBOX_RETRY_SECONDS",
+        1.0,
+        "first retry delay of such a row; doubles per attempt, capped at 300 s (10 attempts:"
+        " about 8.5 min)",
+        min_value=0.01,
+    )
+    prune_interval_seconds: float = setting(
+        "ORDER_PRUNE_INTERVAL_SECONDS",
+        10.0,
+        "pause between pruning runs (published outbox rows past retention, expired"
+        " Idempotency-Keys); each run deletes until nothing due is left",
+        min_value=0.1,
+    )
+    prune_batch_size: int = setting(
+        "ORDER_PRUNE_BATCH_SIZE",
+        5000,
+        "rows per pruning `DELETE ... LIMIT`, one short transaction each",
+        min_value=1,
+    )
+    idempotency_ttl_seconds: int = setting(
+        "ORDER_IDEMPOTENCY_TTL_SECONDS", 86400, "Idempotency-Key lifetime", min_value=1
+    )
+    write_batch_max: int = setting(
+        "ORDER_WRITE_BATCH_MAX", 64, "most new orders per group-commit transaction", min_value=1
+    )
     # Transactions in flight at once: each waits on a commit (fsync) round trip, and InnoDB's
     # own group commit merges concurrent fsyncs, so overlapping a few keeps MySQL busy.
-    write_concurrency: int = 6
-    # How long a create waits for its commit before answering "outcome unknown" (with the id
-    # to look up); below the request timeout, so the answer is never a blind 503.
-    write_timeout_seconds: float = 8.0
+    write_concurrency: int = setting(
+        "ORDER_WRITE_CONCURRENCY", 6, "group-commit transactions in flight at once", min_value=1
+    )
+    # Below the request timeout, so the answer is never a blind 503 (checked at start).
+    write_timeout_seconds: float = setting(
+        "ORDER_WRITE_TIMEOUT_SECONDS",
+        8.0,
+        'how long a create waits for its commit before answering 503 "outcome unknown" with'
+        " the order's `Location` (must be below `ORDER_REQUEST_TIMEOUT_SECONDS`)",
+        min_value=0.1,
+    )
     # Lock waits (row and metadata) end the transaction well inside the write timeout.
-    db_lock_wait_timeout: int = 5
-    max_body_bytes: int = 16384
+    db_lock_wait_timeout: int = setting(
+        "ORDER_DB_LOCK_WAIT_TIMEOUT",
+        5,
+        "row and metadata lock waits (s) before a transaction gives up (rolled back, answered 503)",
+        min_value=1,
+    )
+    max_body_bytes: int = setting(
+        "ORDER_MAX_BODY_BYTES", 16384, "request body limit (413 above)", min_value=256
+    )
     # 0 turns each of these off; the rate limit and API keys are off by default (local use).
-    request_timeout_seconds: float = 10.0
-    rate_limit_per_second: float = 0.0
-    rate_limit_burst: int = 0  # 0: one second's worth of requests
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    list_max_limit: int = 100
-    log_level: str = "info"
-    workers: int = 1
+    request_timeout_seconds: float = setting(
+        "ORDER_REQUEST_TIMEOUT_SECONDS",
+        10.0,
+        "a request still running after this gets a 503 problem (0: off)",
+        min_value=0,
+    )
+    rate_limit_per_second: float = setting(
+        "ORDER_RATE_LIMIT_PER_SECOND",
+        0.0,
+        "per-client token bucket (0: off) → 429 with `Retry-After`",
+        min_value=0,
+    )
+    rate_limit_burst: int = setting(
+        "ORDER_RATE_LIMIT_BURST", 0, "token bucket size (0: one second's worth)", min_value=0
+    )
+    api_keys: tuple[str, ...] = setting(
+        "ORDER_API_KEYS",
+        (),
+        "comma-separated keys; when set, every request but health and metrics (reads too) needs"
+        " `Authorization: Bearer <key>` or `X-API-Key`, and an Idempotency-Key is scoped to the"
+        " API key that sent it (see docs/security.md)",
+        secret=True,
+    )
+    list_max_limit: int = setting("ORDER_LIST_MAX_LIMIT", 100, "page size cap", min_value=1)
+    log_level: str = setting("LOG_LEVEL", "info", "log level", choices=LOG_LEVELS, shared=True)
+    workers: int = setting(
+        "ORDER_WORKERS",
+        1,
+        "uvicorn worker processes (each runs its own relay; SKIP LOCKED keeps them apart)",
+        min_value=1,
+    )
     # Order lifecycle (docs/lifecycle.md).
-    fulfilment_enabled: bool = True
-    fulfilment_prefetch: int = 400
+    fulfilment_enabled: bool = setting(
+        "ORDER_FULFILMENT_ENABLED", True, "run the fulfilment and scheduler consumers here"
+    )
+    fulfilment_prefetch: int = setting(
+        "ORDER_FULFILMENT_PREFETCH", 400, "fulfilment: unacked messages", min_value=1
+    )
     # Batches in flight at once: two, so one fills while the other commits; more only splits
     # the same events into smaller batches, each paying a transaction's fixed cost.
-    fulfilment_concurrency: int = 2
-    fulfilment_batch_size: int = 200
-    fulfilment_batch_linger_seconds: float = 0.02
-    fulfilment_max_attempts: int = 5
-    schedule_horizon_seconds: int = 7 * 86400
-    payment_decline_rate: float = 0.0
-    payment_error_rate: float = 0.0
-    payment_latency_seconds: float = 0.0
+    fulfilment_concurrency: int = setting(
+        "ORDER_FULFILMENT_CONCURRENCY", 2, "fulfilment batches in flight at once", min_value=1
+    )
+    fulfilment_batch_size: int = setting(
+        "ORDER_FULFILMENT_BATCH_SIZE",
+        200,
+        "OrderCreated events the saga charges and commits together (one transaction)",
+        min_value=1,
+    )
+    fulfilment_batch_linger_seconds: float = setting(
+        "ORDER_FULFILMENT_BATCH_LINGER_SECONDS",
+        0.02,
+        "how long a fulfilment batch waits for more before it starts (each batch costs the same"
+        " round trips whatever its size)",
+        min_value=0.0,
+    )
+    fulfilment_max_attempts: int = setting(
+        "ORDER_FULFILMENT_MAX_ATTEMPTS", 5, "fulfilment attempts before parking", min_value=1
+    )
+    schedule_horizon_seconds: int = setting(
+        "ORDER_SCHEDULE_HORIZON_SECONDS",
+        7 * 86400,
+        "how far ahead `scheduled_time` may be",
+        min_value=1,
+    )
+    payment_decline_rate: float = setting(
+        "ORDER_PAYMENT_DECLINE_RATE",
+        0.0,
+        "payment simulator: extra random declines (amounts ending in .13 always decline)",
+        min_value=0,
+    )
+    payment_error_rate: float = setting(
+        "ORDER_PAYMENT_ERROR_RATE", 0.0, "payment simulator: transient errors", min_value=0
+    )
+    payment_latency_seconds: float = setting(
+        "ORDER_PAYMENT_LATENCY_SECONDS", 0.0, "payment simulator: latency", min_value=0
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OrderSettings:
         env = Env(environ)
-        d = cls()
-        return cls(
-            http_host=env.text("ORDER_HTTP_HOST", d.http_host),
-            http_port=env.integer("ORDER_HTTP_PORT", d.http_port, min_value=1),
-            database_url=env.credential("ORDER_DATABASE_URL", d.database_url),
-            db_pool_size=env.integer("ORDER_DB_POOL_SIZE", d.db_pool_size, min_value=1),
-            db_connect_timeout=env.integer(
-                "ORDER_DB_CONNECT_TIMEOUT", d.db_connect_timeout, min_value=1
-            ),
-            redis_url=env.credential("REDIS_URL", d.redis_url),
-            redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", d.redis_timeout, min_value=0.001),
-            cache_ttl_seconds=env.integer(
-                "ORDER_CACHE_TTL_SECONDS", d.cache_ttl_seconds, min_value=1
-            ),
-            rabbitmq_url=env.broker_urls("RABBITMQ_URL", d.rabbitmq_url),
-            topology=TopologySettings.from_env(env),
-            relay_enabled=env.flag("ORDER_RELAY_ENABLED", d.relay_enabled),
-            relay_batch_size=env.integer("ORDER_RELAY_BATCH_SIZE", d.relay_batch_size, min_value=1),
-            relay_linger_seconds=env.number(
-                "ORDER_RELAY_LINGER_SECONDS", d.relay_linger_seconds, min_value=0.0
-            ),
-            relay_poll_interval=env.number(
-                "ORDER_RELAY_POLL_SECONDS", d.relay_poll_interval, min_value=0.01
-            ),
-            outbox_retention_seconds=env.integer(
-                "ORDER_OUTBOX_RETENTION_SECONDS", d.outbox_retention_seconds, min_value=60
-            ),
-            outbox_max_attempts=env.integer(
-                "ORDER_OUTBOX_MAX_ATTEMPTS", d.outbox_max_attempts, min_value=1
-            ),
-            outbox_retry_seconds=env.number(
-                "ORDER_OUTBOX_RETRY_SECONDS", d.outbox_retry_seconds, min_value=0.01
-            ),
-            prune_interval_seconds=env.number(
-                "ORDER_PRUNE_INTERVAL_SECONDS", d.prune_interval_seconds, min_value=0.1
-            ),
-            prune_batch_size=env.integer("ORDER_PRUNE_BATCH_SIZE", d.prune_batch_size, min_value=1),
-            idempotency_ttl_seconds=env.integer(
-                "ORDER_IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds, min_value=1
-            ),
-            write_batch_max=env.integer("ORDER_WRITE_BATCH_MAX", d.write_batch_max, min_value=1),
-            write_timeout_seconds=env.number(
-                "ORDER_WRITE_TIMEOUT_SECONDS", d.write_timeout_seconds, min_value=0.1
-            ),
-            db_lock_wait_timeout=env.integer(
-                "ORDER_DB_LOCK_WAIT_TIMEOUT", d.db_lock_wait_timeout, min_value=1
-            ),
-            write_concurrency=env.integer(
-                "ORDER_WRITE_CONCURRENCY", d.write_concurrency, min_value=1
-            ),
-            max_body_bytes=env.integer("ORDER_MAX_BODY_BYTES", d.max_body_bytes, min_value=256),
-            request_timeout_seconds=env.number(
-                "ORDER_REQUEST_TIMEOUT_SECONDS", d.request_timeout_seconds, min_value=0
-            ),
-            rate_limit_per_second=env.number(
-                "ORDER_RATE_LIMIT_PER_SECOND", d.rate_limit_per_second, min_value=0
-            ),
-            rate_limit_burst=env.integer("ORDER_RATE_LIMIT_BURST", d.rate_limit_burst, min_value=0),
-            api_keys=env.text_list("ORDER_API_KEYS", ""),
-            list_max_limit=env.integer("ORDER_LIST_MAX_LIMIT", d.list_max_limit, min_value=1),
-            log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level),
-            workers=env.integer("ORDER_WORKERS", d.workers, min_value=1),
-            fulfilment_enabled=env.flag("ORDER_FULFILMENT_ENABLED", d.fulfilment_enabled),
-            fulfilment_prefetch=env.integer(
-                "ORDER_FULFILMENT_PREFETCH", d.fulfilment_prefetch, min_value=1
-            ),
-            fulfilment_concurrency=env.integer(
-                "ORDER_FULFILMENT_CONCURRENCY", d.fulfilment_concurrency, min_value=1
-            ),
-            fulfilment_batch_linger_seconds=env.number(
-                "ORDER_FULFILMENT_BATCH_LINGER_SECONDS",
-                d.fulfilment_batch_linger_seconds,
-                min_value=0.0,
-            ),
-            fulfilment_batch_size=env.integer(
-                "ORDER_FULFILMENT_BATCH_SIZE", d.fulfilment_batch_size, min_value=1
-            ),
-            fulfilment_max_attempts=env.integer(
-                "ORDER_FULFILMENT_MAX_ATTEMPTS", d.fulfilment_max_attempts, min_value=1
-            ),
-            schedule_horizon_seconds=env.integer(
-                "ORDER_SCHEDULE_HORIZON_SECONDS", d.schedule_horizon_seconds, min_value=1
-            ),
-            payment_decline_rate=env.number(
-                "ORDER_PAYMENT_DECLINE_RATE", d.payment_decline_rate, min_value=0
-            ),
-            payment_error_rate=env.number(
-                "ORDER_PAYMENT_ERROR_RATE", d.payment_error_rate, min_value=0
-            ),
-            payment_latency_seconds=env.number(
-                "ORDER_PAYMENT_LATENCY_SECONDS", d.payment_latency_seconds, min_value=0
-            ),
-        )._checked()
+        return read_settings(cls, env, topology=TopologySettings.from_env(env))._checked()
 
     def _checked(self) -> OrderSettings:
         if 0 < self.request_timeout_seconds <= self.write_timeout_seconds:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 from types import TracebackType
 
-import pymysql
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.messaging.outcomes import DependencyUnavailableError
+from common.mysql import DbErrorKind, classify_db_error
 from order_service.adapters.repository import (
     MySqlIdempotencyRepository,
     MySqlOrderRepository,
@@ -22,42 +20,20 @@ from order_service.services import DuplicateKeyError, LockTimeoutError
 
 __all__ = ["DatabaseUnavailableError", "SqlUnitOfWork", "translate_db_error"]
 
-_DUPLICATE_KEY = 1062
-_LOCK_WAIT_TIMEOUT = 1205
-_DEADLOCK = 1213
-
 
 class DatabaseUnavailableError(DependencyUnavailableError):
     """MySQL cannot be reached or did not answer in time (a consumer defers, never retries)."""
 
 
-def _errno(exc: DBAPIError) -> int | None:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
 def translate_db_error(exc: BaseException) -> BaseException | None:
-    if isinstance(exc, pymysql.err.MySQLError) and not isinstance(exc, DBAPIError):
-        return _translate_driver_error(exc)
-    if isinstance(exc, IntegrityError) and _errno(exc) == _DUPLICATE_KEY:
-        return DuplicateKeyError(str(exc.orig))
-    if isinstance(exc, OperationalError) and _errno(exc) in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
-        return LockTimeoutError(str(exc.orig))
-    if isinstance(exc, (OperationalError, PoolTimeoutError, ConnectionError, TimeoutError)):
-        return DatabaseUnavailableError(str(exc))
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return DatabaseUnavailableError(str(exc))
-    return None
-
-
-def _translate_driver_error(exc: pymysql.err.MySQLError) -> BaseException | None:
-    """Errors of the raw driver (multi-statement packets), mapped like SQLAlchemy's."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    if isinstance(exc, pymysql.err.IntegrityError) and code == _DUPLICATE_KEY:
-        return DuplicateKeyError(str(exc))
-    if code in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
-        return LockTimeoutError(str(exc))
-    if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
+    kind = classify_db_error(exc)
+    # SQLAlchemy's text repeats the statement; the driver's own error says what happened.
+    message = str(getattr(exc, "orig", None) or exc)
+    if kind is DbErrorKind.DUPLICATE_KEY:
+        return DuplicateKeyError(message)
+    if kind is DbErrorKind.CONFLICT:
+        return LockTimeoutError(message)
+    if kind is DbErrorKind.UNAVAILABLE:
         return DatabaseUnavailableError(str(exc))
     return None
 

@@ -1,1 +1,2 @@
-"""Concrete adapters of the analytics service: MySQL tables and store, Redis summary cache."""
+"""Concrete adapters of the analytics service: MySQL tables, one module per port (fact_store,
+reader, rebuilder), Redis summary cache."""

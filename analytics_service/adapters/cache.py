@@ -7,16 +7,12 @@ short TTL bounds staleness when the consumer could not reach Redis to bump the g
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from common.observability import get_logger
+from common.cache_breaker import CacheBreaker
 
 __all__ = ["RedisSummaryCache"]
-
-log = get_logger(__name__)
 
 _PREFIX = "analytics:v1:summary"
 GENERATION_KEY = f"{_PREFIX}:generation"
@@ -39,16 +35,7 @@ class RedisSummaryCache:
         self._fallback_ttl = fallback_ttl_seconds
         self._requests = requests
         self._invalidations = invalidations
-        self._cooldown = cooldown
-        self._down_until = 0.0
-
-    def _available(self) -> bool:
-        return time.monotonic() >= self._down_until
-
-    def _failed(self, op: str, exc: Exception) -> None:
-        if self._available():
-            log.warning("cache_unavailable", op=op, error=repr(exc), bypass_seconds=self._cooldown)
-        self._down_until = time.monotonic() + self._cooldown
+        self._breaker = CacheBreaker(cooldown)
 
     def _count(self, result: str) -> None:
         if self._requests is not None:
@@ -56,7 +43,7 @@ class RedisSummaryCache:
 
     async def get(self) -> tuple[bytes | None, str]:
         """The cached summary (or None) and the generation to store a fresh one under."""
-        if not self._available():
+        if not self._breaker.available():
             self._count("bypassed")
             return None, ""
         try:
@@ -65,13 +52,13 @@ class RedisSummaryCache:
             body = _bytes(await self._redis.get(f"{_PREFIX}:{generation}"))
         except Exception as exc:
             self._count("error")
-            self._failed("get", exc)
+            self._breaker.failed("get", exc)
             return None, ""
         self._count("hit" if body is not None else "miss")
         return body, generation
 
     async def put(self, generation: str, body: bytes) -> None:
-        if not generation or not self._available():
+        if not generation or not self._breaker.available():
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -79,14 +66,14 @@ class RedisSummaryCache:
                 pipe.set(FALLBACK_KEY, body, ex=self._fallback_ttl)
                 await pipe.execute()
         except Exception as exc:
-            self._failed("set", exc)
+            self._breaker.failed("set", exc)
 
     async def fallback(self) -> bytes | None:
         """The last summary computed, to answer while the database is down."""
         try:
             value = _bytes(await self._redis.get(FALLBACK_KEY))
         except Exception as exc:
-            self._failed("get_fallback", exc)
+            self._breaker.failed("get_fallback", exc)
             return None
         if value is not None:
             self._count("stale")
@@ -95,7 +82,7 @@ class RedisSummaryCache:
     async def invalidate(self) -> None:
         """Best effort: while Redis is failing the TTL alone bounds staleness, so the consumer
         does not pay a timeout per batch."""
-        if not self._available():
+        if not self._breaker.available():
             if self._invalidations is not None:
                 self._invalidations.labels("skipped").inc()
             return
@@ -104,7 +91,7 @@ class RedisSummaryCache:
         except Exception as exc:
             if self._invalidations is not None:
                 self._invalidations.labels("error").inc()
-            self._failed("incr", exc)
+            self._breaker.failed("incr", exc)
             return
         if self._invalidations is not None:
             self._invalidations.labels("ok").inc()

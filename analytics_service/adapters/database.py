@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
-import pymysql
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from analytics_service.ports import StoreConflictError, StoreUnavailableError
+from common.mysql import DbErrorKind, classify_db_error
+from common.mysql import build_engine as build_mysql_engine
+from common.mysql import driver_connection as raw_driver_connection
 
 __all__ = [
-    "aware_utc",
     "build_engine",
     "driver_connection",
-    "naive_utc",
     "translate_db_error",
     "translated",
 ]
-
-_LOCK_WAIT_TIMEOUT = 1205
-_DEADLOCK = 1213
 
 
 def build_engine(
@@ -33,54 +27,22 @@ def build_engine(
     """``check_on_checkout`` False (the consumer) saves two round trips per transaction: no
     ping when a connection leaves the pool, no rollback when it returns (every consumer
     transaction ends in its own COMMIT or ROLLBACK). Its caller must then handle a stale
-    connection itself (MySqlAnalyticsStore.apply reruns once on a fresh pool)."""
-    return create_async_engine(
+    connection itself (MySqlAnalyticsStore.apply in fact_store.py reruns once on a fresh pool)."""
+    return build_mysql_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=connect_timeout,
-        pool_recycle=1800,
-        # After a database restart every pooled connection is dead; checking on checkout turns
-        # that into one reconnect instead of one failed batch per stale connection.
-        pool_pre_ping=check_on_checkout,
-        pool_reset_on_return="rollback" if check_on_checkout else None,
-        connect_args={
-            "connect_timeout": connect_timeout,
-            "init_command": "SET SESSION innodb_lock_wait_timeout=10, time_zone='+00:00'",
-        },
+        connect_timeout=connect_timeout,
+        session={"innodb_lock_wait_timeout": 10},
+        pre_ping=check_on_checkout,
+        reset_on_return=check_on_checkout,
     )
 
 
-def naive_utc(value: datetime) -> datetime:
-    """MySQL DATETIME has no zone; we store UTC."""
-    if value.tzinfo is UTC:  # the common case (facts are normalised to UTC): no conversion
-        return value.replace(tzinfo=None)
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
-def aware_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _errno(exc: DBAPIError) -> int | None:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
 def translate_db_error(exc: BaseException) -> Exception | None:
-    if isinstance(exc, pymysql.err.OperationalError):  # raw driver errors (driver_connection)
-        if exc.args and exc.args[0] in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
-            return StoreConflictError(str(exc))
-        return StoreUnavailableError(str(exc))
-    if isinstance(exc, pymysql.err.InterfaceError):
-        return StoreUnavailableError(str(exc))
-    if isinstance(exc, OperationalError) and _errno(exc) in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
-        return StoreConflictError(str(exc.orig))
-    if isinstance(
-        exc, (OperationalError, PoolTimeoutError, ConnectionError, TimeoutError, OSError)
-    ):
-        return StoreUnavailableError(str(exc))
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    kind = classify_db_error(exc)
+    if kind is DbErrorKind.CONFLICT:
+        return StoreConflictError(str(getattr(exc, "orig", None) or exc))
+    if kind is DbErrorKind.UNAVAILABLE:
         return StoreUnavailableError(str(exc))
     return None
 
@@ -105,23 +67,11 @@ async def translated(engine: AsyncEngine, *, begin: bool) -> AsyncIterator[Async
 
 @contextlib.asynccontextmanager
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[tuple[Any, bool]]:
-    """The pooled connection's driver (aiomysql) connection, for multi-statement text that
-    commits itself, and whether the server wants ``AS new`` row aliases in upserts. An error
-    rolls back, or discards the connection when even that fails; driver errors surface as
-    StoreUnavailableError / StoreConflictError like those of ``translated``."""
+    """common.mysql.driver_connection whose driver errors surface as StoreUnavailableError /
+    StoreConflictError like those of ``translated``."""
     try:
-        async with engine.connect() as conn:
-            driver: Any = (await conn.get_raw_connection()).driver_connection
-            # Set by SQLAlchemy's MySQL dialect from the server version when it first connects.
-            alias = bool(getattr(engine.dialect, "_requires_alias_for_on_duplicate_key", False))
-            try:
-                yield driver, alias
-            except BaseException:
-                try:
-                    await driver.rollback()
-                except BaseException:
-                    await conn.invalidate()
-                raise
+        async with raw_driver_connection(engine) as connection:
+            yield connection
     except Exception as exc:
         mapped = translate_db_error(exc)
         if mapped is not None:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from common.observability import get_logger
+from common.cache_breaker import CacheBreaker
 
 __all__ = ["RedisOrderCache"]
-
-log = get_logger(__name__)
 
 
 class RedisOrderCache:
     """Short socket timeouts bound the cost of a slow Redis; after an error the cache is
-    bypassed for ``cooldown`` seconds so a dead Redis costs nothing per request."""
+    bypassed for ``cooldown`` seconds so a dead Redis costs nothing per request (CacheBreaker)."""
 
     def __init__(
         self,
@@ -32,30 +29,21 @@ class RedisOrderCache:
         self._redis = redis
         self._ttl = ttl_seconds
         self._requests = requests
-        self._cooldown = cooldown
+        self._breaker = CacheBreaker(cooldown)
         self._prefix = prefix
-        self._down_until = 0.0
 
     def _key(self, order_id: uuid.UUID) -> str:
         return f"{self._prefix}{order_id}"
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._down_until
-
-    def _failed(self, op: str, exc: Exception) -> None:
-        if self._available():
-            log.warning("cache_unavailable", op=op, error=repr(exc), bypass_seconds=self._cooldown)
-        self._down_until = time.monotonic() + self._cooldown
-
     async def get(self, order_id: uuid.UUID) -> bytes | None:
-        if not self._available():
+        if not self._breaker.available():
             self._requests.labels("bypassed").inc()
             return None
         try:
             value = await self._redis.get(self._key(order_id))
         except Exception as exc:
             self._requests.labels("error").inc()
-            self._failed("get", exc)
+            self._breaker.failed("get", exc)
             return None
         self._requests.labels("hit" if value is not None else "miss").inc()
         return value if isinstance(value, bytes) else None
@@ -68,7 +56,7 @@ class RedisOrderCache:
         await self._set(order_id, body, nx=False)
 
     async def put_many(self, bodies: Mapping[uuid.UUID, bytes]) -> None:
-        if not bodies or not self._available():
+        if not bodies or not self._breaker.available():
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -76,23 +64,23 @@ class RedisOrderCache:
                     pipe.set(self._key(order_id), body, ex=self._ttl)
                 await pipe.execute()
         except Exception as exc:
-            self._failed("set", exc)
+            self._breaker.failed("set", exc)
 
     async def invalidate(self, order_id: uuid.UUID) -> None:
-        if not self._available():
+        if not self._breaker.available():
             return
         try:
             await self._redis.delete(self._key(order_id))
         except Exception as exc:
-            self._failed("delete", exc)
+            self._breaker.failed("delete", exc)
 
     async def _set(self, order_id: uuid.UUID, body: bytes, *, nx: bool) -> None:
-        if not self._available():
+        if not self._breaker.available():
             return
         try:
             await self._redis.set(self._key(order_id), body, ex=self._ttl, nx=nx)
         except Exception as exc:
-            self._failed("set", exc)
+            self._breaker.failed("set", exc)
 
     async def ping(self) -> bool:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.utc import aware_utc, naive_utc
 from order_service.adapters.tables import (
     idempotency_keys,
     order_transitions,
@@ -35,6 +36,8 @@ __all__ = [
     "MySqlOutboxRepository",
     "MySqlPaymentRepository",
     "MySqlStockRepository",
+    # Re-exported from common.utc for the relay, the outbox CLI and the group commit.
+    "aware_utc",
     "entry_from_mapping",
     "first_transition_row",
     "idempotency_row",
@@ -46,15 +49,6 @@ __all__ = [
     "payment_row",
     "transition_row",
 ]
-
-
-def naive_utc(value: datetime) -> datetime:
-    """MySQL DATETIME has no zone; we store UTC."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
-def aware_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _order_from_row(row: Row[tuple[object, ...]]) -> Order:

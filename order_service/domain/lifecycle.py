@@ -1,4 +1,4 @@
-"""The order state machine: which transitions are legal and which event each one emits.
+"""The order state machine: which transitions are legal (the events they emit: order_events.py).
 
 scheduled -> created | cancelled
 created   -> paid | payment_failed | cancelled
@@ -12,16 +12,6 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from common.events import (
-    EventData,
-    OrderCancelledV1,
-    OrderConfirmedV1,
-    OrderPaidV1,
-    OrderPaymentFailedV1,
-    OrderRejectedV1,
-    OrderScheduledV1,
-    OrderTransitionV1,
-)
 from order_service.domain.order import Order, OrderStatus
 
 __all__ = [
@@ -31,7 +21,6 @@ __all__ = [
     "IllegalTransitionError",
     "TimelineEntry",
     "Transition",
-    "first_event",
     "transition",
 ]
 
@@ -47,15 +36,6 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 FINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 CANCELLABLE = frozenset(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
-
-_EVENTS: dict[OrderStatus, type[OrderTransitionV1]] = {
-    S.SCHEDULED: OrderScheduledV1,
-    S.PAID: OrderPaidV1,
-    S.CONFIRMED: OrderConfirmedV1,
-    S.PAYMENT_FAILED: OrderPaymentFailedV1,
-    S.REJECTED: OrderRejectedV1,
-    S.CANCELLED: OrderCancelledV1,
-}
 
 
 class IllegalTransitionError(Exception):
@@ -83,46 +63,14 @@ class TimelineEntry:
 
 @dataclass(frozen=True)
 class Transition:
-    """A legal state change: the order after it and the event it commits with."""
+    """A legal state change: the order before and after it, and what the event that announces
+    it says beyond the order (order_service/order_events.py builds that event)."""
 
     before: Order
     after: Order
-    event: EventData
-
-
-def _transition_event(
-    order: Order,
-    previous: OrderStatus | None,
-    *,
-    reason: str | None = None,
-    payment_id: str | None = None,
-    refund_id: str | None = None,
-) -> OrderTransitionV1:
-    cls = _EVENTS[order.status]
-    return cls(
-        order_id=order.id,
-        customer_id=order.customer_id,
-        product_id=order.product_id,
-        quantity=order.quantity,
-        total_amount=order.total_amount,
-        currency=order.currency,
-        status=order.status.value,
-        previous_status=previous.value if previous is not None else None,
-        order_version=order.version,
-        changed_at=order.updated_at,
-        created_at=order.created_at,
-        reason=reason,
-        payment_id=payment_id,
-        refund_id=refund_id,
-        scheduled_time=order.scheduled_time,
-    )
-
-
-def first_event(order: Order) -> EventData:
-    """The event a new order commits with: OrderCreated, or OrderScheduled for a later start."""
-    if order.status is S.SCHEDULED:
-        return _transition_event(order, None)
-    return order.created_event()
+    reason: str | None = None
+    payment_id: str | None = None
+    refund_id: str | None = None
 
 
 def transition(
@@ -140,11 +88,4 @@ def transition(
     # Time never runs backwards on one order, even if clocks of two processes disagree.
     changed_at = max(now, order.updated_at)
     after = replace(order, status=target, updated_at=changed_at, version=order.version + 1)
-    event: EventData
-    if target is S.CREATED:
-        event = after.created_event()
-    else:
-        event = _transition_event(
-            after, order.status, reason=reason, payment_id=payment_id, refund_id=refund_id
-        )
-    return Transition(order, after, event)
+    return Transition(order, after, reason=reason, payment_id=payment_id, refund_id=refund_id)

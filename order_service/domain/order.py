@@ -10,8 +10,6 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from common.events import OrderCreatedV1
-
 __all__ = [
     "MAX_AMOUNT",
     "MAX_ID_LENGTH",
@@ -92,20 +90,6 @@ class Order:
             created_at=now,
             updated_at=now,
             scheduled_time=new.scheduled_time,
-        )
-
-    def created_event(self) -> OrderCreatedV1:
-        return OrderCreatedV1(
-            order_id=self.id,
-            customer_id=self.customer_id,
-            product_id=self.product_id,
-            quantity=self.quantity,
-            total_amount=self.total_amount,
-            currency=self.currency,
-            status=self.status.value,
-            created_at=self.created_at,
-            order_version=self.version,
-            scheduled_time=self.scheduled_time,
         )
 
     def with_status(self, status: OrderStatus, now: datetime) -> Order:

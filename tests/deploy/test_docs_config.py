@@ -10,22 +10,31 @@ PACKAGES = ("common", "order_service", "analytics_service", "notification_worker
 
 
 def settings_read_through_env() -> set[str]:
-    """Names passed to ``env.<reader>("NAME", ...)``: the typed settings readers."""
+    """Names passed to ``env.<reader>("NAME", ...)`` (the typed settings readers) and to
+    ``setting("NAME", ...)`` (a declared setting, common/declared_settings.py)."""
     names: set[str] = set()
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if (
                     isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id == "env"
+                    and _is_settings_reader(node.func)
                     and node.args
                     and isinstance(node.args[0], ast.Constant)
                     and isinstance(node.args[0].value, str)
                 ):
                     names.add(node.args[0].value)
     return names
+
+
+def _is_settings_reader(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id == "setting"
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "env"
+    )
 
 
 def test_settings_scanner_finds_the_well_known_ones() -> None:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from analytics_service.adapters.database import driver_connection
-from analytics_service.adapters.repository import (
+from analytics_service.adapters.fact_store import (
     MySqlAnalyticsStore,
     _aggregate_upserts,
     _run,

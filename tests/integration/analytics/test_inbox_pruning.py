@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from analytics_service.adapters.repository import MySqlAnalyticsStore
-from analytics_service.aggregation import fact_from_event
+from analytics_service.adapters.fact_store import MySqlAnalyticsStore
+from analytics_service.event_facts import fact_from_event
 from analytics_service.pruner import InboxPruneMetrics, InboxPruning
 from common.events import decode_envelope, decode_event_data, encode_envelope
 from common.observability import Metrics

@@ -14,10 +14,10 @@ from analytics_service.aggregation import (
     aggregate,
     average,
     diff,
-    fact_from_event,
     money,
     plan_buckets,
 )
+from analytics_service.event_facts import fact_from_event
 from tests.unit.analytics.fakes import order_delivery
 
 NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from analytics_service.aggregation import fact_from_event
 from analytics_service.app import create_app
+from analytics_service.event_facts import fact_from_event
 from analytics_service.services import AnalyticsQueries
 from analytics_service.settings import AnalyticsSettings
 from tests.unit.analytics.fakes import FakeStore, FakeSummaryCache, order_delivery

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from pymysql.converters import escape_item, escape_string
 
-from analytics_service.adapters.repository import _FACT_COLUMNS, _fact_row, _fact_values
-from analytics_service.aggregation import fact_from_event
+from analytics_service.adapters.fact_rows import FACT_COLUMNS, fact_row, fact_values
+from analytics_service.event_facts import fact_from_event
 from common.sql_text import SqlText, fast_escape
 from tests.unit.analytics.fakes import order_delivery
 
@@ -58,9 +58,9 @@ def test_a_fact_is_written_in_the_column_order_it_is_read_back():
     delivery = order_delivery(amount="12.50")
     fact = fact_from_event(delivery.envelope, delivery.event)
     now = datetime(2026, 3, 1, 12, 0)
-    row = _fact_row(fact, now, inserting=True)
-    assert set(row) == set(_FACT_COLUMNS)
-    assert _fact_values(fact, now) == tuple(row[c] for c in _FACT_COLUMNS)
+    row = fact_row(fact, now, inserting=True)
+    assert set(row) == set(FACT_COLUMNS)
+    assert fact_values(fact, now) == tuple(row[c] for c in FACT_COLUMNS)
 
 
 def test_the_fast_escape_renders_a_batch_s_types_as_the_driver_does():

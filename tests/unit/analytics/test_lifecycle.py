@@ -14,9 +14,9 @@ from analytics_service.aggregation import (
     aggregate,
     delta,
     diff,
-    fact_from_event,
 )
 from analytics_service.api.schemas import summary_response
+from analytics_service.event_facts import fact_from_event
 from analytics_service.handlers import AnalyticsHandler
 from analytics_service.metrics import ApplyMetrics
 from analytics_service.ports import SummaryRows

@@ -1,45 +1,34 @@
-"""HTTP plumbing shared by every Litestar app: RFC 9457 problems, request ids, metrics, health."""
+"""RFC 9457 problem details: the one error format of every service, its OpenAPI entries and the
+exception handlers that map errors to it."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
-import structlog
-from litestar import Request, Response, get
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.observability import Metrics, get_logger
+from common.observability import get_logger
 
 __all__ = [
     "PROBLEM_JSON",
+    "BodyValidator",
     "FieldError",
     "FieldErrorDoc",
-    "HttpMetrics",
+    "MalformedRequestError",
     "ProblemDetails",
-    "RequestContextMiddleware",
     "RequestValidationError",
     "ServiceUnavailableError",
     "exception_handlers",
-    "health_handlers",
-    "metrics_handler",
     "problem",
     "problem_responses",
-    "request_id_from",
 ]
 
 PROBLEM_JSON = "application/problem+json"
-REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 log = get_logger(__name__)
 
@@ -223,126 +212,3 @@ def exception_handlers() -> dict[Any, Any]:
         HTTPException: _on_http,
         Exception: _on_unexpected,
     }
-
-
-class HttpMetrics:
-    def __init__(self, metrics: Metrics) -> None:
-        self.requests = metrics.counter(
-            "http_requests_total",
-            "HTTP requests by route, method and status",
-            ("route", "method", "status"),
-        )
-        self.latency = metrics.histogram(
-            "http_request_duration_seconds",
-            "HTTP request latency by route and method",
-            ("route", "method"),
-        )
-        self.in_flight = metrics.gauge("http_requests_in_flight", "HTTP requests being served")
-
-    def record(self, route: str, method: str, status: int, started: float) -> None:
-        """One answered request: its count by status and its latency since ``started``."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(time.perf_counter() - started)
-
-
-def request_id_from(scope: Scope) -> str:
-    """The client's X-Request-ID when it is well formed, else a new one; kept in the scope."""
-    request_id = ""
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            if _REQUEST_ID_RE.match(candidate):
-                request_id = candidate
-            break
-    if not request_id:
-        request_id = uuid.uuid4().hex
-    scope.setdefault("state", {})["request_id"] = request_id
-    return request_id
-
-
-class RequestContextMiddleware:
-    """Accepts or generates X-Request-ID, binds it to logs as correlation_id, echoes it, and
-    records request count and latency by route template (not raw path: bounded labels)."""
-
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_from(scope)
-        encoded_id = request_id.encode()
-        status_holder = [500]
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", encoded_id))
-                message["headers"] = headers
-            await send(message)
-
-        started = time.perf_counter()
-        self.metrics.in_flight.inc()
-        structlog.contextvars.bind_contextvars(correlation_id=request_id)
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            structlog.contextvars.unbind_contextvars("correlation_id")
-            self.metrics.in_flight.dec()
-            route = scope.get("path_template") or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.record(route, str(method), status_holder[0], started)
-
-
-def request_id_of(request: Request[Any, Any, Any]) -> str:
-    state = request.scope.get("state", {})
-    value = state.get("request_id") if isinstance(state, dict) else None
-    return str(value) if value else uuid.uuid4().hex
-
-
-Check = Callable[[], Awaitable[bool]]
-
-
-def health_handlers(
-    checks: Mapping[str, Check], required: frozenset[str], timeout: float = 1.0
-) -> list[HTTPRouteHandler]:
-    """/health/live (the process answers) and /health/ready (each dependency reported; 503 when
-    a required one is down, 200 with ``degraded`` when only an optional one is)."""
-
-    @get("/health/live", include_in_schema=True, sync_to_thread=False, tags=["health"])
-    def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @get("/health/ready", include_in_schema=True, tags=["health"])
-    async def ready() -> Response[dict[str, Any]]:
-        async def run(check: Check) -> bool:
-            try:
-                return await asyncio.wait_for(check(), timeout)
-            except Exception:
-                return False
-
-        names = list(checks)
-        results = await asyncio.gather(*(run(checks[n]) for n in names))
-        report = {n: ("up" if ok else "down") for n, ok in zip(names, results, strict=True)}
-        required_down = [n for n in names if n in required and report[n] == "down"]
-        any_down = any(v == "down" for v in report.values())
-        status = "down" if required_down else ("degraded" if any_down else "ok")
-        return Response(
-            {"status": status, "checks": report},
-            status_code=503 if required_down else 200,
-        )
-
-    return [live, ready]
-
-
-def metrics_handler(metrics: Metrics) -> HTTPRouteHandler:
-    @get("/metrics", include_in_schema=False, sync_to_thread=False)
-    def metrics_endpoint() -> Response[bytes]:
-        return Response(
-            generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST, status_code=200
-        )
-
-    return metrics_endpoint
