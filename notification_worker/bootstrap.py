@@ -187,6 +187,7 @@ class Worker:
             # batch only (up to the channel's timeout), while the other batches go on.
             batch_size=self.settings.batch_size,
             workers=self.settings.concurrency,
+            batch_linger=self.settings.batch_linger_seconds,
             max_attempts=self.settings.max_attempts,
             handler_name="notifications",
         )

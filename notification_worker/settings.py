@@ -73,7 +73,17 @@ class NotificationSettings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     prefetch: int = setting("NOTIFY_PREFETCH", 64, "unacked messages", min_value=1)
-    concurrency: int = setting("NOTIFY_CONCURRENCY", 4, "batches handled at once", min_value=1)
+    # Two workers and a short linger: each batch costs two Redis round trips and its acks
+    # whatever its size, and at a steady trickle four workers without a linger made batches of
+    # one or two events. Under a backlog batches fill at once and the linger never applies.
+    concurrency: int = setting("NOTIFY_CONCURRENCY", 2, "batches handled at once", min_value=1)
+    batch_linger_seconds: float = setting(
+        "NOTIFY_BATCH_LINGER_SECONDS",
+        0.02,
+        "wait this long for more events before handling a small batch: adds at most this to a"
+        " notification's latency when events trickle",
+        min_value=0.0,
+    )
     batch_size: int = setting(
         "NOTIFY_BATCH_SIZE",
         32,
