@@ -65,10 +65,11 @@ class AnalyticsConsumer:
         self.supervisor = Supervisor(metrics)
         self.task = f"consumer:{settings.topology.analytics_queue}"
         self.supervisor.add(self.task, self._consume, healthy=self._consuming, stop=self._drain)
+        self.pruner_task = "analytics-inbox-pruner"
+        self.supervisor.add(self.pruner_task, self.pruning.run)
 
     async def start(self) -> None:
         self.supervisor.start()
-        self.pruning.start()
 
     async def _consume(self) -> None:
         topology = self._settings.topology.topology()
@@ -105,7 +106,6 @@ class AnalyticsConsumer:
             await self.runner.stop()
 
     async def stop(self) -> None:
-        await self.pruning.stop()
         await self.supervisor.stop()
         if self._connection is not None:
             with contextlib.suppress(Exception):
@@ -117,7 +117,7 @@ class AnalyticsConsumer:
         return self.runner is not None and self.runner.consuming
 
     async def pruning_inbox(self) -> bool:
-        return self.pruning.running
+        return self.supervisor.is_up(self.pruner_task)
 
     async def rabbitmq_up(self) -> bool:
         return self._connection is not None and not self._connection.is_closed

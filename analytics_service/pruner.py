@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -58,7 +57,6 @@ class InboxPruning:
         self._batch = batch
         self._max_batches = max_batches
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
         """One run; returns the rows deleted. Raises what the store raised."""
@@ -77,7 +75,9 @@ class InboxPruning:
             log.info("inbox_pruned", rows=deleted, before=cutoff.isoformat())
         return deleted
 
-    async def _loop(self) -> None:
+    async def run(self) -> None:
+        """Prune every ``interval`` until cancelled; supervised (common/supervision.py) like
+        every long-running task, so a loop that dies is logged, restarted and alerted on."""
         while True:
             try:
                 await self.run_once()
@@ -86,18 +86,3 @@ class InboxPruning:
                 self._metrics.failures.inc()
                 log.warning("inbox_prune_failed", error=repr(exc))
             await asyncio.sleep(self._interval)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="analytics-inbox-pruner")
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

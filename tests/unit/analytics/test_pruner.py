@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,14 +79,14 @@ async def test_a_database_outage_is_counted_and_the_task_keeps_running():
     pruning = _pruning(inbox, metrics)
     with pytest.raises(StoreUnavailableError):
         await pruning.run_once()
-    pruning.start()
+    task = asyncio.create_task(pruning.run())
     try:
 
         async def failed_twice() -> bool:
             return (metrics.registry.get_sample_value("t_inbox_prune_failures_total") or 0) >= 2
 
         await wait_until(failed_twice, timeout=2, interval=0.01, message="two failed runs")
-        assert pruning.running
+        assert not task.done()
         inbox.down = False
 
         async def pruned() -> bool:
@@ -92,5 +94,19 @@ async def test_a_database_outage_is_counted_and_the_task_keeps_running():
 
         await wait_until(pruned, timeout=2, interval=0.01, message="pruned after the outage")
     finally:
-        await pruning.stop()
-    assert not pruning.running
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_the_inbox_pruner_of_the_consumer_is_a_supervised_task():
+    """DESIGN.md rule 9: it is restarted when it dies, and readiness and the alerts see it."""
+    from analytics_service.consumer import AnalyticsConsumer
+    from analytics_service.settings import AnalyticsSettings
+
+    consumer = AnalyticsConsumer(AnalyticsSettings(), Metrics("t"))
+    try:
+        assert consumer.pruner_task in consumer.supervisor.names
+        assert consumer.supervisor._tasks[consumer.pruner_task].body == consumer.pruning.run
+    finally:
+        await consumer.adapters.close()
