@@ -27,7 +27,7 @@ from common.observability import get_logger
 from common.supervision import Supervisor
 from order_service.domain.scheduling import Hold, next_step
 from order_service.lifecycle import ConcurrencyConflictError, LifecycleService
-from order_service.ports import PaymentGatewayError
+from order_service.ports import PaymentGatewayError, PaymentGatewayUnavailableError
 from order_service.saga import FulfilmentRequest, FulfilmentSaga
 from order_service.services import LockTimeoutError
 from order_service.unit_of_work import DatabaseUnavailableError
@@ -70,6 +70,9 @@ class FulfilmentHandler:
             result = results[delivery.event.order_id]
             if isinstance(result, _DATABASE_DOWN):
                 outcomes.append(Unavailable("database_unavailable", repr(result)[:300]))
+            elif isinstance(result, PaymentGatewayUnavailableError):
+                # DESIGN.md rule 7: the gateway's outage is not the order's fault.
+                outcomes.append(Unavailable("payment_gateway_unavailable", str(result)[:300]))
             elif isinstance(result, PaymentGatewayError):
                 outcomes.append(Retry("payment_gateway", str(result)))
             elif isinstance(result, ConcurrencyConflictError):

@@ -29,6 +29,7 @@ __all__ = [
     "OutboxRepository",
     "PaymentGateway",
     "PaymentGatewayError",
+    "PaymentGatewayUnavailableError",
     "PaymentRecord",
     "PaymentRepository",
     "RefundResult",
@@ -137,7 +138,12 @@ class RefundResult:
 
 
 class PaymentGatewayError(Exception):
-    """The gateway could not be reached or failed; the call may be retried with the same key."""
+    """The gateway failed this call; it may be retried with the same key."""
+
+
+class PaymentGatewayUnavailableError(PaymentGatewayError):
+    """The gateway could not be reached or is overloaded (connection refused, timeout, 503):
+    an outage of a dependency, which delays the order without spending its attempts."""
 
 
 class PaymentGateway(Protocol):

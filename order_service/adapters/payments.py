@@ -15,7 +15,7 @@ import uuid
 from decimal import Decimal
 
 from common import tracing
-from order_service.ports import ChargeResult, PaymentGatewayError, RefundResult
+from order_service.ports import ChargeResult, PaymentGatewayUnavailableError, RefundResult
 
 __all__ = ["SimulatedPaymentGateway"]
 
@@ -50,7 +50,7 @@ class SimulatedPaymentGateway:
         if self._latency > 0:
             await asyncio.sleep(self._latency)
         if self._error_rate > 0 and self._rng.random() < self._error_rate:
-            raise PaymentGatewayError("simulated gateway error")
+            raise PaymentGatewayUnavailableError("simulated gateway outage (503)")
 
     async def charge(self, *, idempotency_key: str, amount: Decimal, currency: str) -> ChargeResult:
         if not tracing.enabled():

@@ -1,5 +1,5 @@
-"""A database outage (or a lock wait that timed out) defers fulfilment and scheduled starts
-without spending attempts and never parks them (DESIGN.md §4 rule 7)."""
+"""A database or payment-gateway outage (or a lock wait that timed out) defers fulfilment and
+scheduled starts without spending attempts and never parks them (DESIGN.md §4 rule 7)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from common.events import (
     new_envelope,
 )
 from common.messaging.consumer import Delivery, PerMessage
-from common.messaging.outcomes import Ack, Unavailable
+from common.messaging.outcomes import Ack, Retry, Unavailable
 from order_service.fulfilment import FulfilmentHandler, SchedulerHandler
+from order_service.ports import PaymentGatewayError, PaymentGatewayUnavailableError
 from order_service.saga import FulfilmentRequest
 from order_service.services import LockTimeoutError
 from order_service.unit_of_work import DatabaseUnavailableError
@@ -131,3 +132,19 @@ async def test_a_handler_that_lets_a_database_outage_escape_is_deferred_not_retr
 
     [outcome] = await PerMessage(Escaping()).handle_batch([delivery(created())])
     assert isinstance(outcome, Unavailable)
+
+
+async def test_a_payment_gateway_outage_defers_the_order_while_a_failed_call_spends_an_attempt():
+    down, failed = uuid.uuid4(), uuid.uuid4()
+    saga = DownSaga(
+        orders={
+            down: PaymentGatewayUnavailableError("503 Service Unavailable"),
+            failed: PaymentGatewayError("the gateway rejected the request"),
+        }
+    )
+    outcomes = await FulfilmentHandler(cast(Any, saga)).handle_batch(
+        [delivery(created(down), attempt=5), delivery(created(failed)), delivery(created())]
+    )
+    assert isinstance(outcomes[0], Unavailable)
+    assert isinstance(outcomes[1], Retry)
+    assert outcomes[2] == Ack("confirmed")
