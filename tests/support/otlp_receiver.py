@@ -1,16 +1,13 @@
 """An OTLP/HTTP trace receiver of the test's own: decodes every ``POST /v1/traces``
 (protobuf, gzip or not) into flat spans, so a test asserts what the processes exported.
-Plain asyncio HTTP/1.1 (keep-alive, Content-Length bodies), no framework.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -18,6 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from loadtool.http_receiver import HttpReceiver, Reply
 
 __all__ = ["OtlpReceiver", "ReceivedSpan"]
 
@@ -65,23 +64,20 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
+class OtlpReceiver(HttpReceiver):
     """``async with OtlpReceiver() as otlp:`` - point OTEL_EXPORTER_OTLP_ENDPOINT at
     ``otlp.url``; ``await otlp.wait_for(predicate, timeout)`` returns the spans once the
     predicate holds on all of them."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self._changed = asyncio.Event()
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.base_url
 
     async def wait_for(
         self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float
@@ -92,56 +88,13 @@ class OtlpReceiver:
                 await self._changed.wait()
         return self.spans
 
-    async def __aenter__(self) -> OtlpReceiver:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(BaseException):
-                await task
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            while True:
-                request_line = await reader.readline()
-                if not request_line:
-                    return
-                headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                status = b"200 OK"
-                if request_line.split(b" ")[1:2] == [b"/v1/traces"]:
-                    self.spans.extend(decode(body))
-                    self.requests += 1
-                    self._changed.set()
-                else:
-                    status = b"404 Not Found"
-                answer = ExportTraceServiceResponse().SerializeToString()
-                writer.write(
-                    b"HTTP/1.1 " + status + b"\r\nContent-Type: application/x-protobuf\r\n"
-                    b"Content-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer
-                )
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            self._connections.discard(task)
-            writer.close()
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        answer = ExportTraceServiceResponse().SerializeToString()
+        if path != "/v1/traces":
+            return b"404 Not Found", b"application/x-protobuf", answer
+        self.spans.extend(decode(body))
+        self.requests += 1
+        self._changed.set()
+        return b"200 OK", b"application/x-protobuf", answer
