@@ -80,6 +80,10 @@ class HttpReceiver:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
+        except asyncio.CancelledError:
+            # Closing: asyncio's stream callback would report a cancelled connection task as an
+            # error; it ends here quietly instead.
+            return
         finally:
             self._connections.discard(task)
             writer.close()
