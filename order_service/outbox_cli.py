@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from order_service.adapters.repository import aware_utc
+from common.utc import aware_utc
 from order_service.adapters.tables import outbox
 
 __all__ = ["list_parked", "main", "purge_parked", "replay_parked"]

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common import tracing
 from common.sql_text import SqlText, fast_escape
-from order_service.adapters.repository import (
+from common.utc import naive_utc
+from order_service.adapters.rows import (
     entry_from_mapping,
-    naive_utc,
     order_from_mapping,
     order_row,
     outbox_row,

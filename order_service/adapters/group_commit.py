@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common import tracing
 from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
-from order_service.adapters.repository import (
+from common.utc import naive_utc
+from order_service.adapters.rows import (
     first_transition_row,
     idempotency_row,
-    naive_utc,
     order_row,
     outbox_row,
 )

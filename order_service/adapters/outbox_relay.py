@@ -31,7 +31,7 @@ from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage, Pub
 from common.messaging.topology import Topology, apply_topology
 from common.observability import Metrics, get_logger
 from common.supervision import Supervisor
-from order_service.adapters.repository import aware_utc, naive_utc
+from common.utc import aware_utc, naive_utc
 from order_service.adapters.tables import outbox
 from order_service.ports import OutboxEvent
 

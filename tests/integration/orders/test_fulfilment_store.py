@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_service.adapters.fulfilment_store import MySqlFulfilmentStore
-from order_service.adapters.repository import first_transition_row, order_row
+from order_service.adapters.rows import first_transition_row, order_row
 from order_service.container import build_engine
 from order_service.domain.fulfilment import PAYMENT_PENDING, StockLevel, payment_record
 from order_service.domain.lifecycle import TimelineEntry

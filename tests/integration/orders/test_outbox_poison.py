@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.messaging.topology import TopologySettings, apply_topology
 from common.observability import Metrics
 from common.testing import unique_name, wait_until
+from common.utc import naive_utc
 from order_service.adapters import outbox_relay
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.adapters.pruner import Pruner, PrunerMetrics
-from order_service.adapters.repository import naive_utc
 from order_service.adapters.tables import idempotency_keys, outbox
 from order_service.container import build_engine
 from order_service.outbox_cli import list_parked, main, purge_parked, replay_parked
