@@ -14,7 +14,6 @@ from datetime import datetime
 
 from common.observability import get_logger
 from order_service.changes import change_records
-from order_service.domain.fulfilment import PAYMENT_PENDING, payment_record
 from order_service.domain.lifecycle import (
     TRANSITIONS,
     IllegalTransitionError,
@@ -22,11 +21,11 @@ from order_service.domain.lifecycle import (
     transition,
 )
 from order_service.domain.order import Order, OrderStatus
+from order_service.payment_steps import PaymentSteps
 from order_service.ports import (
     OrderCache,
     OutboxEvent,
     PaymentGateway,
-    PaymentRecord,
     UnitOfWork,
 )
 
@@ -72,6 +71,7 @@ class LifecycleService:
         self._exchange = exchange
         self._on_committed = on_committed
         self._max_conflicts = max_conflicts
+        self._payments = PaymentSteps(uow_factory, gateway, clock)
 
     # -- commands --------------------------------------------------------------------------
     async def cancel(self, order_id: uuid.UUID, *, correlation_id: str) -> bytes:
@@ -91,7 +91,7 @@ class LifecycleService:
                         raise IllegalTransitionError(order.id, order.status, S.CANCELLED)
                     payment_id = refund_id = None
                     if order.status is S.PAID:
-                        payment_id, refund_id = await self._refund_within(uow, order)
+                        payment_id, refund_id = await self._payments.refund_within(uow, order)
                     after, body, event = await self._write(
                         uow,
                         order,
@@ -120,7 +120,7 @@ class LifecycleService:
                 return "missing"
             try:
                 if order.status is S.CREATED:
-                    payment = await self._charge(order)
+                    payment = await self._payments.charge(order)
                     if payment.status == "declined":
                         await self._transition(
                             order,
@@ -136,7 +136,7 @@ class LifecycleService:
                 if order.status is S.PAID:
                     if await self._confirm(order, correlation_id=correlation_id):
                         return "confirmed"
-                    payment_id, refund_id = await self._refund(order)
+                    payment_id, refund_id = await self._payments.refund(order)
                     await self._transition(
                         order,
                         S.REJECTED,
@@ -149,9 +149,9 @@ class LifecycleService:
                 if order.status is S.CANCELLED:
                     # Cancelled while our charge was in flight: learn the gateway's answer
                     # (by its key) if it was never recorded, and give the money back.
-                    if await self._charge_in_flight(order):
-                        await self._charge(order)
-                    await self._refund(order)
+                    if await self._payments.charge_in_flight(order):
+                        await self._payments.charge(order)
+                    await self._payments.refund(order)
                     return "cancelled"
                 return (
                     "duplicate"
@@ -186,67 +186,6 @@ class LifecycleService:
     async def _load(self, order_id: uuid.UUID) -> Order | None:
         async with self._uow_factory() as uow:
             return await uow.orders.get(order_id)
-
-    async def _charge(self, order: Order) -> PaymentRecord:
-        """The gateway's answer for this order: recorded once, reused on every retry.
-
-        A pending record commits before the gateway is called, so a charge whose answer was
-        never stored is still known (and refunded if the order ends up cancelled)."""
-        async with self._uow_factory() as uow:
-            known = await uow.payments.get(order.id)
-        if known is not None and known.status != PAYMENT_PENDING:
-            return known
-        if known is None:
-            async with self._uow_factory() as uow:
-                await uow.payments.add_intents(
-                    [payment_record(order, PAYMENT_PENDING, self._clock())]
-                )
-                await uow.commit()
-        result = await self._gateway.charge(
-            idempotency_key=str(order.id), amount=order.total_amount, currency=order.currency
-        )
-        answer = payment_record(
-            order,
-            "charged" if result.approved else "declined",
-            self._clock(),
-            payment_id=result.payment_id,
-            decline_reason=result.decline_reason,
-        )
-        async with self._uow_factory() as uow:
-            await uow.payments.save_answers([answer])
-            await uow.commit()
-        async with self._uow_factory() as uow:
-            stored = await uow.payments.get(order.id)
-        assert stored is not None
-        return stored
-
-    async def _charge_in_flight(self, order: Order) -> bool:
-        async with self._uow_factory() as uow:
-            payment = await uow.payments.get(order.id)
-        return payment is not None and payment.status == PAYMENT_PENDING
-
-    async def _refund(self, order: Order) -> tuple[str | None, str | None]:
-        async with self._uow_factory() as uow:
-            ids = await self._refund_within(uow, order)
-            await uow.commit()
-        return ids
-
-    async def _refund_within(self, uow: UnitOfWork, order: Order) -> tuple[str | None, str | None]:
-        """Refund a charged payment once (keyed by order id); returns (payment_id, refund_id)."""
-        payment = await uow.payments.get(order.id)
-        if payment is None or payment.status == "declined" or payment.payment_id is None:
-            return None, None
-        if payment.refund_id is not None:
-            return payment.payment_id, payment.refund_id
-        result = await self._gateway.refund(
-            idempotency_key=str(order.id),
-            payment_id=payment.payment_id,
-            amount=payment.amount,
-            currency=payment.currency,
-        )
-        await uow.payments.record_refund(order.id, result.refund_id, self._clock())
-        log.info("payment_refunded", order_id=str(order.id), refund_id=result.refund_id)
-        return payment.payment_id, result.refund_id
 
     async def _confirm(self, order: Order, *, correlation_id: str) -> bool:
         """Reserve stock and confirm in one transaction; False (nothing written) if sold out."""

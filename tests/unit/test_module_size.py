@@ -11,7 +11,6 @@ LIMIT = 250
 NOT_YET_SPLIT = {
     "common/messaging/consumer.py",
     "order_service/adapters/outbox_relay.py",
-    "order_service/lifecycle.py",
 }
 
 

@@ -185,7 +185,7 @@ async def test_cancelling_a_paid_order_refunds_it_and_says_so_in_the_event():
     service, gateway = make(store)
     order = seed(store, new_order(product="prod-x"))
     await service._transition(order, S.PAID, correlation_id="r")  # paid, not yet confirmed
-    store.payments[order.id] = await service._charge(store.orders[order.id])
+    store.payments[order.id] = await service._payments.charge(store.orders[order.id])
     await service.cancel(order.id, correlation_id="r")
     assert store.orders[order.id].status is S.CANCELLED
     cancelled = decode_event_data(decode_envelope(store.outbox[-1].payload))
