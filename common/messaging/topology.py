@@ -6,12 +6,15 @@ a consumer first starts is already routed to that consumer's queue.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.exceptions import ChannelAccessRefused
 
+from common.observability import get_logger
 from common.settings import Env
 
 __all__ = [
@@ -22,9 +25,12 @@ __all__ = [
     "Topology",
     "TopologySettings",
     "apply_topology",
+    "declare_for_publishing",
     "default_topology",
     "delay_label",
 ]
+
+log = get_logger(__name__)
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (1.0, 10.0, 60.0, 600.0)
 # The order scheduler holds not-yet-due orders in these tiers; the smallest bounds how close to
@@ -196,6 +202,22 @@ async def apply_topology(channel: AbstractChannel, topology: Topology) -> None:
                 spec.retry_queue(delay), durable=True, arguments=spec.retry_arguments(delay)
             )
         await channel.declare_queue(spec.dlq, durable=True, arguments=spec.dlq_arguments())
+
+
+async def declare_for_publishing(connection: AbstractConnection, topology: Topology) -> None:
+    """The whole topology when the broker user may declare it (local guest); with a
+    least-privilege user only the exchange, the consumers' queues being preloaded from the
+    definitions file (deploy/rabbitmq) and declared by each consumer."""
+    setup = await connection.channel()
+    try:
+        await apply_topology(setup, topology)
+    except ChannelAccessRefused as exc:
+        log.warning("topology_queues_not_declared", reason=str(exc)[:200])
+        setup = await connection.channel()
+        await apply_topology(setup, Topology(topology.exchange, topology.exchange_type, ()))
+    finally:
+        with contextlib.suppress(Exception):
+            await setup.close()
 
 
 @dataclass(frozen=True)

@@ -12,76 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from aiormq.exceptions import ChannelAccessRefused
-from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.messaging import tracing as messaging_tracing
 from common.messaging.connection import connect_robust_forever
-from common.messaging.publisher import ConfirmingPublisher, OutgoingMessage, PublishResult
-from common.messaging.topology import Topology, apply_topology
-from common.observability import Metrics, get_logger
+from common.messaging.publisher import ConfirmingPublisher
+from common.messaging.topology import Topology, declare_for_publishing
+from common.observability import get_logger
 from common.supervision import Supervisor
-from common.utc import aware_utc, naive_utc
-from order_service.adapters.tables import outbox
+from order_service.adapters.outbox_batches import OutboxBatches
+from order_service.adapters.outbox_store import (
+    OutboxMetrics,
+    OutboxStore,
+)
 from order_service.ports import OutboxEvent
 
+# OutboxMetrics is re-exported: the wiring builds it beside the relay.
 __all__ = ["OutboxMetrics", "OutboxRelay"]
 
 log = get_logger(__name__)
-
-
-class OutboxMetrics:
-    def __init__(self, metrics: Metrics) -> None:
-        self.published = metrics.counter(
-            "events_published_total", "Outbox events confirmed by the broker", ("event_type",)
-        )
-        self.confirm_failures = metrics.counter(
-            "publish_confirm_failures_total",
-            "Publishes that were nacked, timed out or hit a closed channel",
-        )
-        self.returned = metrics.counter(
-            "messages_returned_total", "Messages the broker returned as unroutable"
-        )
-        self.pending = metrics.gauge("outbox_pending_rows", "Outbox rows not yet published")
-        self.oldest_age = metrics.gauge(
-            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
-        )
-        self.batch_seconds = metrics.histogram(
-            "outbox_publish_batch_seconds", "Time to claim, publish and mark one outbox batch"
-        )
-        self.connected = metrics.gauge(
-            "broker_connected", "1 while the relay's broker connection is open"
-        )
-        self.parked = metrics.counter(
-            "outbox_rows_parked_total",
-            "Outbox rows set aside after their last attempt (unroutable or nacked each time)",
-        )
-        self.parked_rows = metrics.gauge(
-            "outbox_parked_rows",
-            "Outbox rows parked and not replayed (python -m order_service outbox list)",
-        )
-
-
-@dataclass
-class _Row:
-    id: int
-    attempts: int
-    event_id: str
-    event_type: str
-    routing_key: str
-    payload: bytes
-    headers: dict[str, Any]
-    occurred_at: datetime
 
 
 class OutboxRelay:
@@ -114,9 +68,20 @@ class OutboxRelay:
         self._linger = linger_seconds
         self._recovery_grace = recovery_grace
         self._grace_delta = timedelta(seconds=recovery_grace)
-        self._max_attempts = max_attempts
-        self._retry_base = retry_base_seconds
-        self._retry_max = retry_max_seconds
+        store = OutboxStore(
+            engine,
+            metrics,
+            exchange=topology.exchange,
+            batch_size=batch_size,
+            recovery_grace=recovery_grace,
+            max_attempts=max_attempts,
+            retry_base_seconds=retry_base_seconds,
+            retry_max_seconds=retry_max_seconds,
+        )
+        self._store = store
+        self._batches = OutboxBatches(
+            engine, store, metrics, exchange=topology.exchange, confirm_timeout=confirm_timeout
+        )
         # Bounded: past it, committed rows simply wait for recovery instead of memory.
         self._fresh: deque[OutboxEvent] = deque(maxlen=max_handoff)
         self._wake = asyncio.Event()
@@ -196,7 +161,7 @@ class OutboxRelay:
         try:
             self._connection = connection
             self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            await self._declare_topology()
+            await declare_for_publishing(connection, self._topology)
         except BaseException:
             # Connected but not usable (channel or topology refused, or cancelled): close it,
             # or every retry leaves one more open connection behind.
@@ -207,24 +172,6 @@ class OutboxRelay:
         self._publisher = ConfirmingPublisher(self._channel, self._topology.exchange)
         self._ready.set()
         log.info("relay_connected", exchange=self._topology.exchange)
-
-    async def _declare_topology(self) -> None:
-        """The whole topology when the broker user may declare it (local guest); with a
-        least-privilege user only the exchange, the consumers' queues being preloaded from the
-        definitions file (deploy/rabbitmq) and declared by each consumer."""
-        assert self._connection is not None
-        setup = await self._connection.channel()
-        try:
-            await apply_topology(setup, self._topology)
-        except ChannelAccessRefused as exc:
-            log.warning("topology_queues_not_declared", reason=str(exc)[:200])
-            setup = await self._connection.channel()
-            await apply_topology(
-                setup, Topology(self._topology.exchange, self._topology.exchange_type, ())
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                await setup.close()
 
     async def _run(self) -> None:
         try:
@@ -310,158 +257,13 @@ class OutboxRelay:
     async def publish_fresh(self) -> int:
         """Publish up to a batch of handed-over rows, then mark the confirmed ones sent."""
         assert self._publisher is not None
-        started = time.perf_counter()
         batch = [self._fresh.popleft() for _ in range(min(self._batch_size, len(self._fresh)))]
-        messages = [_event_message(e) for e in batch]
-        results = await messaging_tracing.publish_many(
-            self._publisher,
-            messages,
-            destination=self._topology.exchange,
-            timeout=self._confirm_timeout,
-        )
-        sent = [str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok]
-        outage = _outage(results)
-        rejected = (
-            [] if outage else [(e, r) for e, r in zip(batch, results, strict=True) if not r.ok]
-        )
-        if sent or rejected:
-            async with self._engine.begin() as conn:
-                if sent:
-                    await conn.execute(
-                        update(outbox)
-                        .where(outbox.c.event_id.in_(sent))
-                        .values(published_at=naive_utc(datetime.now(UTC)))
-                    )
-                for event, result in rejected:
-                    # A handed-over row is fresh from its commit: this was its first attempt.
-                    await self._record_failure(
-                        conn, outbox.c.event_id == str(event.event_id), 0, result
-                    )
-        failed = 0
-        for event, result in zip(batch, results, strict=True):
-            if result.ok:
-                self._metrics.published.labels(event.event_type).inc()
-                continue
-            failed += 1
-            self._count_failure(event.event_id, event.routing_key, result.returned)
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        if outage:
-            raise RuntimeError(f"{failed} of {len(batch)} events not confirmed: {outage}")
-        return len(batch)
-
-    def _count_failure(self, event_id: object, routing_key: str, returned: bool) -> None:
-        if returned:
-            self._metrics.returned.inc()
-            log.error("event_unroutable", event_id=str(event_id), routing_key=routing_key)
-        else:
-            self._metrics.confirm_failures.inc()
+        return await self._batches.fresh(self._publisher, batch)
 
     async def publish_pending(self) -> int:
-        """Claim one batch, publish it with pipelined confirms, mark the confirmed rows sent.
-
-        Returns how many rows were claimed. Raises when the broker is unreachable, after
-        rolling back so the rows stay pending.
-        """
+        """Claim one batch of pending rows (recovery), publish it, mark the confirmed sent."""
         assert self._publisher is not None
-        started = time.perf_counter()
-        async with self._engine.connect() as conn, conn.begin():
-            rows = await self._claim(conn)
-            if not rows:
-                return 0
-            messages = [_to_message(row) for row in rows]
-            results = await messaging_tracing.publish_many(
-                self._publisher,
-                messages,
-                destination=self._topology.exchange,
-                timeout=self._confirm_timeout,
-            )
-            now = naive_utc(datetime.now(UTC))
-            sent = [row.id for row, r in zip(rows, results, strict=True) if r.ok]
-            failed = [(row, r) for row, r in zip(rows, results, strict=True) if not r.ok]
-            outage = _outage(results)
-            if sent:
-                await conn.execute(
-                    update(outbox).where(outbox.c.id.in_(sent)).values(published_at=now)
-                )
-            for row, result in failed:
-                self._count_failure(row.event_id, row.routing_key, result.returned)
-                if not outage:  # an outage spends no attempts (DESIGN §4.7)
-                    await self._record_failure(conn, outbox.c.id == row.id, row.attempts, result)
-        for row, result in zip(rows, results, strict=True):
-            if result.ok:
-                self._metrics.published.labels(row.event_type).inc()
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        if outage:
-            raise RuntimeError(f"{len(failed)} of {len(rows)} events not confirmed: {outage}")
-        return len(rows)
-
-    async def _record_failure(
-        self, conn: Any, where: Any, attempts_before: int, result: PublishResult
-    ) -> None:
-        """One more attempt spent by this row alone: retry it later, or park it for good."""
-        attempts = attempts_before + 1
-        now = datetime.now(UTC)
-        delay = min(self._retry_base * 2 ** (attempts - 1), self._retry_max)
-        values: dict[str, Any] = {
-            "attempts": attempts,
-            "last_error": (result.error or "")[:500],
-            "next_attempt_at": naive_utc(now + timedelta(seconds=delay)),
-        }
-        parked = attempts >= self._max_attempts
-        if parked:
-            values["parked_at"] = naive_utc(now)
-        await conn.execute(
-            update(outbox).where(where, outbox.c.published_at.is_(None)).values(**values)
-        )
-        if parked:
-            self._metrics.parked.inc()
-            log.error(
-                "outbox_row_parked",
-                message_id=result.message_id,
-                attempts=attempts,
-                error=result.error,
-                hint="python -m order_service outbox list|replay|purge",
-            )
-
-    async def _claim(self, conn: Any) -> list[_Row]:
-        now = naive_utc(datetime.now(UTC))
-        result = await conn.execute(
-            select(
-                outbox.c.id,
-                outbox.c.attempts,
-                outbox.c.event_id,
-                outbox.c.event_type,
-                outbox.c.routing_key,
-                outbox.c.payload,
-                outbox.c.headers,
-                outbox.c.occurred_at,
-            )
-            .where(
-                outbox.c.exchange == self._topology.exchange,
-                outbox.c.published_at.is_(None),
-                outbox.c.parked_at.is_(None),
-                # Younger rows are on their way through a relay's memory (handoff).
-                outbox.c.occurred_at < now - self._grace_delta,
-                # A row that failed on its own waits out its retry delay; the rest go on.
-                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
-            )
-            .order_by(outbox.c.id)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        return [
-            _Row(
-                id=r.id,
-                attempts=r.attempts,
-                event_id=r.event_id,
-                event_type=r.event_type,
-                routing_key=r.routing_key,
-                payload=bytes(r.payload),
-                headers=json.loads(r.headers),
-                occurred_at=aware_utc(r.occurred_at),
-            )
-            for r in result
-        ]
+        return await self._batches.pending(self._publisher)
 
     # -- backlog gauges and housekeeping ---------------------------------------------------
     async def _watch_backlog(self) -> None:
@@ -469,80 +271,11 @@ class OutboxRelay:
         # cancellation would hold every shutdown for the supervisor's grace period.
         while not self._stopping:
             try:
-                await self.measure_backlog()
+                await self._store.measure_backlog()
             except Exception as exc:
                 log.debug("outbox_backlog_check_failed", error=repr(exc))
             await self._pause(2.0)
 
     async def measure_backlog(self) -> None:
-        """Pending rows and their age (parked rows excluded: they have their own gauge)."""
-        mine = (outbox.c.exchange == self._topology.exchange, outbox.c.published_at.is_(None))
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(func.count(), func.min(outbox.c.occurred_at)).where(
-                        *mine, outbox.c.parked_at.is_(None)
-                    )
-                )
-            ).one()
-            parked = (
-                await conn.execute(
-                    select(func.count()).where(*mine, outbox.c.parked_at.is_not(None))
-                )
-            ).scalar_one()
-        count, oldest = row[0], row[1]
-        self._metrics.pending.set(count)
-        self._metrics.parked_rows.set(parked)
-        age = 0.0
-        if oldest is not None:
-            age = max(0.0, (datetime.now(UTC) - aware_utc(oldest)).total_seconds())
-        self._metrics.oldest_age.set(age)
-
-
-def _rejected_by_broker(result: PublishResult) -> bool:
-    """Returned as unroutable, or nacked: the broker answered about this message."""
-    return result.returned or (result.error or "").startswith(_NACK_PREFIXES)
-
-
-# How ConfirmingPublisher reports them: the aiormq exception's repr, or "unroutable".
-_NACK_PREFIXES = ("<DeliveryError", "<PublishError", "unroutable")
-
-
-def _outage(results: Sequence[PublishResult]) -> str | None:
-    """Why the broker itself failed this batch, or None when only single messages failed.
-
-    Timeouts and closed channels are the broker away. So is a nack of every message of a
-    batch (a broker refusing all publishes): it spends no attempts and parks nothing.
-    """
-    failed = [r for r in results if not r.ok]
-    if not failed:
-        return None
-    unanswered = [r for r in failed if not _rejected_by_broker(r)]
-    if unanswered:
-        return unanswered[0].error or "not confirmed"
-    nacked = [r for r in failed if not r.returned]
-    if len(results) > 1 and len(nacked) == len(results):
-        return "every publish of the batch was nacked"
-    return None
-
-
-def _event_message(event: OutboxEvent) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=event.payload,
-        routing_key=event.routing_key,
-        message_id=str(event.event_id),
-        event_type=event.event_type,
-        timestamp=event.occurred_at,
-        headers=event.headers,
-    )
-
-
-def _to_message(row: _Row) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=row.payload,
-        routing_key=row.routing_key,
-        message_id=row.event_id,
-        event_type=row.event_type,
-        timestamp=row.occurred_at,
-        headers=row.headers,
-    )
+        """Pending rows and their age, and parked rows, into the gauges."""
+        await self._store.measure_backlog()

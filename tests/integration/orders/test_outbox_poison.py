@@ -253,7 +253,14 @@ async def test_a_relay_connection_that_fails_after_connecting_is_closed_not_leak
             return len(opened) >= 3
 
         await wait_until(retried, timeout=15, message="three connect attempts")
-        assert all(c.is_closed for c in opened[:-1])
+        earlier = opened[:2]
+
+        async def earlier_closed() -> bool:
+            return all(c.is_closed for c in earlier)
+
+        # A failed attempt's close runs before the next attempt; on a loaded machine its
+        # state may settle a moment later, never not at all.
+        await wait_until(earlier_closed, timeout=5, message="the failed connections closed")
         assert not relay.connected
     finally:
         await relay.stop()

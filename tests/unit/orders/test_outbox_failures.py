@@ -7,7 +7,7 @@ from aiormq.exceptions import DeliveryError
 from pamqp.commands import Basic
 
 from common.messaging.publisher import PublishResult
-from order_service.adapters.outbox_relay import _outage
+from order_service.adapters.outbox_store import broker_outage as _outage
 
 OK = PublishResult("m-ok", ok=True)
 RETURNED = PublishResult("m-ret", ok=False, returned=True, error="unroutable")
