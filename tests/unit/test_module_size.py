@@ -7,9 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("common", "order_service", "analytics_service", "notification_worker")
 LIMIT = 250
-# Still to split (issue 14); remove an entry once its module is under the limit.
-NOT_YET_SPLIT = {
-}
+# Modules allowed over the limit while they wait to be split (none left).
+NOT_YET_SPLIT: set[str] = set()
 
 
 def code_lines(path: Path) -> int:
