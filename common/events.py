@@ -230,7 +230,7 @@ def decode_event_data(envelope: Envelope) -> EventData:
             )
         raise UnknownEventType(f"unknown event type {envelope.event_type!r}")
     try:
-        data = _data_decoders[cls].decode(envelope.data)
+        data: EventData = _data_decoders[cls].decode(envelope.data)
     except msgspec.DecodeError as exc:
         raise ContractError(f"invalid {envelope.event_type} data: {exc}") from exc
     _validate(data)

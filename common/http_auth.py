@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable
 
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -114,7 +115,7 @@ class ApiKeyAuthMiddleware:
         return ok
 
     def _open(self, scope: Scope) -> bool:
-        if not self.digests or scope["type"] != "http":
+        if not self.digests or scope["type"] != ScopeType.HTTP:
             return True
         if self.methods is not None and scope.get("method") not in self.methods:
             return True

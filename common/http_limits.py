@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.http import PROBLEM_JSON
@@ -93,7 +94,11 @@ class RequestTimeoutMiddleware:
         self.on_timeout = on_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.timeout <= 0 or _exempt(scope, self.exempt_prefixes):
+        if (
+            scope["type"] != ScopeType.HTTP
+            or self.timeout <= 0
+            or _exempt(scope, self.exempt_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         started = False
@@ -201,7 +206,11 @@ class RateLimitMiddleware:
         self.on_limited = on_limited
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.limiter is None or scope["type"] != "http" or _exempt(scope, self.exempt_prefixes):
+        if (
+            self.limiter is None
+            or scope["type"] != ScopeType.HTTP
+            or _exempt(scope, self.exempt_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         wait = self.limiter.acquire(self.key(scope))

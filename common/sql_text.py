@@ -33,7 +33,8 @@ def fast_escape(escape: Escape, escape_string: Callable[[str], str]) -> Escape:
         if kind is Decimal:
             return format(value, "f")
         if kind is datetime and value.tzinfo is None:
-            return "'" + value.isoformat(" ") + "'"
+            stamp: str = value.isoformat(" ")
+            return "'" + stamp + "'"
         return escape(value)
 
     return render

@@ -53,7 +53,8 @@ def _exporter(settings: tracing.TracingSettings) -> SpanExporter:
                 "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the opentelemetry-exporter-otlp-proto-grpc "
                 "package; use http/protobuf (the default)"
             ) from exc
-        return GrpcExporter(endpoint=settings.endpoint)
+        grpc: SpanExporter = GrpcExporter(endpoint=settings.endpoint)
+        return grpc
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The generic endpoint names the collector; the HTTP exporter wants the signal's path.

@@ -117,6 +117,7 @@ class Planner:
                 value = msgspec.convert(value, datetime)
             except msgspec.ValidationError as exc:
                 raise ContractError(f"invalid {SCHEDULED_TIME_FIELD}: {exc}") from exc
-        if value.tzinfo is None:
+        scheduled: datetime = value
+        if scheduled.tzinfo is None:
             raise ContractError(f"invalid {SCHEDULED_TIME_FIELD}: no timezone")
-        return value
+        return scheduled

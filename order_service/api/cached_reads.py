@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from common.http import HttpMetrics, request_id_from
@@ -33,7 +34,7 @@ class CachedOrderReads:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] != "http"
+            scope["type"] != ScopeType.HTTP
             or scope.get("method") != "GET"
             or scope.get("path_template") != ORDER_ROUTE
         ):

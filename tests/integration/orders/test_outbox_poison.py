@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.messaging.connection import connect_robust_forever
 from common.messaging.topology import TopologySettings, apply_topology
 from common.observability import Metrics
 from common.testing import unique_name, wait_until
@@ -237,7 +238,7 @@ async def test_a_relay_connection_that_fails_after_connecting_is_closed_not_leak
     await channel.declare_exchange(cleanup_topology.exchange, aio_pika.ExchangeType.DIRECT)
     await channel.close()
     opened: list[aio_pika.abc.AbstractRobustConnection] = []
-    real_connect = outbox_relay.connect_robust_forever
+    real_connect = connect_robust_forever
 
     async def recording_connect(url: str, **kwargs: object):
         connection = await real_connect(url, **kwargs)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from common.http import MalformedRequestError, RequestValidationError
 from order_service.api import schemas
 from order_service.api.new_order_body import NewOrderBody
 from order_service.app import create_app
+from order_service.domain.validation import validate_new_order
 from order_service.settings import OrderSettings
 
 
@@ -20,7 +21,7 @@ def _decode(raw: bytes) -> Any:
 
 def test_a_valid_body_is_checked_by_one_validation_pass(monkeypatch):
     calls = []
-    original = schemas.validate_new_order
+    original = validate_new_order
 
     def counting(raw):
         calls.append(raw)
