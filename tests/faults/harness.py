@@ -30,11 +30,13 @@ from typing import Any
 
 import httpx
 
-from loadtool.audit import AuditConfig, Auditor, AuditReport, DeliveryVerdict, judge_deliveries
+from loadtool.audit import AuditConfig, Auditor, AuditReport
 from loadtool.generator import GeneratedOrder, GeneratorConfig, OrderGenerator
 from loadtool.runner import AcceptedOrder, LoadConfig, LoadResult, run_load
 from tests.e2e.system import RunningSystem
+from tests.faults.sends import await_deliveries, check_sends
 from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
+from tests.support.smtp_receiver import SmtpReceiver
 from tests.support.webhook_receiver import WebhookReceiver
 
 __all__ = [
@@ -48,16 +50,16 @@ __all__ = [
 ]
 
 CUSTOMERS_PER_RUN = 20
-# States an order rests in once the saga is done (fulfilment is on in every scenario).
-FINAL_STATES = frozenset({"confirmed", "payment_failed", "rejected", "cancelled"})
 
 
 @dataclass
 class Partition:
-    """What one scenario run owns: its analytics database, its webhook receiver, its ids."""
+    """What one scenario run owns: its analytics database, its webhook and SMTP receivers,
+    its ids."""
 
     database: str
     hook: WebhookReceiver
+    mail: SmtpReceiver
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     def analytics_url(self, port: int = PORT) -> str:
@@ -78,16 +80,21 @@ class Partition:
     def env(self, database_port: int = PORT) -> dict[str, str]:
         return {
             "ANALYTICS_DATABASE_URL": self.analytics_url(database_port),
-            "NOTIFY_CHANNELS": "log,webhook",
+            "NOTIFY_CHANNELS": "log,webhook,smtp",
             "NOTIFY_WEBHOOK_URL": self.hook.url,
             "NOTIFY_WEBHOOK_SECRET": "fault-suite",
+            **self.mail.env(),
         }
 
 
 @asynccontextmanager
 async def partition() -> AsyncIterator[Partition]:
-    async with fresh_analytics_database() as database, WebhookReceiver() as hook:
-        yield Partition(database, hook)
+    async with (
+        fresh_analytics_database() as database,
+        WebhookReceiver() as hook,
+        SmtpReceiver() as mail,
+    ):
+        yield Partition(database, hook, mail)
 
 
 class RecordingGenerator(OrderGenerator):
@@ -353,37 +360,6 @@ def match_write_paths(
     return out
 
 
-async def await_deliveries(
-    auditor: Auditor,
-    hook: WebhookReceiver,
-    orders: Sequence[AcceptedOrder],
-    timeout: float,
-    settle: float = 1.0,
-) -> DeliveryVerdict:
-    """Until every order rests in a final state and every notification it asks for arrived at
-    the receiver (bounded), then a settle window for late doubles, then the verdict."""
-    ids = [o.order_id for o in orders]
-    deadline = time.monotonic() + timeout
-    while True:
-        records, _ = await auditor.analytics_records(ids)
-        states = {r.order_id: r.status for r in records}
-        verdict = judge_deliveries(
-            {oid: states.get(oid) for oid in ids},
-            [(d.key, d.order_id, d.kind) for d in hook.deliveries],
-        )
-        resting = all(states.get(oid) in FINAL_STATES for oid in ids)
-        if (resting and not verdict.missing) or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.25)
-    await asyncio.sleep(settle)  # an observation window: a late second copy still counts
-    records, _ = await auditor.analytics_records(ids)
-    states = {r.order_id: r.status for r in records}
-    return judge_deliveries(
-        {oid: states.get(oid) for oid in ids},
-        [(d.key, d.order_id, d.kind) for d in hook.deliveries],
-    )
-
-
 async def send_probe(client: httpx.AsyncClient, load: SteadyLoad) -> httpx.Response:
     """One order of the run's own (recorded like the load's, so the audit accounts for it)."""
     order = load.generator.next()
@@ -424,7 +400,7 @@ async def audit_and_report(
         auditor.config, timeout=audit_timeout, summary_timeout=20.0, notifications_url=None
     )
     report = await auditor.run(orders, summary_before)
-    deliveries = await await_deliveries(auditor, part.hook, orders, timeout=audit_timeout)
+    sends = await await_deliveries(auditor, part.hook, part.mail, orders, timeout=audit_timeout)
     applied, _ = await auditor.analytics_records([o.order_id for o in orders])
     revenue_applied = sum((r.total_amount or Decimal(0) for r in applied), Decimal(0))
     final_states = dict(sorted(Counter(str(r.status) for r in applied).items()))
@@ -436,8 +412,10 @@ async def audit_and_report(
         settled_later=created_now,
         accepted=len(orders),
         lost=report.lost_count + len(paths.lost),
-        doubled=report.doubled_count + len(paths.doubled) + len(deliveries.doubled),
-        notifications_missing=len(deliveries.missing),
+        doubled=report.doubled_count
+        + len(paths.doubled)
+        + sum(len(v.doubled) for v in sends.channels.values()),
+        notifications_missing=sum(len(v.missing) for v in sends.channels.values()),
         revenue_difference={"applied_minus_accepted": revenue_applied - revenue_accepted},
         recovery_seconds=load.recovery_seconds(recovered_at) if recovered_at else None,
         drain_seconds=report.wait_seconds,
@@ -452,9 +430,9 @@ async def audit_and_report(
             },
             "facts_recounted": report.facts_read,
             "final_states": final_states,
-            "webhook_deliveries": deliveries.delivered,
-            "webhook_redelivered_same_key": len(deliveries.redelivered),
-            "expected_notifications": deliveries.expected,
+            "expected_notifications": sends.channels["webhook"].expected,
+            **{f"{n}_deliveries": v.delivered for n, v in sends.channels.items()},
+            **{f"{n}_redelivered_same_key": len(v.redelivered) for n, v in sends.channels.items()},
             **(extra or {}),
         },
     )
@@ -482,23 +460,10 @@ async def audit_and_report(
     assert report.summary_checked, report.notes
     assert report.orders_difference == 0, (report.summary_orders_delta, report.final_states)
     assert not any(report.revenue_difference.values()), report.revenue_difference
-    # Sends, counted at the receiver: exactly one per expected notification.
-    assert deliveries.missing == [], f"not delivered: {deliveries.missing[:10]}"
-    assert deliveries.doubled == [], f"one notification under two keys: {deliveries.doubled[:10]}"
-    # A send is repeated (same key) only when the worker was SIGKILLed between the receiver's
-    # answer and its record: at most the sends it had in flight, per kill (docs/faults.md).
-    in_flight = NOTIFY_IN_FLIGHT * worker_kills
-    assert len(deliveries.redelivered) <= in_flight, (
-        f"{len(deliveries.redelivered)} sends repeated, {worker_kills} worker kills: "
-        f"{deliveries.redelivered[:10]}"
-    )
-    assert deliveries.unexpected == [], deliveries.unexpected[:10]
-    assert part.hook.malformed == 0
+    # Sends, counted at the receivers: exactly one per expected notification and channel.
+    check_sends(sends, worker_kills)
+    assert part.hook.malformed == 0 and part.mail.malformed == 0
     return figures, report
-
-
-# NOTIFY_CONCURRENCY batches of NOTIFY_BATCH_SIZE sends (the defaults the fault runs use).
-NOTIFY_IN_FLIGHT = 4 * 32
 
 
 def new_auditor(system: RunningSystem, part: Partition) -> Auditor:
