@@ -27,6 +27,7 @@ from tests.faults.harness import (
     partition,
     send_probe,
 )
+from tests.faults.parking import SHIPPED_RETRY_DELAYS
 from tests.faults.poison import (
     consumer_queues,
     park_summary,
@@ -43,13 +44,6 @@ AMQP = ("127.0.0.1", 5672)
 ORDER_DB = "mysql+aiomysql://order_svc:order_svc_local@127.0.0.1:{port}/order_db"
 
 Fault = Callable[[], AbstractAsyncContextManager[None]]
-
-
-def retry_delays_outlasting(outage: float) -> str:
-    """Retry tiers whose horizon (5 attempts) outlasts the outage: a consumer that needs the
-    missing dependency retries through it instead of parking in the DLQ after the tiers run out
-    (the default tiers, 1 s to 10 min, cover outages of about 11 minutes)."""
-    return f"0.5,{outage:g},{2 * outage:g}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +127,7 @@ async def _run_with_faults(
     *,
     extra: dict[str, Any] | None = None,
     worker_kills: int = 0,
+    audit_timeout: float = 90.0,
 ) -> None:
     """Load in the background; ``inject(load, cycle)`` runs each fault and returns the time the
     fault was removed; then audit everything."""
@@ -160,6 +155,7 @@ async def _run_with_faults(
             recovered_at=recovered_at,
             extra=extra,
             worker_kills=worker_kills,
+            audit_timeout=audit_timeout,
         )
     finally:
         await auditor.aclose()
@@ -181,7 +177,9 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
             proxy = await stack.enter_async_context(proxy_to(AMQP))
             env["RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
             faults = [("proxy_cut", cut(proxy))]
-        system = await stack.enter_async_context(RunningSystem(env=env, stop_timeout=45))
+        system = await stack.enter_async_context(
+            RunningSystem(env=env, stop_timeout=45, retry_delays=SHIPPED_RETRY_DELAYS)
+        )
         recoveries: dict[str, float] = {}
         accepted_during: dict[str, int] = {}
 
@@ -215,7 +213,10 @@ async def broker_outage(sizes: Sizes, faults: list[tuple[str, Fault]] | None = N
 
 async def consumers_killed(sizes: Sizes) -> None:
     """SIGKILL the analytics consumer and the notification worker mid-batch, then restart."""
-    async with partition() as part, RunningSystem(env=part.env()) as system:
+    async with (
+        partition() as part,
+        RunningSystem(env=part.env(), retry_delays=SHIPPED_RETRY_DELAYS) as system,
+    ):
         restarts: list[float] = []
 
         async def inject(load: SteadyLoad, cycle: int) -> float:
@@ -244,7 +245,11 @@ async def order_service_killed_with_backlog(sizes: Sizes) -> None:
     with that backlog, restarted, and publishes all of it."""
     async with partition() as part, proxy_to(AMQP) as proxy:
         order_env = {"RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/"}
-        async with RunningSystem(env=part.env(), service_env={"order": order_env}) as system:
+        async with RunningSystem(
+            env=part.env(),
+            service_env={"order": order_env},
+            retry_delays=SHIPPED_RETRY_DELAYS,
+        ) as system:
             backlogs: list[float] = []
 
             async def inject(load: SteadyLoad, cycle: int) -> float:
@@ -298,9 +303,7 @@ async def database_unavailable(sizes: Sizes, real_fault: Fault | None = None) ->
             }
             fault = cut(proxy)
         system = await stack.enter_async_context(
-            RunningSystem(
-                env=env, stop_timeout=45, retry_delays=retry_delays_outlasting(sizes.outage)
-            )
+            RunningSystem(env=env, stop_timeout=45, retry_delays=SHIPPED_RETRY_DELAYS)
         )
         probes: list[dict[str, Any]] = []
         probes_seen: dict[str, int] = {}
@@ -357,9 +360,7 @@ async def redis_unavailable(sizes: Sizes, real_fault: Fault | None = None) -> No
             env["REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"
             fault = cut(proxy)
         system = await stack.enter_async_context(
-            RunningSystem(
-                env=env, stop_timeout=45, retry_delays=retry_delays_outlasting(sizes.outage)
-            )
+            RunningSystem(env=env, stop_timeout=45, retry_delays=SHIPPED_RETRY_DELAYS)
         )
         reads: list[tuple[str, int]] = []
         reads_seen: dict[str, int] = {}
@@ -400,7 +401,10 @@ async def redis_unavailable(sizes: Sizes, real_fault: Fault | None = None) -> No
 async def duplicates_and_poison(sizes: Sizes) -> None:
     """Real events published a second time and malformed messages mixed into the flow:
     duplicates change nothing, poison is parked with its reason in each consumer's DLQ."""
-    async with partition() as part, RunningSystem(env=part.env()) as system:
+    async with (
+        partition() as part,
+        RunningSystem(env=part.env(), retry_delays=SHIPPED_RETRY_DELAYS) as system,
+    ):
         topology = system.topology.topology()
         connection = await aio_pika.connect_robust(RABBITMQ_URL)
         async with connection:
