@@ -7,7 +7,6 @@ than the whole retry budget parks nothing.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import aio_pika
@@ -32,15 +31,11 @@ __all__ = [
 SHIPPED_RETRY_DELAYS = ",".join(f"{d:g}" for d in DEFAULT_RETRY_DELAYS)
 
 
-def _default(cls: type, name: str) -> int:
-    return int(next(f.default for f in dataclasses.fields(cls) if f.name == name))
-
-
 # The attempts each consumer gets by default, before it parks a message that keeps failing.
 SHIPPED_ATTEMPTS = {
-    "analytics": _default(AnalyticsSettings, "max_attempts"),
-    "notifications": _default(NotificationSettings, "max_attempts"),
-    "fulfilment": _default(OrderSettings, "fulfilment_max_attempts"),
+    "analytics": AnalyticsSettings.max_attempts,
+    "notifications": NotificationSettings.max_attempts,
+    "fulfilment": OrderSettings.fulfilment_max_attempts,
 }
 
 
