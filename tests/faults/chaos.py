@@ -28,7 +28,7 @@ from tests.faults.copies import EventTap
 from tests.faults.harness import SteadyLoad, audit_and_report, new_auditor, partition
 from tests.faults.parking import SHIPPED_RETRY_DELAYS, parked_counts
 from tests.faults.poison import consumer_queues, parked_messages
-from tests.faults.scenarios import AMQP, MYSQL, ORDER_DB, REDIS, proxy_to, wait_all_ready
+from tests.faults.wiring import AMQP, MYSQL, ORDER_DB, REDIS, proxy_to, wait_all_ready
 
 __all__ = ["chaos_seed", "run_chaos"]
 

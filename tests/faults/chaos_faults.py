@@ -31,7 +31,7 @@ from tests.faults import infra
 from tests.faults.copies import EventTap
 from tests.faults.long_outage import refused
 from tests.faults.poison import poison_messages, publish_poison
-from tests.faults.scenarios import AMQP, MYSQL, REDIS
+from tests.faults.wiring import AMQP, MYSQL, REDIS
 from tests.support.analytics_db import HOST, PORT, ROOT_PASSWORD, ROOT_USER
 
 __all__ = ["Chaos", "catalogue"]

@@ -29,16 +29,8 @@ from tests.faults.parking import (
     parked_counts,
     retry_budget,
 )
-from tests.faults.scenarios import (
-    MYSQL,
-    ORDER_DB,
-    Fault,
-    Sizes,
-    _run_with_faults,
-    cut,
-    proxy_to,
-    wait_all_ready,
-)
+from tests.faults.scenarios import Sizes, run_with_faults
+from tests.faults.wiring import MYSQL, ORDER_DB, Fault, cut, proxy_to, wait_all_ready
 
 __all__ = ["outage_longer_than_the_retry_budget"]
 
@@ -104,7 +96,7 @@ async def outage_longer_than_the_retry_budget(
             seen["ready_after_seconds"] = round(await wait_all_ready(system, timeout=180), 2)
             return restored
 
-        await _run_with_faults(
+        await run_with_faults(
             "outage_longer_than_retry_budget", system, part, sizes, inject, extra=seen
         )
         assert seen["refused_checks"] > 0, "the outage never happened"

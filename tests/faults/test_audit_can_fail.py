@@ -28,7 +28,7 @@ from notification_worker.notifiers import SmtpChannel, WebhookChannel
 from notification_worker.planning import Notification
 from notification_worker.settings import SmtpSettings, WebhookSettings
 from notification_worker.templates import Rendered
-from tests.faults.harness import match_write_paths
+from tests.faults.write_paths import match_write_paths
 from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
 from tests.support.smtp_receiver import SmtpReceiver
 from tests.support.webhook_receiver import WebhookReceiver
