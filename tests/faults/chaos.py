@@ -70,7 +70,7 @@ async def _run(
             **part.env(database_port=proxies["mysql"].port),
             "ORDER_DATABASE_URL": ORDER_DB.format(port=proxies["mysql"].port),
             "RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{proxies['amqp'].port}/",
-            "REDIS_URL": f"redis://127.0.0.1:{proxies['redis'].port}/0",
+            "REDIS_URL": part.redis_url(proxies["redis"].port),
         }
         system = await stack.enter_async_context(
             RunningSystem(env=env, stop_timeout=60, retry_delays=SHIPPED_RETRY_DELAYS)

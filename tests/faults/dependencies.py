@@ -92,7 +92,7 @@ async def redis_unavailable(sizes: Sizes, real_fault: Fault | None = None) -> No
         fault = real_fault
         if fault is None:
             proxy = await stack.enter_async_context(proxy_to(REDIS))
-            env["REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"
+            env["REDIS_URL"] = part.redis_url(proxy.port)
             fault = cut(proxy)
         system = await stack.enter_async_context(
             RunningSystem(env=env, stop_timeout=45, retry_delays=SHIPPED_RETRY_DELAYS)

@@ -38,6 +38,16 @@ class Partition:
     mail: SmtpReceiver
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
+    @property
+    def redis_db(self) -> int:
+        # The analytics API caches its summary (and the fallback it serves while MySQL is down)
+        # under fixed keys: a Redis database other than the shared 0 keeps other systems'
+        # summaries out of this run's answers.
+        return 1 + int(self.run_id, 16) % 15
+
+    def redis_url(self, port: int = 6379) -> str:
+        return f"redis://127.0.0.1:{port}/{self.redis_db}"
+
     def analytics_url(self, port: int = PORT) -> str:
         return ANALYTICS_DB_URL.format(port=port, database=self.database)
 
@@ -56,6 +66,7 @@ class Partition:
     def env(self, database_port: int = PORT) -> dict[str, str]:
         return {
             "ANALYTICS_DATABASE_URL": self.analytics_url(database_port),
+            "REDIS_URL": self.redis_url(),
             "NOTIFY_CHANNELS": "log,webhook,smtp",
             "NOTIFY_WEBHOOK_URL": self.hook.url,
             "NOTIFY_WEBHOOK_SECRET": "fault-suite",
