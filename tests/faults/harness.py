@@ -93,6 +93,9 @@ async def audit_and_report(
         load.generator.generated, [*result.accepted, *load.side_accepted], settled, committed
     )
     orders = paths.orders
+    # The backlog a long run leaves is drained at the notification worker's pace (about 100
+    # orders/s on the 2-core machine, three channels): the wait grows with the orders, bounded.
+    audit_timeout = max(audit_timeout, len(orders) / 40)
     auditor.config = dataclasses.replace(
         auditor.config, timeout=audit_timeout, summary_timeout=20.0, notifications_url=None
     )
