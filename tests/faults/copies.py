@@ -13,6 +13,8 @@ from tests.e2e.system import RunningSystem
 
 __all__ = ["EventTap"]
 
+TAP_MAX_EVENTS = 5000
+
 
 class EventTap:
     """``async with EventTap(system) as tap:`` - bound before the load, so it sees its events."""
@@ -29,7 +31,10 @@ class EventTap:
         topology = self._system.topology.topology()
         self._connection = await aio_pika.connect_robust(self._system.admin_url, timeout=10)
         self.channel = await self._connection.channel(publisher_confirms=True)
-        self._queue = await self.channel.declare_queue(exclusive=True)
+        # Bounded: a long run keeps only the latest events (the oldest are dropped).
+        self._queue = await self.channel.declare_queue(
+            exclusive=True, arguments={"x-max-length": TAP_MAX_EVENTS}
+        )
         await self._queue.bind(topology.exchange, routing_key="order.#")
         self._exchange = await self.channel.get_exchange(topology.exchange, ensure=False)
         return self
