@@ -15,7 +15,7 @@ ANALYTICS_URL ?= http://127.0.0.1:8081
 NOTIFY_RABBITMQ_URL ?= amqp://notification-worker:notification-worker-local@127.0.0.1:5672/orderflow
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools infra migrate run test test-unit test-integration test-cluster test-faults bench bench-quick lint \
+.PHONY: help install tools infra migrate run test test-unit test-integration test-cluster test-faults test-chaos bench bench-quick lint \
 	fmt up down logs order analytics notification load dlq observe asyncapi settings-doc clean
 
 help: ## List the targets
@@ -44,7 +44,7 @@ run: install infra migrate ## Run the whole system in the foreground (Ctrl-C sto
 	$(PY) deploy/procfile_run.py Procfile
 
 test: install tools infra migrate ## Run the whole test suite (unit, contract, integration, e2e, short fault/bench)
-	$(BIN)/pytest -m "not faults and not bench and not cluster" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not faults and not bench and not cluster and not chaos" $(PYTEST_ARGS)
 
 test-unit: install ## Run the fast unit and contract tests only (no infrastructure)
 	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
@@ -54,6 +54,9 @@ test-cluster: install infra migrate ## Kill a RabbitMQ cluster node and process 
 
 test-faults: install infra migrate ## Run the full fault-injection suite (long)
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
+test-chaos: install infra migrate ## A 15-minute randomized fault run under load (CHAOS_SEED replays, CHAOS_SECONDS)
+	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
 bench: install infra migrate ## Full benchmark of what make run starts (saga on, then off; CPU/order; bench-results.json)
 	$(PY) -m loadtool.bench --json bench-results.json

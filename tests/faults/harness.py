@@ -1,7 +1,6 @@
-"""What every fault scenario shares: a partition of its own (a fresh analytics database and a
-webhook receiver), a steady load from the load tool in the background, a way to learn the fate
-of requests whose answer the fault swallowed, the end-to-end audit, and the figures each
-scenario prints.
+"""What every fault scenario ends with: the end-to-end audit and the figures it prints. The
+partition and the load are in tests/faults/load.py, the write paths in write_paths.py, the sends
+in sends.py (re-exported here for the scenarios).
 
 The load mixes both write paths: every other order carries an Idempotency-Key, the rest none.
 A keyed request cut by a fault is sent again with its key until it answers (a replay or a
@@ -14,28 +13,19 @@ the fresh analytics database holds nothing else, so the totals are asserted exac
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import json
-import random
-import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
-from loadtool.audit import AuditConfig, Auditor, AuditReport, DeliveryVerdict, judge_deliveries
-from loadtool.generator import GeneratedOrder, GeneratorConfig, OrderGenerator
-from loadtool.runner import AcceptedOrder, LoadConfig, LoadResult, run_load
+from loadtool.audit import AuditConfig, Auditor, AuditReport
+from loadtool.runner import LoadResult
 from tests.e2e.system import RunningSystem
-from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.faults.load import Partition, RecordingGenerator, SteadyLoad, partition, send_probe
+from tests.faults.sends import await_deliveries, check_sends
+from tests.faults.write_paths import list_committed, match_write_paths, settle_keyed_orders
 
 __all__ = [
     "Partition",
@@ -46,194 +36,6 @@ __all__ = [
     "partition",
     "send_probe",
 ]
-
-CUSTOMERS_PER_RUN = 20
-# States an order rests in once the saga is done (fulfilment is on in every scenario).
-FINAL_STATES = frozenset({"confirmed", "payment_failed", "rejected", "cancelled"})
-
-
-@dataclass
-class Partition:
-    """What one scenario run owns: its analytics database, its webhook receiver, its ids."""
-
-    database: str
-    hook: WebhookReceiver
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-
-    def analytics_url(self, port: int = PORT) -> str:
-        return ANALYTICS_DB_URL.format(port=port, database=self.database)
-
-    @property
-    def customer_prefix(self) -> str:
-        return f"f{self.run_id}-c"
-
-    @property
-    def customers(self) -> list[str]:
-        return [f"{self.customer_prefix}{n}" for n in range(1, CUSTOMERS_PER_RUN + 1)]
-
-    @property
-    def probe_customer(self) -> str:
-        return f"f{self.run_id}-probe"
-
-    def env(self, database_port: int = PORT) -> dict[str, str]:
-        return {
-            "ANALYTICS_DATABASE_URL": self.analytics_url(database_port),
-            "NOTIFY_CHANNELS": "log,webhook",
-            "NOTIFY_WEBHOOK_URL": self.hook.url,
-            "NOTIFY_WEBHOOK_SECRET": "fault-suite",
-        }
-
-
-@asynccontextmanager
-async def partition() -> AsyncIterator[Partition]:
-    async with fresh_analytics_database() as database, WebhookReceiver() as hook:
-        yield Partition(database, hook)
-
-
-class RecordingGenerator(OrderGenerator):
-    """The load tool's generator on the run's own customers and one product per order; every
-    other order without an Idempotency-Key. Keeps every order it handed out."""
-
-    def __init__(self, seed: int, part: Partition) -> None:
-        super().__init__(
-            GeneratorConfig(
-                idempotency_keys=True,
-                min_customer=1,
-                max_customer=CUSTOMERS_PER_RUN,
-                customer_prefix=part.customer_prefix,
-                product_prefix=f"f{part.run_id}-p",
-                unique_products=True,
-            ),
-            seed,
-        )
-        self.generated: list[GeneratedOrder] = []
-
-    def next(self) -> GeneratedOrder:
-        order = super().next()
-        if len(self.generated) % 2 == 1:
-            order = dataclasses.replace(order, idempotency_key=None)
-        self.generated.append(order)
-        return order
-
-
-@dataclass
-class SteadyLoad:
-    """Open-loop load at ``rate`` orders/s for ``duration`` s, started in the background."""
-
-    url: str
-    part: Partition
-    rate: float
-    duration: float
-    concurrency: int = 16
-    # Idempotency keys come from the seeded generator: a fixed seed would reuse the keys (and so
-    # replay the orders) of an earlier run, so every load gets a fresh one.
-    seed: int = field(default_factory=lambda: random.SystemRandom().randrange(2**63))
-    request_timeout: float = 15.0
-    generator: RecordingGenerator = field(init=False)
-    # Orders the scenario itself sent through ``generator`` (probes) that were answered 201.
-    side_accepted: list[AcceptedOrder] = field(default_factory=list)
-    ticks: list[tuple[float, int, int]] = field(default_factory=list)  # (monotonic, ok, errors)
-    _task: asyncio.Task[LoadResult] | None = None
-
-    def __post_init__(self) -> None:
-        self.generator = RecordingGenerator(self.seed, self.part)
-
-    def start(self) -> SteadyLoad:
-        config = LoadConfig(
-            url=self.url,
-            count=None,
-            concurrency=self.concurrency,
-            rate=self.rate,
-            duration=self.duration,
-            request_timeout=self.request_timeout,
-        )
-
-        def progress(result: LoadResult) -> None:
-            self.ticks.append((time.monotonic(), len(result.accepted), result.error_count))
-
-        self._task = asyncio.create_task(
-            run_load(config, self.generator, on_progress=progress, progress_interval=0.1)
-        )
-        return self
-
-    @property
-    def accepted_so_far(self) -> int:
-        return self.ticks[-1][1] if self.ticks else 0
-
-    async def wait_accepted(self, count: int, timeout: float = 30.0) -> None:
-        """Until the load has ``count`` orders accepted (a fault is injected mid-load)."""
-        deadline = time.monotonic() + timeout
-        while self.accepted_so_far < count:
-            if self._task is not None and self._task.done():
-                raise AssertionError(f"the load ended with {self.accepted_so_far} < {count}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {self.accepted_so_far} of {count} accepted in time")
-            await asyncio.sleep(0.05)
-
-    def recovery_seconds(self, since: float) -> float | None:
-        """From ``since`` (the fault removed) to the first accepted order after it."""
-        before = [ok for t, ok, _ in self.ticks if t <= since]
-        base = before[-1] if before else 0
-        for t, ok, _ in self.ticks:
-            if t > since and ok > base:
-                return t - since
-        return None
-
-    async def result(self) -> LoadResult:
-        assert self._task is not None
-        return await self._task
-
-    async def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
-async def settle_keyed_orders(
-    url: str, orders: list[GeneratedOrder], timeout: float = 60.0, concurrency: int = 16
-) -> tuple[list[AcceptedOrder], int]:
-    """Each keyed order sent again with its own Idempotency-Key until it answers 201.
-
-    Returns the exact set of keyed orders that exist, and how many of them were created by
-    this pass (their first request failed before committing).
-    """
-    orders = [o for o in orders if o.idempotency_key is not None]
-    semaphore = asyncio.Semaphore(concurrency)
-    deadline = time.monotonic() + timeout
-    created_now = 0
-
-    async def settle(client: httpx.AsyncClient, order: GeneratedOrder) -> AcceptedOrder:
-        nonlocal created_now
-        assert order.idempotency_key is not None
-        last = ""
-        while time.monotonic() < deadline:
-            async with semaphore:
-                try:
-                    response = await client.post(
-                        "/orders",
-                        content=order.body,
-                        headers={
-                            "content-type": "application/json",
-                            "Idempotency-Key": order.idempotency_key,
-                        },
-                    )
-                except httpx.HTTPError as exc:
-                    last = repr(exc)
-                    response = None
-            if response is not None and response.status_code == 201:
-                if response.headers.get("idempotent-replayed") != "true":
-                    created_now += 1
-                return _accepted(response.json()["id"], order)
-            if response is not None:
-                last = f"{response.status_code} {response.text[:200]}"
-                assert response.status_code in (409, 503), last  # only "try again" answers
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"order {order.idempotency_key} not settled in time: {last}")
-
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        settled = await asyncio.gather(*(settle(client, o) for o in orders))
-    return list(settled), created_now
 
 
 @dataclass
@@ -267,135 +69,6 @@ class ScenarioFigures:
         )
 
 
-def _accepted(order_id: str, order: GeneratedOrder) -> AcceptedOrder:
-    return AcceptedOrder(
-        order_id,
-        order.total_amount,
-        order.currency,
-        order.customer_id,
-        order.product_id,
-        order.quantity,
-    )
-
-
-async def list_committed(url: str, customers: Sequence[str]) -> list[dict[str, Any]]:
-    """Every order the order service holds for these customers (its own answer, paged)."""
-    found: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        for customer in customers:
-            cursor: str | None = None
-            while True:
-                params = {"customer_id": customer, "limit": "100"}
-                if cursor:
-                    params["cursor"] = cursor
-                response = await client.get("/orders", params=params)
-                assert response.status_code == 200, response.text[:300]
-                page = response.json()
-                found.extend(page["items"])
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    break
-    return found
-
-
-@dataclass
-class WritePaths:
-    """Committed orders matched to the requests of both write paths."""
-
-    orders: list[AcceptedOrder] = field(default_factory=list)  # every committed order, once
-    unkeyed_sent: int = 0
-    unkeyed_committed: int = 0
-    unkeyed_committed_without_201: int = 0
-    lost: list[str] = field(default_factory=list)  # answered 201 (or settled), not there
-    doubled: list[str] = field(default_factory=list)  # one request, several orders
-    phantom: list[str] = field(default_factory=list)  # an order no request asked for
-    differ: list[str] = field(default_factory=list)  # an order unlike its request
-
-
-def match_write_paths(
-    generated: Sequence[GeneratedOrder],
-    answered: Sequence[AcceptedOrder],
-    settled: Sequence[AcceptedOrder],
-    committed: Sequence[dict[str, Any]],
-) -> WritePaths:
-    """Pure: each request (its product is unique) against what the service committed."""
-    out = WritePaths()
-    by_product: dict[str, list[dict[str, Any]]] = {}
-    for row in committed:
-        by_product.setdefault(str(row["product_id"]), []).append(row)
-    confirmed = {o.order_id for o in answered} | {o.order_id for o in settled}
-    requested = set()
-    for order in generated:
-        assert order.product_id is not None
-        requested.add(order.product_id)
-        rows = by_product.get(order.product_id, [])
-        if order.idempotency_key is None:
-            out.unkeyed_sent += 1
-            out.unkeyed_committed += min(len(rows), 1)
-        if len(rows) > 1:
-            out.doubled.append(f"{order.product_id}: {[r['id'] for r in rows]}")
-        for row in rows:
-            if row["id"] not in confirmed and order.idempotency_key is None:
-                out.unkeyed_committed_without_201 += 1
-            want = (str(order.total_amount), order.currency, order.customer_id, order.quantity)
-            have = (
-                str(Decimal(str(row["total_amount"])).quantize(order.total_amount)),
-                row["currency"],
-                row["customer_id"],
-                row["quantity"],
-            )
-            if want != have:
-                out.differ.append(f"{row['id']}: {have} != {want}")
-            out.orders.append(_accepted(str(row["id"]), order))
-    ids = {str(r["id"]) for r in committed}
-    out.lost = sorted(oid for oid in confirmed if oid not in ids)
-    out.phantom = sorted(str(r["id"]) for r in committed if str(r["product_id"]) not in requested)
-    return out
-
-
-async def await_deliveries(
-    auditor: Auditor,
-    hook: WebhookReceiver,
-    orders: Sequence[AcceptedOrder],
-    timeout: float,
-    settle: float = 1.0,
-) -> DeliveryVerdict:
-    """Until every order rests in a final state and every notification it asks for arrived at
-    the receiver (bounded), then a settle window for late doubles, then the verdict."""
-    ids = [o.order_id for o in orders]
-    deadline = time.monotonic() + timeout
-    while True:
-        records, _ = await auditor.analytics_records(ids)
-        states = {r.order_id: r.status for r in records}
-        verdict = judge_deliveries(
-            {oid: states.get(oid) for oid in ids},
-            [(d.key, d.order_id, d.kind) for d in hook.deliveries],
-        )
-        resting = all(states.get(oid) in FINAL_STATES for oid in ids)
-        if (resting and not verdict.missing) or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.25)
-    await asyncio.sleep(settle)  # an observation window: a late second copy still counts
-    records, _ = await auditor.analytics_records(ids)
-    states = {r.order_id: r.status for r in records}
-    return judge_deliveries(
-        {oid: states.get(oid) for oid in ids},
-        [(d.key, d.order_id, d.kind) for d in hook.deliveries],
-    )
-
-
-async def send_probe(client: httpx.AsyncClient, load: SteadyLoad) -> httpx.Response:
-    """One order of the run's own (recorded like the load's, so the audit accounts for it)."""
-    order = load.generator.next()
-    headers = {"content-type": "application/json"}
-    if order.idempotency_key is not None:
-        headers["Idempotency-Key"] = order.idempotency_key
-    response = await client.post("/orders", content=order.body, headers=headers)
-    if response.status_code == 201:
-        load.side_accepted.append(_accepted(response.json()["id"], order))
-    return response
-
-
 async def audit_and_report(
     name: str,
     system: RunningSystem,
@@ -420,11 +93,14 @@ async def audit_and_report(
         load.generator.generated, [*result.accepted, *load.side_accepted], settled, committed
     )
     orders = paths.orders
+    # The backlog a long run leaves is drained at the notification worker's pace (about 100
+    # orders/s on the 2-core machine, three channels): the wait grows with the orders, bounded.
+    audit_timeout = max(audit_timeout, len(orders) / 40)
     auditor.config = dataclasses.replace(
         auditor.config, timeout=audit_timeout, summary_timeout=20.0, notifications_url=None
     )
     report = await auditor.run(orders, summary_before)
-    deliveries = await await_deliveries(auditor, part.hook, orders, timeout=audit_timeout)
+    sends = await await_deliveries(auditor, part.hook, part.mail, orders, timeout=audit_timeout)
     applied, _ = await auditor.analytics_records([o.order_id for o in orders])
     revenue_applied = sum((r.total_amount or Decimal(0) for r in applied), Decimal(0))
     final_states = dict(sorted(Counter(str(r.status) for r in applied).items()))
@@ -436,8 +112,10 @@ async def audit_and_report(
         settled_later=created_now,
         accepted=len(orders),
         lost=report.lost_count + len(paths.lost),
-        doubled=report.doubled_count + len(paths.doubled) + len(deliveries.doubled),
-        notifications_missing=len(deliveries.missing),
+        doubled=report.doubled_count
+        + len(paths.doubled)
+        + sum(len(v.doubled) for v in sends.channels.values()),
+        notifications_missing=sum(len(v.missing) for v in sends.channels.values()),
         revenue_difference={"applied_minus_accepted": revenue_applied - revenue_accepted},
         recovery_seconds=load.recovery_seconds(recovered_at) if recovered_at else None,
         drain_seconds=report.wait_seconds,
@@ -452,9 +130,9 @@ async def audit_and_report(
             },
             "facts_recounted": report.facts_read,
             "final_states": final_states,
-            "webhook_deliveries": deliveries.delivered,
-            "webhook_redelivered_same_key": len(deliveries.redelivered),
-            "expected_notifications": deliveries.expected,
+            "expected_notifications": sends.channels["webhook"].expected,
+            **{f"{n}_deliveries": v.delivered for n, v in sends.channels.items()},
+            **{f"{n}_redelivered_same_key": len(v.redelivered) for n, v in sends.channels.items()},
             **(extra or {}),
         },
     )
@@ -482,23 +160,10 @@ async def audit_and_report(
     assert report.summary_checked, report.notes
     assert report.orders_difference == 0, (report.summary_orders_delta, report.final_states)
     assert not any(report.revenue_difference.values()), report.revenue_difference
-    # Sends, counted at the receiver: exactly one per expected notification.
-    assert deliveries.missing == [], f"not delivered: {deliveries.missing[:10]}"
-    assert deliveries.doubled == [], f"one notification under two keys: {deliveries.doubled[:10]}"
-    # A send is repeated (same key) only when the worker was SIGKILLed between the receiver's
-    # answer and its record: at most the sends it had in flight, per kill (docs/faults.md).
-    in_flight = NOTIFY_IN_FLIGHT * worker_kills
-    assert len(deliveries.redelivered) <= in_flight, (
-        f"{len(deliveries.redelivered)} sends repeated, {worker_kills} worker kills: "
-        f"{deliveries.redelivered[:10]}"
-    )
-    assert deliveries.unexpected == [], deliveries.unexpected[:10]
-    assert part.hook.malformed == 0
+    # Sends, counted at the receivers: exactly one per expected notification and channel.
+    check_sends(sends, worker_kills)
+    assert part.hook.malformed == 0 and part.mail.malformed == 0
     return figures, report
-
-
-# NOTIFY_CONCURRENCY batches of NOTIFY_BATCH_SIZE sends (the defaults the fault runs use).
-NOTIFY_IN_FLIGHT = 4 * 32
 
 
 def new_auditor(system: RunningSystem, part: Partition) -> Auditor:

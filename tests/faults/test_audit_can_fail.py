@@ -24,12 +24,13 @@ from loadtool.analytics_db import read_snapshot
 from loadtool.audit import judge_deliveries, judge_recount
 from loadtool.generator import GeneratedOrder
 from loadtool.runner import AcceptedOrder
-from notification_worker.notifiers import WebhookChannel
+from notification_worker.notifiers import SmtpChannel, WebhookChannel
 from notification_worker.planning import Notification
-from notification_worker.settings import WebhookSettings
+from notification_worker.settings import SmtpSettings, WebhookSettings
 from notification_worker.templates import Rendered
-from tests.faults.harness import match_write_paths
+from tests.faults.write_paths import match_write_paths
 from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
+from tests.support.smtp_receiver import SmtpReceiver
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -129,6 +130,26 @@ async def test_the_receiver_counts_a_webhook_sent_twice_and_the_audit_reports_it
             [(d.key, d.order_id, d.kind) for d in hook.deliveries],
         )
     assert verdict.redelivered == [twice[0].key] and not verdict.clean
+    assert verdict.missing == [] and verdict.unexpected == []
+
+
+async def test_the_smtp_receiver_counts_mail_by_message_id_and_the_audit_reports_doubles() -> None:
+    async with SmtpReceiver() as mail:
+        channel = SmtpChannel(SmtpSettings(host=mail.host, port=mail.port, timeout=5))
+        once, twice = notification("o1"), notification("o2")
+        # Two events for one transition: the same order and kind under two Message-IDs.
+        first, second = notification("o3"), notification("o3")
+        for sent in (once, twice, twice, first, second):
+            # A worker without its sent-record check: a redelivered event mails again.
+            await channel.send(*sent)
+        assert mail.counts()[f"<{twice[0].event_id}.created@notification-worker>"] == 2
+        verdict = judge_deliveries(
+            {"o1": "created", "o2": "created", "o3": "created"},
+            [(d.key, d.order_id, d.kind) for d in mail.deliveries],
+        )
+    assert len(mail.deliveries) == 5 and mail.malformed == 0
+    assert verdict.redelivered == [f"<{twice[0].event_id}.created@notification-worker>"]
+    assert verdict.doubled == ["o3:created under 2 keys"], verdict.doubled
     assert verdict.missing == [] and verdict.unexpected == []
 
 

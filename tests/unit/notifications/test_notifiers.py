@@ -1,4 +1,5 @@
-"""Webhook and log channels: signature, timeout and how failures are classified."""
+"""Webhook, SMTP and log channels: signature, Message-ID, timeout and how failures are
+classified."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 from notification_worker.notifiers import (
     LogChannel,
     PermanentSendError,
+    SmtpChannel,
     TransientSendError,
     WebhookChannel,
     sign,
 )
 from notification_worker.planning import Notification
-from notification_worker.settings import WebhookSettings
+from notification_worker.settings import SmtpSettings, WebhookSettings
 from notification_worker.templates import render
 
 NOTIFICATION = Notification(
@@ -94,3 +96,10 @@ async def test_a_webhook_that_cannot_be_reached_or_times_out_is_transient(error)
 async def test_the_log_channel_always_sends(capsys):
     await LogChannel().send(NOTIFICATION, MESSAGE)
     assert "notification_sent" in capsys.readouterr().out
+
+
+def test_a_mail_carries_a_message_id_derived_from_the_notification_key_and_its_order():
+    email = SmtpChannel(SmtpSettings())._email(NOTIFICATION, MESSAGE)
+    again = SmtpChannel(SmtpSettings())._email(NOTIFICATION, MESSAGE)
+    assert email["Message-ID"] == again["Message-ID"] == "<e-1.created@notification-worker>"
+    assert email["X-Order-Id"] == "o-1" and email["X-Notification-Kind"] == "created"

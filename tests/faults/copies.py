@@ -1,0 +1,75 @@
+"""Copies of real events published again: a tap queue on the run's exchange keeps what the
+relay published, and ``republish`` sends copies of them (same message id, body and headers),
+as a relay that crashed before its mark, or a broker redelivery, would."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+
+from tests.e2e.system import RunningSystem
+
+__all__ = ["EventTap"]
+
+TAP_MAX_EVENTS = 5000
+
+
+class EventTap:
+    """``async with EventTap(system) as tap:`` - bound before the load, so it sees its events."""
+
+    def __init__(self, system: RunningSystem) -> None:
+        self._system = system
+        self._connection: AbstractConnection | None = None
+        self.channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._exchange: AbstractExchange | None = None
+        self.republished: list[str] = []
+
+    async def __aenter__(self) -> EventTap:
+        topology = self._system.topology.topology()
+        self._connection = await aio_pika.connect_robust(self._system.admin_url, timeout=10)
+        self.channel = await self._connection.channel(publisher_confirms=True)
+        # Bounded: a long run keeps only the latest events (the oldest are dropped).
+        self._queue = await self.channel.declare_queue(
+            exclusive=True, arguments={"x-max-length": TAP_MAX_EVENTS}
+        )
+        await self._queue.bind(topology.exchange, routing_key="order.#")
+        self._exchange = await self.channel.get_exchange(topology.exchange, ensure=False)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def republish(self, count: int, copies: int = 1) -> int:
+        """Up to ``count`` tapped events, each published ``copies`` more times; how many."""
+        assert self._queue is not None and self._exchange is not None
+        taken = 0
+        while taken < count:
+            message = await self._queue.get(no_ack=True, fail=False, timeout=5)
+            if message is None:
+                break
+            taken += 1
+            for _ in range(copies):
+                await self._exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        content_type=message.content_type,
+                        message_id=message.message_id,
+                        type=message.type,
+                        headers=dict(message.headers or {}),
+                        timestamp=message.timestamp,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=message.routing_key or "order.created",
+                    mandatory=True,
+                )
+            self.republished.append(str(message.message_id))
+        return taken
