@@ -88,10 +88,13 @@ class AckBatcher:
             self._flush = asyncio.create_task(self._flush_held(acks))
 
     async def close(self) -> None:
+        """Ack what is held now (a graceful stop acks everything it finished), then stop."""
         if self._flush is not None:
             self._flush.cancel()
             with contextlib.suppress(BaseException):
                 await self._flush
+        if self._current is not None and self._current.held:
+            await self._ack_held(self._current)
 
     def _acks_for(self, message: AbstractIncomingMessage) -> _ChannelAcks | None:
         acks = self._current
@@ -101,6 +104,10 @@ class AckBatcher:
 
     async def _flush_held(self, acks: _ChannelAcks) -> None:
         await asyncio.sleep(self._hold)
+        await self._ack_held(acks)
+
+    @staticmethod
+    async def _ack_held(acks: _ChannelAcks) -> None:
         async with acks.lock:
             for tag in sorted(acks.held):
                 # Acked singly: a later multiple ack must not name it, so it counts as released.

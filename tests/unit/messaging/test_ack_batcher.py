@@ -135,3 +135,12 @@ async def test_any_interleaving_acks_every_settled_delivery_once_and_nothing_uns
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.001)
+
+
+async def test_a_graceful_close_acks_what_was_held_past_a_gap():
+    channel, batcher = BrokerChannel(), AckBatcher(hold=60.0)
+    stuck, *rest = _received(batcher, channel, 4)
+    await _settle(batcher, channel, rest)
+    assert channel.frames == []  # held, waiting for the gap to close
+    await batcher.close()
+    assert channel.unacked == {stuck.delivery_tag}
