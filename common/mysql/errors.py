@@ -12,7 +12,7 @@ import pymysql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-__all__ = ["DbErrorKind", "classify_db_error"]
+__all__ = ["DbErrorKind", "answered_by_server", "classify_db_error"]
 
 _DUPLICATE_KEY = 1062
 _LOCK_WAIT_TIMEOUT = 1205
@@ -58,3 +58,11 @@ def _classify_driver_error(exc: pymysql.err.MySQLError) -> DbErrorKind | None:
     if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
         return DbErrorKind.UNAVAILABLE
     return None
+
+
+def answered_by_server(exc: pymysql.err.MySQLError) -> bool:
+    """An error the server answered (duplicate key, lock wait): the connection is fine and the
+    statements after the failing one of a multi-statement packet did not run. Client-side codes
+    (2000+) mean the connection broke, and whether a COMMIT in the packet ran is unknown."""
+    code = _errno(exc)
+    return code is not None and code < 2000

@@ -20,6 +20,7 @@ import pymysql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common import tracing
+from common.mysql.errors import answered_by_server
 from common.sql_text import SqlText, fast_escape
 from common.utc import naive_utc
 from order_service.adapters.rows import (
@@ -78,8 +79,7 @@ class _Packets:
                     if not await cursor.nextset():
                         break
         except pymysql.err.MySQLError as exc:
-            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-            if code is not None and code < 2000:
+            if answered_by_server(exc):
                 # Answered by the server, which stopped at the failing statement.
                 await self.rollback()
             else:

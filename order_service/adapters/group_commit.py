@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
+from common.mysql.errors import answered_by_server
 from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
 from common.utc import naive_utc
@@ -178,7 +179,7 @@ class GroupCommitOrderWriter:
                     while await cursor.nextset():
                         pass
             except pymysql.err.MySQLError as exc:
-                if not _server_refused(exc):
+                if not answered_by_server(exc):
                     await conn.invalidate()
                     raise _CommitSent() from exc
                 # The server stopped at the failing statement: the COMMIT never ran.
@@ -251,14 +252,6 @@ def _statements(sql: SqlText, batch: list[_Item]) -> list[str]:
 def _insert(sql: SqlText, table: str, rows: list[dict[str, object]]) -> str:
     columns = list(rows[0])
     return sql.insert(table, columns, ([row[c] for c in columns] for row in rows))
-
-
-def _server_refused(exc: pymysql.err.MySQLError) -> bool:
-    """An error answered by the server (duplicate key, lock wait): the connection is fine and
-    the statements after the failing one did not run. Client-side codes (2000+) mean the
-    connection broke."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    return code is not None and code < 2000
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

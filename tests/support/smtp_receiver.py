@@ -8,12 +8,11 @@ The mail is acknowledged (250) only after it is counted, as a real relay answers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
-from types import TracebackType
 
+from loadtool.http_receiver import LocalServer
 from tests.support.webhook_receiver import Delivery
 
 __all__ = ["SmtpReceiver"]
@@ -21,17 +20,16 @@ __all__ = ["SmtpReceiver"]
 MAX_LINE = 1 << 20
 
 
-class SmtpReceiver:
+class SmtpReceiver(LocalServer):
     """``async with SmtpReceiver() as mail:`` - set NOTIFY_SMTP_HOST/PORT to ``mail.host`` and
     ``mail.port``. ``deliveries`` holds one ``Delivery`` per mail, keyed by its Message-ID."""
 
+    line_limit = MAX_LINE
+
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.deliveries: list[Delivery] = []
         self.malformed = 0
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
 
     def counts(self) -> Counter[str]:
         return Counter(d.key for d in self.deliveries)
@@ -44,57 +42,28 @@ class SmtpReceiver:
             "NOTIFY_SMTP_TLS": "false",
         }
 
-    async def __aenter__(self) -> SmtpReceiver:
-        self._server = await asyncio.start_server(self._serve, self.host, 0, limit=MAX_LINE)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(BaseException):
-                await task
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def reply(line: str) -> None:
             writer.write(line.encode() + b"\r\n")
             await writer.drain()
 
-        try:
-            await reply("220 smtp-receiver ready")
-            while True:
-                line = (await reader.readuntil(b"\r\n")).decode("latin-1").rstrip("\r\n")
-                verb = line[:4].upper()
-                if verb == "EHLO":
-                    await reply("250-smtp-receiver\r\n250 8BITMIME")
-                elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP"):
-                    await reply("250 ok")
-                elif verb == "DATA":
-                    await reply("354 end with <CRLF>.<CRLF>")
-                    self._record(await self._read_data(reader))
-                    await reply("250 ok: queued")
-                elif verb == "QUIT":
-                    await reply("221 bye")
-                    break
-                else:
-                    await reply("502 not implemented")
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self._connections.discard(task)
-            writer.close()
+        await reply("220 smtp-receiver ready")
+        while True:
+            line = (await reader.readuntil(b"\r\n")).decode("latin-1").rstrip("\r\n")
+            verb = line[:4].upper()
+            if verb == "EHLO":
+                await reply("250-smtp-receiver\r\n250 8BITMIME")
+            elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP"):
+                await reply("250 ok")
+            elif verb == "DATA":
+                await reply("354 end with <CRLF>.<CRLF>")
+                self._record(await self._read_data(reader))
+                await reply("250 ok: queued")
+            elif verb == "QUIT":
+                await reply("221 bye")
+                return
+            else:
+                await reply("502 not implemented")
 
     @staticmethod
     async def _read_data(reader: asyncio.StreamReader) -> bytes:
