@@ -57,7 +57,8 @@ class AckBatcher:
         self._current.order.append(message.delivery_tag)
 
     def release(self, message: AbstractIncomingMessage) -> None:
-        """A delivery settled otherwise (nacked): no ack may cover it, none must wait for it."""
+        """A delivery settled otherwise, after its nack was sent: no ack may name it, none must
+        wait for it."""
         acks = self._acks_for(message)
         if acks is not None and message.delivery_tag is not None:
             acks.state[message.delivery_tag] = _RELEASED

@@ -97,9 +97,11 @@ class Settlement:
                 return
             if self._stopping():
                 for message, *_ in alive:
-                    self._acks.release(message)
+                    # The nack goes out first: until it has, the tag blocks every multiple ack
+                    # (a multiple ack sent before it would settle this message as done).
                     with contextlib.suppress(Exception):
                         await message.nack(requeue=True)
+                    self._acks.release(message)
                 return
             log.warning(
                 "republish_unconfirmed",
