@@ -49,6 +49,10 @@ def other_pytest_processes() -> list[str]:
         pid, _, cmd = line.partition(" ")
         if int(pid) in mine or "pgrep" in cmd:
             continue
+        # A run queued on a lock (``flock LOCK pytest ...``) touches no server while it waits;
+        # once it holds the lock, its pytest child is listed on its own.
+        if cmd.split(" ", 1)[0].rsplit("/", 1)[-1] == "flock":
+            continue
         try:  # children of this run (workers we spawned) are ours too
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
