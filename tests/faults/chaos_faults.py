@@ -125,9 +125,8 @@ async def duplicates(c: Chaos) -> dict[str, Any]:
 
 
 async def poison(c: Chaos) -> dict[str, Any]:
-    assert c.tap.channel is not None
     messages = poison_messages()
-    await publish_poison(c.tap.channel, c.system.topology.exchange, messages)
+    await publish_poison(await c.tap.usable_channel(), c.system.topology.exchange, messages)
     c.poison_ids.update(m.message_id for m in messages)
     c.poison_kinds.update(m.kind for m in messages)
     return {"published": len(messages)}
