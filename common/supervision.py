@@ -3,7 +3,8 @@
 A task that stops unexpectedly (raises, or returns while nobody asked it to stop) is logged with
 its error, restarted with exponential backoff, counted, and reported down, in readiness and in
 the ``<service>_task_up`` gauge, from that stop until it runs healthy again. A task that has never
-failed counts as up while it starts (a consumer waiting for the broker is not a failure).
+failed counts as up in the gauge while it starts (a consumer waiting for the broker is not a
+failure); readiness (``ready``) asks more: running now and, for a consumer, consuming.
 """
 
 from __future__ import annotations
@@ -121,16 +122,25 @@ class Supervisor:
                 log.info("task_recovered", task=name)
         return not task.down
 
+    def ready(self, name: str) -> bool:
+        """What readiness asks of a task: up, running now (not finished, not being stopped)
+        and, for one with ``healthy`` (a consumer: started on the broker), healthy now."""
+        task = self._tasks[name]
+        running = task.runner is not None and not task.runner.done()
+        if not running or self._stopping.is_set() or not self.is_up(name):
+            return False
+        return task.healthy is None or task.healthy()
+
     def down(self) -> dict[str, str]:
         """name -> last error, for every task down now."""
         return {n: t.last_error for n, t in self._tasks.items() if not self.is_up(n)}
 
     def checks(self) -> dict[str, Check]:
-        """One readiness check per task, named after it."""
+        """One readiness check per task, named after it (``ready``)."""
 
         def check(name: str) -> Check:
             async def up() -> bool:
-                return self.is_up(name)
+                return self.ready(name)
 
             return up
 

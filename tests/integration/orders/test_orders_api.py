@@ -169,8 +169,10 @@ async def test_request_id_is_echoed_or_generated(order_client):
 
 async def test_readiness_reports_each_dependency(order_client):
     async with order_client() as (client, container):
-        assert container.relay is not None
+        assert container.relay is not None and container.fulfilment is not None
         await container.relay.wait_ready(10)
+        # Readiness waits for every consumer task to consume (issue 14).
+        await container.fulfilment.wait_ready(10)
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
         body = ready.json()
