@@ -123,11 +123,11 @@ class Supervisor:
         return not task.down
 
     def ready(self, name: str) -> bool:
-        """What readiness asks of a task: up, running now (not finished, not being stopped)
-        and, for one with ``healthy`` (a consumer: started on the broker), healthy now."""
+        """What readiness asks of a task: up, running now and, for one with ``healthy`` (a
+        consumer: started on the broker), healthy now."""
         task = self._tasks[name]
         running = task.runner is not None and not task.runner.done()
-        if not running or self._stopping.is_set() or not self.is_up(name):
+        if not running or not self.is_up(name):
             return False
         return task.healthy is None or task.healthy()
 

@@ -199,6 +199,7 @@ def create_worker_app(settings: NotificationSettings, *, configure_logs: bool = 
     host = Host(SERVICE, worker, supervisors=(worker.supervisor,), checks=checks, required=checks)
     app = create_app(worker.store, worker.metrics, host, api_keys=settings.api_keys)
     app.state.worker = worker
+    app.state.host = host
     return app
 
 

@@ -128,6 +128,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         debug=False,
     )
     app.state.container = container
+    app.state.host = host
     return app
 
 
