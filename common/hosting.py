@@ -23,7 +23,7 @@ from common.http import health_handlers, metrics_handler
 from common.observability import Metrics, get_logger
 from common.supervision import Supervisor
 
-__all__ = ["Host", "Hosted"]
+__all__ = ["Host", "Hosted", "PoolsOnly"]
 
 log = get_logger(__name__)
 
@@ -38,6 +38,20 @@ class Hosted(Protocol):
 
     async def stop(self) -> None:
         """Stop taking deliveries, drain and settle what is in flight, flush, then close."""
+
+
+class PoolsOnly:
+    """A process with no long-running task (the analytics API): nothing to start, pools to
+    close."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self._close = close
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._close()
 
 
 class Host:
