@@ -156,10 +156,13 @@ class Supervisor:
                 except Exception as exc:
                     log.warning("task_stop_failed", task=task.name, error=repr(exc))
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]
-        # A task without a stop body has nothing to finish: cancel it now, not after the
-        # grace period the others get (a periodic gauge would hold every shutdown 5 s).
+        # A task without a stop body has nothing to finish, nor has a consumer not consuming
+        # once its stop body returned (drained, or still waiting for the broker): cancel them
+        # now, not after the grace period (a periodic gauge would hold every shutdown 5 s, a
+        # consumer waiting for the broker a SIGTERM during an outage).
         for task in self._tasks.values():
-            if task.stop is None and task.runner is not None:
+            idle = task.stop is None or (task.healthy is not None and not task.healthy())
+            if idle and task.runner is not None:
                 task.runner.cancel()
         if runners:
             _, pending = await asyncio.wait(runners, timeout=5.0)
