@@ -62,6 +62,6 @@ def test_unset_the_topology_is_the_default_one():
 @pytest.mark.parametrize("main", [order_main, notification_main])
 def test_a_process_given_an_invalid_topology_setting_exits_2_naming_it(main, monkeypatch, capsys):
     monkeypatch.setenv("ORDERFLOW_ENV", "local")
-    monkeypatch.setenv("RABBITMQ_QUORUM_GROUP_SIZE", "0")
+    monkeypatch.setenv("RABBITMQ_QUORUM_GROUP_SIZE", "three")
     assert main([]) == 2
     assert "RABBITMQ_QUORUM_GROUP_SIZE" in capsys.readouterr().err
