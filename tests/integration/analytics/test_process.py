@@ -55,6 +55,17 @@ async def answers(client: httpx.AsyncClient, path: str) -> bool:
         return False
 
 
+async def _read_until(process: asyncio.subprocess.Process, marker: bytes) -> bytes:
+    assert process.stdout is not None
+    out = b""
+    while marker not in out:
+        line = await process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the process ended before {marker!r}: {out.decode()[-2000:]}")
+        out += line
+    return out
+
+
 async def ready_count(amqp, queue: str) -> int:
     channel = await amqp.channel()
     try:
@@ -77,6 +88,7 @@ async def test_sigterm_while_a_delivery_waits_on_the_database_finishes_it_acks_i
         "ANALYTICS_CONSUMER_HTTP_PORT": str(port),
         "ANALYTICS_CONSUMER_NAME": consumer,
         **topology_env(cleanup_topology),
+        "PYTHONUNBUFFERED": "1",
     }
     event = order_event()
     queue = cleanup_topology.analytics_queue
@@ -114,15 +126,13 @@ async def test_sigterm_while_a_delivery_waits_on_the_database_finishes_it_acks_i
                 await wait_until(delivered, timeout=10, message="the delivery to the consumer")
                 assert await db.fact_count([event.data.order_id]) == 0
                 process.send_signal(signal.SIGTERM)
-
-                async def http_closed() -> bool:
-                    return not await answers(client, "/health/live")
-
-                # uvicorn closes HTTP first; the drain comes after it.
-                await wait_until(http_closed, timeout=10, message="the shutdown to begin")
+                # Released only once the host's stop has begun, so the drain meets the delivery
+                # still waiting on the database.
+                head = await asyncio.wait_for(_read_until(process, b"host_stopping"), 10)
             assert process.returncode is None, "it exited without waiting for the delivery"
             await held.rollback()
-            out, _ = await asyncio.wait_for(process.communicate(), 30)
+            rest, _ = await asyncio.wait_for(process.communicate(), 30)
+            out = head + rest
         finally:
             if process.returncode is None:
                 process.kill()
