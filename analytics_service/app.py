@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -23,12 +21,11 @@ from analytics_service.ports import StoreConflictError, StoreUnavailableError
 from analytics_service.services import AnalyticsQueries
 from analytics_service.settings import AnalyticsSettings
 from common import tracing
+from common.hosting import Host, PoolsOnly
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
     exception_handlers,
-    health_handlers,
-    metrics_handler,
     problem,
 )
 from common.http_auth import api_key_middleware
@@ -51,13 +48,6 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
     adapters = Adapters.build(settings, cache_requests=api_metrics.cache_requests)
     queries = AnalyticsQueries(adapters.reader, adapters.cache)
 
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await adapters.close()
-
     def on_db_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         api_metrics.db_unavailable.inc()
         return problem(
@@ -71,9 +61,12 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
     handlers[StoreUnavailableError] = on_db_unavailable
     handlers[StoreConflictError] = on_db_unavailable
 
-    health = health_handlers(
-        {"mysql": adapters.mysql_up, "redis": adapters.redis_up},
-        required=frozenset({"mysql"}),
+    host = Host(
+        "analytics-api",
+        PoolsOnly(adapters.close),
+        supervisors=(),
+        checks={"mysql": adapters.mysql_up, "redis": adapters.redis_up},
+        required={"mysql"},
     )
     app = Litestar(
         route_handlers=[
@@ -82,10 +75,9 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
             top_products,
             top_customers,
             audit,
-            *health,
-            metrics_handler(metrics),
+            *host.routes(metrics),
         ],
-        lifespan=[lifespan],
+        lifespan=[host.lifespan],
         exception_handlers=handlers,
         middleware=[
             *tracing.http_middleware(),
@@ -98,6 +90,7 @@ def create_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> L
     )
     app.state.queries = queries
     app.state.adapters = adapters
+    app.state.host = host
     app.state.limits = ApiLimits(
         settings.max_buckets, settings.top_max_limit, settings.audit_max_ids
     )

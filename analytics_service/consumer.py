@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from aio_pika.abc import AbstractRobustConnection
@@ -15,7 +13,7 @@ from analytics_service.handlers import AnalyticsHandler
 from analytics_service.metrics import SERVICE, ApplyMetrics
 from analytics_service.pruner import InboxPruneMetrics, InboxPruning
 from analytics_service.settings import AnalyticsSettings
-from common.http import health_handlers, metrics_handler
+from common.hosting import Host
 from common.messaging.connection import connect_robust_forever
 from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
@@ -99,7 +97,8 @@ class AnalyticsConsumer:
         await self.runner.run()
 
     def _consuming(self) -> bool:
-        return self.runner is not None and self.runner.consuming
+        connected = self._connection is not None and self._connection.connected.is_set()
+        return connected and self.runner is not None and self.runner.consuming
 
     async def _drain(self) -> None:
         if self.runner is not None:
@@ -113,50 +112,32 @@ class AnalyticsConsumer:
         await self.adapters.close()
         log.info("analytics_consumer_stopped")
 
-    async def consuming(self) -> bool:
-        return self.runner is not None and self.runner.consuming
-
-    async def pruning_inbox(self) -> bool:
-        return self.supervisor.is_up(self.pruner_task)
-
     async def rabbitmq_up(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
 
 def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = True) -> Litestar:
-    """The consumer runs in this app's lifespan, so uvicorn's SIGTERM handling drains it."""
+    """The consumer process on the common host: it consumes in the app's lifespan, drains and
+    acks on SIGTERM; readiness names the consumer and the inbox pruner (supervised tasks)."""
     if configure_logs:
         configure_logging("analytics-consumer", settings.log_level)
         configure_tracing("analytics-consumer")
     metrics = Metrics(SERVICE)
     consumer = AnalyticsConsumer(settings, metrics)
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await consumer.start()
-        try:
-            yield
-        finally:
-            await consumer.stop()
-
-    health = health_handlers(
-        {
+    host = Host(
+        "analytics-consumer",
+        consumer,
+        supervisors=(consumer.supervisor,),
+        checks={
             "mysql": consumer.adapters.mysql_up,
             "rabbitmq": consumer.rabbitmq_up,
-            "consuming": consumer.consuming,
-            "inbox_pruner": consumer.pruning_inbox,
             "redis": consumer.adapters.redis_up,
-            **consumer.supervisor.checks(),
         },
-        required=frozenset({"mysql", "rabbitmq", "consuming", *consumer.supervisor.names}),
+        required={"mysql", "rabbitmq"},
     )
-    app = Litestar(
-        route_handlers=[*health, metrics_handler(metrics)],
-        lifespan=[lifespan],
-        openapi_config=None,
-        debug=False,
-    )
+    app = host.app(metrics)
     app.state.consumer = consumer
+    app.state.host = host
     return app
 
 

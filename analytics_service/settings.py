@@ -189,4 +189,4 @@ class AnalyticsSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnalyticsSettings:
         env = Env(environ)
-        return read_settings(cls, env, topology=TopologySettings.from_env(env))
+        return read_settings(cls, env)

@@ -115,6 +115,10 @@ def _read(env: Env, spec: Setting, hint: Any, default: Any) -> Any:
         return env.decimal(name, str(default))
     if hint == str | None:
         return env.optional_text(name)
+    if hint == int | None:
+        if env.optional_text(name) is None:
+            return None
+        return env.integer(name, min_value=None if floor is None else int(floor))
     if hint == tuple[str, ...]:
         return env.text_list(name, ",".join(default))
     if hint == tuple[float, ...]:

@@ -43,10 +43,11 @@ def _default(value: Any, secret: bool) -> str:
 
 
 def table(cls: type[Any], read_by: str) -> str:
-    """The markdown table of ``cls``'s settings, shared ones (documented once) left out."""
+    """The markdown table of ``cls``'s settings. Shared ones (read by every process) are
+    documented once: only in a block read by "all" (the topology's), left out elsewhere."""
     lines = ["| variable | default | read by | meaning |", "| --- | --- | --- | --- |"]
     for spec, _, default in declared(cls):
-        if spec.shared:
+        if spec.shared != (read_by == "all"):
             continue
         lines.append(
             f"| `{spec.env}` | {_default(default, spec.secret)} | {spec.read_by or read_by} |"

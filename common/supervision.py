@@ -3,7 +3,8 @@
 A task that stops unexpectedly (raises, or returns while nobody asked it to stop) is logged with
 its error, restarted with exponential backoff, counted, and reported down, in readiness and in
 the ``<service>_task_up`` gauge, from that stop until it runs healthy again. A task that has never
-failed counts as up while it starts (a consumer waiting for the broker is not a failure).
+failed counts as up in the gauge while it starts (a consumer waiting for the broker is not a
+failure); readiness (``ready``) asks more: running now and, for a consumer, consuming.
 """
 
 from __future__ import annotations
@@ -121,16 +122,25 @@ class Supervisor:
                 log.info("task_recovered", task=name)
         return not task.down
 
+    def ready(self, name: str) -> bool:
+        """What readiness asks of a task: up, running now and, for one with ``healthy`` (a
+        consumer: started on the broker), healthy now."""
+        task = self._tasks[name]
+        running = task.runner is not None and not task.runner.done()
+        if not running or not self.is_up(name):
+            return False
+        return task.healthy is None or task.healthy()
+
     def down(self) -> dict[str, str]:
         """name -> last error, for every task down now."""
         return {n: t.last_error for n, t in self._tasks.items() if not self.is_up(n)}
 
     def checks(self) -> dict[str, Check]:
-        """One readiness check per task, named after it."""
+        """One readiness check per task, named after it (``ready``)."""
 
         def check(name: str) -> Check:
             async def up() -> bool:
-                return self.is_up(name)
+                return self.ready(name)
 
             return up
 
@@ -146,10 +156,13 @@ class Supervisor:
                 except Exception as exc:
                     log.warning("task_stop_failed", task=task.name, error=repr(exc))
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]
-        # A task without a stop body has nothing to finish: cancel it now, not after the
-        # grace period the others get (a periodic gauge would hold every shutdown 5 s).
+        # A task without a stop body has nothing to finish, nor has a consumer not consuming
+        # once its stop body returned (drained, or still waiting for the broker): cancel them
+        # now, not after the grace period (a periodic gauge would hold every shutdown 5 s, a
+        # consumer waiting for the broker a SIGTERM during an outage).
         for task in self._tasks.values():
-            if task.stop is None and task.runner is not None:
+            idle = task.stop is None or (task.healthy is not None and not task.healthy())
+            if idle and task.runner is not None:
                 task.runner.cancel()
         if runners:
             _, pending = await asyncio.wait(runners, timeout=5.0)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from common.messaging.connection import connect_any
 from common.messaging.dlq import add_commands, run_command
 from common.settings import SettingsError
-from notification_worker.bootstrap import run_worker
 from notification_worker.settings import NotificationSettings
 
 
@@ -41,10 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "dlq":
         return asyncio.run(_dlq(settings, args))
-    import uvloop
+    from common.serve import serve_http
 
-    # uvloop: the worker is I/O-bound on Redis and the broker; the C loop halves its overhead.
-    return uvloop.run(run_worker(settings))
+    # The common host, as every process: SIGTERM drains the consumer and acks, then exit 0.
+    serve_http(
+        "notification_worker.bootstrap:app_from_env",
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
@@ -12,13 +12,12 @@ from litestar.middleware import DefineMiddleware
 from litestar.params import Body
 
 from common import tracing
+from common.hosting import Host
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
     ServiceUnavailableError,
     exception_handlers,
-    health_handlers,
-    metrics_handler,
 )
 from common.http_auth import api_key_middleware
 from common.observability import Metrics
@@ -44,11 +43,10 @@ class AuditResponse(msgspec.Struct):
 
 
 def create_app(
-    store: SentStore,
-    metrics: Metrics,
-    checks: Mapping[str, Callable[[], Awaitable[bool]]],
-    api_keys: Sequence[str] = (),
+    store: SentStore, metrics: Metrics, host: Host, api_keys: Sequence[str] = ()
 ) -> Litestar:
+    """The host's routes (health, metrics) and lifespan (the consumer) plus the send audit."""
+
     @post("/notifications/audit", status_code=200, tags=["audit"])
     async def audit(data: Annotated[AuditRequest, Body()]) -> AuditResponse:
         """Successful sends per channel for each order's events; a double send shows 2."""
@@ -65,9 +63,9 @@ def create_app(
     return Litestar(
         route_handlers=[
             audit,
-            metrics_handler(metrics),
-            *health_handlers(checks, required=frozenset(checks)),
+            *host.routes(metrics),
         ],
+        lifespan=[host.lifespan],
         middleware=[
             *tracing.http_middleware(),
             DefineMiddleware(RequestContextMiddleware, metrics=HttpMetrics(metrics)),

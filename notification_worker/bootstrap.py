@@ -1,15 +1,15 @@
-"""The one place that wires concrete adapters into the worker and runs it until SIGTERM."""
+"""The one place that wires concrete adapters into the worker, hosted by the common host."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
-import uvicorn
 from aio_pika.abc import AbstractRobustConnection
+from litestar import Litestar
 
+from common.hosting import Host
 from common.messaging.connection import connect_robust_forever
 from common.messaging.consumer import ConsumerMetrics, ConsumerRunner
 from common.messaging.topology import apply_topology
@@ -25,18 +25,10 @@ from notification_worker.planning import Planner
 from notification_worker.sent_store import RedisSentStore, SentStore
 from notification_worker.settings import NotificationSettings
 
-__all__ = ["Worker", "run_worker"]
+__all__ = ["Worker", "app_from_env", "create_worker_app"]
 
 log = get_logger(__name__)
 SERVICE = "notification-worker"
-
-
-class _HttpServer(uvicorn.Server):
-    """The worker owns SIGTERM (it must drain the consumer first), not uvicorn."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class _Broker:
@@ -46,13 +38,16 @@ class _Broker:
         self.connection: AbstractRobustConnection | None = None
         self.runner: ConsumerRunner | None = None
 
-    async def ready(self) -> bool:
+    def consuming(self) -> bool:
         return (
             self.connection is not None
             and self.connection.connected.is_set()
             and self.runner is not None
             and self.runner.consuming
         )
+
+    async def ready(self) -> bool:
+        return self.consuming()
 
 
 async def _refresh_scheduled(
@@ -74,10 +69,11 @@ def _channels_ready(channels: list[Channel]) -> Callable[[], Awaitable[bool]]:
 
 
 class Worker:
-    """The wired worker: ``start`` serves HTTP, connects (waiting for the broker as long as it
-    takes), applies the topology and consumes; ``stop`` drains in-flight sends and closes."""
+    """The wired worker: ``start`` starts the supervised consumer, which connects (waiting for
+    the broker as long as it takes), applies the topology and consumes; ``stop`` drains
+    in-flight sends, acks them and closes."""
 
-    def __init__(self, settings: NotificationSettings, *, serve_http: bool = True) -> None:
+    def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
         self.metrics = Metrics(PREFIX)
         self.notification_metrics = NotificationMetrics(self.metrics)
@@ -107,55 +103,23 @@ class Worker:
         # is logged, restarted with backoff and named by readiness.
         self.supervisor = Supervisor(self.metrics)
         self.task = f"consumer:{self.spec.name}"
-        self.supervisor.add(self.task, self._consume, healthy=self._consuming, stop=self._drain)
+        self.supervisor.add(
+            self.task, self._consume, healthy=self.broker.consuming, stop=self._drain
+        )
         self.supervisor.add(
             "scheduled-gauge",
             lambda: _refresh_scheduled(
                 self.store, self.notification_metrics, settings.scheduled_gauge_interval
             ),
         )
-        self._server: _HttpServer | None = None
-        if serve_http:
-            app = create_app(
-                self.store,
-                self.metrics,
-                {
-                    "broker": self.broker.ready,
-                    "redis": self.store.ping,
-                    "channels": _channels_ready(self.channels),
-                    **self.supervisor.checks(),
-                },
-                api_keys=settings.api_keys,
-            )
-            self._server = _HttpServer(
-                uvicorn.Config(
-                    app,
-                    host=settings.http_host,
-                    port=settings.http_port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                )
-            )
-        self._tasks: list[asyncio.Task[None]] = []
         self._consuming_event = asyncio.Event()
 
     async def start(self) -> None:
-        """Serve HTTP and start the supervised tasks; returns once the consumer consumes (or
-        keeps waiting for the broker: a SIGTERM meanwhile cancels the wait)."""
-        if self._server is not None:
-            self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
         self.supervisor.start()
-        await self._consuming_event.wait()
-        log.info(
-            "notification_worker_started",
-            channels=list(self.settings.channels),
-            queue=self.spec.name,
-            port=self.settings.http_port,
-        )
 
-    def _consuming(self) -> bool:
-        return self.broker.runner is not None and self.broker.runner.consuming
+    async def wait_consuming(self) -> None:
+        """Returns once the consumer consumes (the tests' start; the host does not wait)."""
+        await self._consuming_event.wait()
 
     async def _drain(self) -> None:
         if self.broker.runner is not None:
@@ -197,18 +161,18 @@ class Worker:
         except BaseException:
             await runner.stop(timeout=1.0)
             raise
-        self._consuming_event.set()
+        if not self._consuming_event.is_set():
+            self._consuming_event.set()
+            log.info(
+                "notification_worker_started",
+                channels=list(self.settings.channels),
+                queue=self.spec.name,
+                port=self.settings.http_port,
+            )
         await runner.wait()
 
     async def stop(self) -> None:
         await self.supervisor.stop(timeout=self.settings.shutdown_timeout)
-        if self._server is not None:
-            self._server.should_exit = True
-        for task in self._tasks:
-            if task.get_name() != "http":
-                task.cancel()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
         if self.broker.connection is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.broker.connection.close(), 5)
@@ -217,36 +181,28 @@ class Worker:
                 await channel.close()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
+        log.info("notification_worker_stopped")
 
 
-async def run_worker(settings: NotificationSettings) -> int:
-    """Run until SIGTERM or SIGINT, then stop taking work, finish and ack in-flight sends."""
-    configure_logging(SERVICE, settings.log_level)
-    configure_tracing(SERVICE)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+def create_worker_app(settings: NotificationSettings, *, configure_logs: bool = True) -> Litestar:
+    """The worker on the common host: it consumes in the app's lifespan and, on SIGTERM, stops
+    taking work, finishes and acks in-flight sends, then exits 0."""
+    if configure_logs:
+        configure_logging(SERVICE, settings.log_level)
+        configure_tracing(SERVICE)
     worker = Worker(settings)
-    exit_code = 0
-    starting = asyncio.create_task(worker.start())
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        # A SIGTERM while still waiting for the broker must not wait for the broker.
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()
-            await stopping
-        else:
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-        log.info("notification_worker_stopping")
-    except Exception:
-        log.exception("notification_worker_failed")
-        exit_code = 1
-    finally:
-        stopping.cancel()
-        await worker.stop()
-        log.info("notification_worker_stopped", exit_code=exit_code)
-    return exit_code
+    checks = {
+        "broker": worker.broker.ready,
+        "redis": worker.store.ping,
+        "channels": _channels_ready(worker.channels),
+    }
+    host = Host(SERVICE, worker, supervisors=(worker.supervisor,), checks=checks, required=checks)
+    app = create_app(worker.store, worker.metrics, host, api_keys=settings.api_keys)
+    app.state.worker = worker
+    app.state.host = host
+    return app
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn."""
+    return create_worker_app(NotificationSettings.from_env())

@@ -162,7 +162,7 @@ class NotificationSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotificationSettings:
         env = Env(environ)
-        settings = read_settings(cls, env, topology=TopologySettings.from_env(env))
+        settings = read_settings(cls, env)
         if "webhook" in settings.channels:
             # Absent, these fail by name ("... is required but not set").
             env.text("NOTIFY_WEBHOOK_URL")

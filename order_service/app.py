@@ -1,9 +1,7 @@
-"""create_app: the Litestar application with its lifespan (pools, relay) wired."""
+"""create_app: the Litestar application, hosted by the common host (consumers, relay, pools)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -13,12 +11,11 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 
 from common import tracing
 from common.asyncapi import asyncapi_handler, build_asyncapi
+from common.hosting import Host
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
     exception_handlers,
-    health_handlers,
-    metrics_handler,
     problem,
 )
 from common.http_auth import ApiKeyAuthMiddleware
@@ -44,15 +41,6 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         configure_tracing("order-service")
     metrics = Metrics(SERVICE)
     container = Container.build(settings, metrics)
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.container = container
-        await container.start()
-        try:
-            yield
-        finally:
-            await container.stop()
 
     def on_db_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         container.metrics.db_unavailable.inc()
@@ -89,17 +77,20 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
     handlers[WriteOutcomeUnknownError] = on_outcome_unknown
     handlers[LockTimeoutError] = on_db_busy
 
-    # A supervised task that failed (a consumer that cannot start, say) is named and required:
-    # a task still waiting for the broker at start is not a failure (the API serves meanwhile).
-    tasks = {**container.supervisor.checks(), **container.relay_supervisor.checks()}
-    health = health_handlers(
-        {
+    # The common host (issue 14): the consumers, the relay and the writer start in the app's
+    # lifespan (each uvicorn worker process runs its own) and drain on SIGTERM; readiness names
+    # every supervised task. The relay's broker link is reported, not required: an outage
+    # delays events, and the API keeps taking orders (DESIGN.md §4 rule 1).
+    host = Host(
+        "order-service",
+        container,
+        supervisors=(container.supervisor, container.relay_supervisor),
+        checks={
             "mysql": container.mysql_up,
             "redis": container.redis_up,
             "rabbitmq": container.rabbitmq_up,
-            **tasks,
         },
-        required=frozenset({"mysql", *tasks}),
+        required={"mysql"},
     )
     http_metrics = HttpMetrics(metrics)
     # A cache hit is answered before the request is built, unless every request must first
@@ -115,11 +106,10 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
             get_order,
             list_orders,
             cancel_order,
-            *health,
-            metrics_handler(metrics),
+            *host.routes(metrics),
             asyncapi_handler(build_asyncapi(settings.topology.topology())),
         ],
-        lifespan=[lifespan],
+        lifespan=[host.lifespan],
         exception_handlers=handlers,
         middleware=[
             *tracing.http_middleware(),
@@ -138,6 +128,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
         debug=False,
     )
     app.state.container = container
+    app.state.host = host
     return app
 
 

@@ -200,7 +200,7 @@ class OrderSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OrderSettings:
         env = Env(environ)
-        return read_settings(cls, env, topology=TopologySettings.from_env(env))._checked()
+        return read_settings(cls, env)._checked()
 
     def _checked(self) -> OrderSettings:
         if 0 < self.request_timeout_seconds <= self.write_timeout_seconds:

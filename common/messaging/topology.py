@@ -7,6 +7,7 @@ a consumer first starts is already routed to that consumer's queue.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import ChannelAccessRefused
 
+from common.declared_settings import read_settings, setting
 from common.observability import get_logger
 from common.settings import Env
 
@@ -222,19 +224,64 @@ async def declare_for_publishing(connection: AbstractConnection, topology: Topol
 
 @dataclass(frozen=True)
 class TopologySettings:
-    """The env settings every service reads so they all declare the same topology."""
+    """Read by every process, so they all declare the same topology (documented once)."""
 
-    exchange: str = "orders"
-    analytics_queue: str = "analytics.orders"
-    notifications_queue: str = "notifications.orders"
-    analytics_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
-    notification_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    exchange: str = setting("ORDERS_EXCHANGE", "orders", "topic exchange", shared=True)
+    analytics_queue: str = setting(
+        "ANALYTICS_QUEUE",
+        "analytics.orders",
+        "analytics work queue (retry tiers and DLQ derive from it)",
+        shared=True,
+    )
+    notifications_queue: str = setting(
+        "NOTIFICATIONS_QUEUE", "notifications.orders", "notification work queue", shared=True
+    )
+    analytics_delays: tuple[float, ...] = setting(
+        "ANALYTICS_RETRY_DELAYS",
+        DEFAULT_RETRY_DELAYS,
+        "analytics retry tiers, seconds",
+        shared=True,
+    )
+    notification_delays: tuple[float, ...] = setting(
+        "NOTIFICATION_RETRY_DELAYS",
+        DEFAULT_RETRY_DELAYS,
+        "notification retry tiers, seconds",
+        shared=True,
+    )
     # Empty: derived from the exchange ("<exchange>.fulfilment", "<exchange>.scheduler").
-    fulfilment_queue: str = ""
-    scheduler_queue: str = ""
-    fulfilment_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
-    scheduler_delays: tuple[float, ...] = DEFAULT_SCHEDULER_DELAYS
-    quorum_group_size: int | None = None
+    fulfilment_queue: str = setting(
+        "ORDER_FULFILMENT_QUEUE",
+        "",
+        "fulfilment work queue (bound `order.created`); unset: `<exchange>.fulfilment`",
+        shared=True,
+    )
+    scheduler_queue: str = setting(
+        "ORDER_SCHEDULER_QUEUE",
+        "",
+        "scheduled-order queue (bound `order.scheduled`); unset: `<exchange>.scheduler`",
+        shared=True,
+    )
+    fulfilment_delays: tuple[float, ...] = setting(
+        "ORDER_FULFILMENT_RETRY_DELAYS",
+        DEFAULT_RETRY_DELAYS,
+        "fulfilment retry tiers, seconds",
+        shared=True,
+    )
+    scheduler_delays: tuple[float, ...] = setting(
+        "ORDER_SCHEDULER_DELAYS",
+        DEFAULT_SCHEDULER_DELAYS,
+        "scheduled-order delay tiers, seconds",
+        shared=True,
+    )
+    quorum_group_size: int | None = setting(
+        "RABBITMQ_QUORUM_GROUP_SIZE",
+        None,
+        "replicas of each quorum queue when the topology creates it"
+        " (`x-quorum-initial-group-size`); unset: the broker's default; 3 on a 3-node cluster."
+        " Only applies to new queues",
+        min_value=1,
+        shared=True,
+    )
 
     def __post_init__(self) -> None:
         if not self.fulfilment_queue:
@@ -244,35 +291,8 @@ class TopologySettings:
 
     @classmethod
     def from_env(cls, env: Env) -> TopologySettings:
-        return cls(
-            exchange=env.text("ORDERS_EXCHANGE", "orders"),
-            analytics_queue=env.text("ANALYTICS_QUEUE", "analytics.orders"),
-            notifications_queue=env.text("NOTIFICATIONS_QUEUE", "notifications.orders"),
-            analytics_delays=env.number_list("ANALYTICS_RETRY_DELAYS", "1,10,60,600"),
-            notification_delays=env.number_list("NOTIFICATION_RETRY_DELAYS", "1,10,60,600"),
-            fulfilment_queue=env.optional_text("ORDER_FULFILMENT_QUEUE") or "",
-            scheduler_queue=env.optional_text("ORDER_SCHEDULER_QUEUE") or "",
-            fulfilment_delays=env.number_list("ORDER_FULFILMENT_RETRY_DELAYS", "1,10,60,600"),
-            scheduler_delays=env.number_list("ORDER_SCHEDULER_DELAYS", "0.25,1,10,60,600"),
-            quorum_group_size=_optional_group_size(env),
-        )
+        return read_settings(cls, env)
 
     def topology(self) -> Topology:
-        return default_topology(
-            exchange=self.exchange,
-            analytics_queue=self.analytics_queue,
-            notifications_queue=self.notifications_queue,
-            analytics_delays=self.analytics_delays,
-            notification_delays=self.notification_delays,
-            fulfilment_queue=self.fulfilment_queue,
-            scheduler_queue=self.scheduler_queue,
-            fulfilment_delays=self.fulfilment_delays,
-            scheduler_delays=self.scheduler_delays,
-            quorum_group_size=self.quorum_group_size,
-        )
-
-
-def _optional_group_size(env: Env) -> int | None:
-    if env.optional_text("RABBITMQ_QUORUM_GROUP_SIZE") is None:
-        return None
-    return env.integer("RABBITMQ_QUORUM_GROUP_SIZE", min_value=1)
+        # The fields are default_topology's parameters, name for name.
+        return default_topology(**dataclasses.asdict(self))

@@ -14,7 +14,7 @@ from analytics_service.settings import AnalyticsSettings
 from common.observability import Metrics
 from notification_worker.app import create_app as notification_app
 from notification_worker.settings import NotificationSettings
-from tests.unit.notifications.fakes import FakeSentStore
+from tests.unit.notifications.fakes import FakeSentStore, idle_host
 
 PROBLEM = "application/problem+json"
 
@@ -64,7 +64,10 @@ async def test_the_notification_audit_with_keys_needs_one_and_answers_with_it() 
     order = str(uuid.uuid4())
     store.audits[order] = {"log": 1}
     app = notification_app(
-        store, Metrics("nw_keys"), {"broker": always, "redis": store.ping}, api_keys=("nk-1",)
+        store,
+        Metrics("nw_keys"),
+        idle_host({"broker": always, "redis": store.ping}),
+        api_keys=("nk-1",),
     )
     body = {"order_ids": [order]}
     async with client_for(app) as client:

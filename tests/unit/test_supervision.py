@@ -137,3 +137,20 @@ async def test_stop_cancels_a_task_without_a_stop_body_at_once():
     started = time.monotonic()
     await supervisor.stop()
     assert time.monotonic() - started < 1.0
+
+
+async def test_stop_cancels_a_consumer_still_waiting_for_the_broker_at_once():
+    supervisor = Supervisor(Metrics("stopwaiting"))
+    broker = asyncio.Event()  # never up
+    drained: list[bool] = []
+
+    async def drain() -> None:
+        drained.append(True)
+
+    supervisor.add("consumer:q", broker.wait, healthy=broker.is_set, stop=drain)
+    supervisor.start()
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await supervisor.stop()
+    assert drained == [True]
+    assert time.monotonic() - started < 1.0

@@ -160,14 +160,15 @@ StartWorker = Callable[..., Awaitable[Worker]]
 
 @pytest.fixture
 async def start_worker(worker_settings: NotificationSettings) -> AsyncIterator[StartWorker]:
-    """``await start_worker(serve_http=False, **setting_overrides)``: a worker in this loop,
-    stopped at the end."""
+    """``await start_worker(**setting_overrides)``: a worker in this loop, consuming, stopped
+    at the end (without HTTP: tests of the HTTP side serve ``create_worker_app``)."""
     workers: list[Worker] = []
 
-    async def start(serve_http: bool = False, **overrides: Any) -> Worker:
-        worker = Worker(dataclasses.replace(worker_settings, **overrides), serve_http=serve_http)
+    async def start(**overrides: Any) -> Worker:
+        worker = Worker(dataclasses.replace(worker_settings, **overrides))
         workers.append(worker)
         await worker.start()
+        await asyncio.wait_for(worker.wait_consuming(), 30)
         return worker
 
     yield start

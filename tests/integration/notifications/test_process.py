@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -12,6 +13,8 @@ import httpx
 import pytest
 
 from common.testing import wait_until
+from common.testing_http import serve_app
+from notification_worker.bootstrap import create_worker_app
 from tests.integration.notifications.conftest import (
     REDIS_URL,
     WEBHOOK_SECRET,
@@ -99,11 +102,12 @@ async def test_sigterm_during_a_send_finishes_that_send_acks_it_and_exits_0(
 
 
 async def test_the_http_server_answers_health_metrics_and_the_audit_contract(
-    start_worker, amqp, cleanup_topology
+    worker_settings, amqp, cleanup_topology
 ):
-    port = free_port()
-    await start_worker(channels=("log",), http_port=port, serve_http=True)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+    app = create_worker_app(
+        dataclasses.replace(worker_settings, channels=("log",)), configure_logs=False
+    )
+    async with serve_app(app) as client:
         await wait_until(lambda: ready(client), timeout=10, message="ready")
         health = (await client.get("/health/ready")).json()
         assert health == {

@@ -41,8 +41,12 @@ async def test_a_fulfilment_consumer_that_cannot_start_is_reported_and_restarted
         async with order_client() as (client, container):
 
             async def reported_down() -> bool:
+                # Down in readiness from the start (not consuming), in the gauge once it failed.
                 answer = await client.get("/health/ready")
-                return answer.status_code == 503 and answer.json()["checks"][task] == "down"
+                failed = metric_value(container, "order_service_task_up", {"task": task}) == 0
+                return (
+                    answer.status_code == 503 and answer.json()["checks"][task] == "down" and failed
+                )
 
             await wait_until(reported_down, timeout=15, message="readiness naming the consumer")
             assert metric_value(container, "order_service_task_up", {"task": task}) == 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from common.hosting import Host
 from notification_worker.planning import Notification
 from notification_worker.sent_store import Claim, ClaimRequest, RecordRequest
 from notification_worker.templates import Rendered
@@ -106,3 +107,17 @@ class FakeChannel:
 
     async def close(self) -> None:
         return None
+
+
+class IdleHosted:
+    """A process with nothing to run: the host's routes without the worker."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def idle_host(checks: Mapping[str, Callable[[], Awaitable[bool]]]) -> Host:
+    return Host("test", IdleHosted(), supervisors=(), checks=checks, required=checks)

@@ -8,7 +8,7 @@ from litestar.testing import AsyncTestClient
 
 from common.observability import Metrics
 from notification_worker.app import create_app
-from tests.unit.notifications.fakes import FakeSentStore
+from tests.unit.notifications.fakes import FakeSentStore, idle_host
 
 
 async def always() -> bool:
@@ -16,7 +16,7 @@ async def always() -> bool:
 
 
 def app(store: FakeSentStore):
-    return create_app(store, Metrics("nw_test"), {"broker": always, "redis": store.ping})
+    return create_app(store, Metrics("nw_test"), idle_host({"broker": always, "redis": store.ping}))
 
 
 async def test_the_audit_counts_sends_per_channel_and_lists_missing_orders():

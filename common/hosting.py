@@ -1,0 +1,126 @@
+"""One host for every process (issue 14): the order service, the analytics consumer and the
+notification worker share one lifecycle.
+
+Start: the process's supervised tasks start and HTTP is served at once (a consumer waiting for
+the broker holds nothing up). Ready: only while every required dependency answers and every
+supervised task runs (a consumer: started on the broker), each named in /health/ready
+(DESIGN.md §4 rule 9). SIGTERM or SIGINT (common.serve): uvicorn stops accepting requests and
+finishes those in flight, then the host reports not ready, and the process stops taking
+deliveries, drains and settles what it holds, flushes, closes its connections and pools, and
+exits 0 (rule 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+
+from common.http import health_handlers, metrics_handler
+from common.observability import Metrics, get_logger
+from common.supervision import Supervisor
+
+__all__ = ["Host", "Hosted", "PoolsOnly"]
+
+log = get_logger(__name__)
+
+Check = Callable[[], Awaitable[bool]]
+
+
+class Hosted(Protocol):
+    """What a process gives its host."""
+
+    async def start(self) -> None:
+        """Start the supervised tasks and return at once (never wait for the broker)."""
+
+    async def stop(self) -> None:
+        """Stop taking deliveries, drain and settle what is in flight, flush, then close."""
+
+
+class PoolsOnly:
+    """A process with no long-running task (the analytics API): nothing to start, pools to
+    close."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self._close = close
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._close()
+
+
+class Host:
+    """Runs ``hosted`` inside an ASGI app's lifespan, so the same code serves one process and
+    each of uvicorn's worker processes, and answers readiness for it."""
+
+    def __init__(
+        self,
+        name: str,
+        hosted: Hosted,
+        *,
+        supervisors: Sequence[Supervisor],
+        checks: Mapping[str, Check],
+        required: Iterable[str] = (),
+    ) -> None:
+        self.name = name
+        self._hosted = hosted
+        self._supervisors = tuple(supervisors)
+        self._checks = dict(checks)
+        self._required = frozenset(required)
+        unknown = self._required - set(self._checks)
+        if unknown:
+            raise ValueError(f"required checks without a check: {sorted(unknown)}")
+        self.stopping = False
+
+    def readiness(self) -> tuple[dict[str, Check], frozenset[str]]:
+        """Every dependency check, then one per supervised task; every task is required."""
+        tasks: dict[str, Check] = {}
+        for supervisor in self._supervisors:
+            tasks.update({n: self._unless_stopping(c) for n, c in supervisor.checks().items()})
+        clash = set(tasks) & set(self._checks)
+        if clash:
+            raise ValueError(f"a check and a task share a name: {sorted(clash)}")
+        return {**self._checks, **tasks}, self._required | set(tasks)
+
+    def _unless_stopping(self, check: Check) -> Check:
+        # Not ready from the moment the stop begins: a draining task takes no new work.
+        async def ready() -> bool:
+            return not self.stopping and await check()
+
+        return ready
+
+    def routes(self, metrics: Metrics) -> list[HTTPRouteHandler]:
+        """/health/live, /health/ready and /metrics."""
+        checks, required = self.readiness()
+        return [*health_handlers(checks, required=required), metrics_handler(metrics)]
+
+    def app(self, metrics: Metrics, **litestar: Any) -> Litestar:
+        """A minimal app: the host's routes (plus ``route_handlers``), run in its lifespan."""
+        handlers = [*litestar.pop("route_handlers", ()), *self.routes(metrics)]
+        litestar.setdefault("openapi_config", None)
+        return Litestar(route_handlers=handlers, lifespan=[self.lifespan], debug=False, **litestar)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        self.stopping = False
+        await self._hosted.start()
+        log.info("host_started", process=self.name)
+
+    async def stop(self) -> None:
+        # Supervisors report every task not ready once their stop begins (rule 9 readiness).
+        self.stopping = True
+        log.info("host_stopping", process=self.name)
+        await self._hosted.stop()
+        log.info("host_stopped", process=self.name)
