@@ -66,8 +66,10 @@ class Host:
         supervisors: Sequence[Supervisor],
         checks: Mapping[str, Check],
         required: Iterable[str] = (),
+        tasks_required: bool = True,
     ) -> None:
         self.name = name
+        self._tasks_required = tasks_required
         self._hosted = hosted
         self._supervisors = tuple(supervisors)
         self._checks = dict(checks)
@@ -78,14 +80,16 @@ class Host:
         self.stopping = False
 
     def readiness(self) -> tuple[dict[str, Check], frozenset[str]]:
-        """Every dependency check, then one per supervised task; every task is required."""
+        """Every dependency check, then one per supervised task; every task is required unless
+        the process was told its tasks only report (``tasks_required=False``)."""
         tasks: dict[str, Check] = {}
         for supervisor in self._supervisors:
             tasks.update({n: self._unless_stopping(c) for n, c in supervisor.checks().items()})
         clash = set(tasks) & set(self._checks)
         if clash:
             raise ValueError(f"a check and a task share a name: {sorted(clash)}")
-        return {**self._checks, **tasks}, self._required | set(tasks)
+        required = self._required | set(tasks) if self._tasks_required else self._required
+        return {**self._checks, **tasks}, required
 
     def _unless_stopping(self, check: Check) -> Check:
         # Not ready from the moment the stop begins: a draining task takes no new work.

@@ -79,8 +79,9 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
 
     # The common host (issue 14): the consumers, the relay and the writer start in the app's
     # lifespan (each uvicorn worker process runs its own) and drain on SIGTERM; readiness names
-    # every supervised task. The relay's broker link is reported, not required: an outage
-    # delays events, and the API keeps taking orders (DESIGN.md §4 rule 1).
+    # every supervised task (rule 9). The broker link and the tasks that need it are reported,
+    # not required: this process's job is taking orders, and a broker outage only delays their
+    # events (DESIGN.md §4 rule 1), so a replica started during one must still get traffic.
     host = Host(
         "order-service",
         container,
@@ -91,6 +92,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
             "rabbitmq": container.rabbitmq_up,
         },
         required={"mysql"},
+        tasks_required=False,
     )
     http_metrics = HttpMetrics(metrics)
     # A cache hit is answered before the request is built, unless every request must first

@@ -160,7 +160,12 @@ async def test_service_starting_with_the_broker_down_accepts_orders_and_publishe
         async with order_client(rabbitmq_url=url) as (client, container):
             response = await client.post("/orders", json=order_body(unique_name("cold")))
             assert response.status_code == 201
-            assert (await client.get("/health/ready")).json()["checks"]["rabbitmq"] == "down"
+            ready = await client.get("/health/ready")
+            assert ready.json()["checks"]["rabbitmq"] == "down"
+            # Its consumers wait for the broker, yet it stays in rotation: it takes orders.
+            consumers = {k: v for k, v in ready.json()["checks"].items() if "consumer:" in k}
+            assert consumers and set(consumers.values()) == {"down"}, consumers
+            assert ready.status_code == 200, ready.json()
             await proxy.restore()
             assert await container.relay.wait_ready(30)
             channel = await amqp.channel()
