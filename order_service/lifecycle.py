@@ -88,7 +88,7 @@ class LifecycleService:
                     if order is None:
                         raise OrderNotFoundError(order_id)
                     if S.CANCELLED not in TRANSITIONS[order.status]:
-                        raise IllegalTransitionError(order.id, order.status, S.CANCELLED)
+                        raise IllegalTransitionError(order.order_id, order.status, S.CANCELLED)
                     payment_id = refund_id = None
                     if order.status is S.PAID:
                         payment_id, refund_id = await self._payments.refund_within(uow, order)
@@ -244,19 +244,19 @@ class LifecycleService:
             refund_id=refund_id,
         )
         after = change.after
-        if not await uow.orders.update(after, expected_version=order.version):
-            raise ConcurrencyConflictError(order.id)
+        if not await uow.orders.update(after, expected_version=order.order_version):
+            raise ConcurrencyConflictError(order.order_id)
         event, entry = change_records(
             change, correlation_id=correlation_id, exchange=self._exchange, reason=reason
         )
-        await uow.orders.add_transition(order.id, entry)
+        await uow.orders.add_transition(order.order_id, entry)
         await uow.outbox.add(event)
-        timeline = await uow.orders.timeline(order.id)
+        timeline = await uow.orders.timeline(order.order_id)
         return after, self._render(after, timeline), event
 
     async def _committed(self, order: Order, body: bytes, event: OutboxEvent) -> None:
         self._on_committed([event])
         # A plain SET after the commit: a reader that loaded the old row fills with NX and so
         # never overwrites this (adapters/cache.py).
-        await self._cache.put(order.id, body)
-        log.info("order_transitioned", order_id=str(order.id), status=order.status.value)
+        await self._cache.put(order.order_id, body)
+        log.info("order_transitioned", order_id=str(order.order_id), status=order.status.value)

@@ -113,7 +113,7 @@ class OrderService:
         self._on_committed([event])
         # No cache write here: nothing is cached for a brand-new id, and skipping the Redis round
         # trip keeps the hot write path short; the first GET fills the entry.
-        return CreateOrderResult(201, body, str(order.id), replayed=False, order=order)
+        return CreateOrderResult(201, body, str(order.order_id), replayed=False, order=order)
 
     async def _create_with_key(
         self,
@@ -134,7 +134,7 @@ class OrderService:
                     request_hash=request_hash,
                     status_code=201,
                     response_body=body,
-                    resource_id=str(order.id),
+                    resource_id=str(order.order_id),
                     expires_at=order.created_at + self._idempotency_ttl,
                 ),
                 replaces_expired_key=expired_key,
