@@ -93,7 +93,11 @@ class FulfilmentSaga:
         # The pending records commit before any gateway call.
         now = self._clock()
         await self._store.add_intents(
-            [payment_record(o, PAYMENT_PENDING, now) for o in to_charge if o.order_id not in payments]
+            [
+                payment_record(o, PAYMENT_PENDING, now)
+                for o in to_charge
+                if o.order_id not in payments
+            ]
         )
         answers, gateway_errors = await self._charge_all(to_charge)
 

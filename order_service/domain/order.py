@@ -114,4 +114,3 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
             updated_at=now,
             order_version=1,
         )
-

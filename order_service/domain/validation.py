@@ -20,9 +20,7 @@ DEFAULT_CURRENCY = "USD"
 _BY_HAND = frozenset(
     {"customer_id", "product_id", "quantity", "total_amount", "currency", "scheduled_time"}
 )
-_DECLARED = {
-    f.name: f.type for f in msgspec.structs.fields(NewOrder) if f.name not in _BY_HAND
-}
+_DECLARED = {f.name: f.type for f in msgspec.structs.fields(NewOrder) if f.name not in _BY_HAND}
 
 
 def _id(raw: dict[str, Any], name: str, errors: list[dict[str, str]]) -> str:

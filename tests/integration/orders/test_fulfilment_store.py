@@ -127,7 +127,9 @@ async def test_a_batch_that_waits_too_long_for_a_row_lock_raises_and_leaves_no_t
     holder = await _other_connection()
     try:
         async with holder.cursor() as cursor:
-            await cursor.execute("SELECT id FROM orders WHERE id = %s FOR UPDATE", (str(held.order_id),))
+            await cursor.execute(
+                "SELECT id FROM orders WHERE id = %s FOR UPDATE", (str(held.order_id),)
+            )
         assert not await _lockable(held), "the holder did not take the lock: no fault happened"
         with pytest.raises(LockTimeoutError):
             async with MySqlFulfilmentStore(engine).lock([held.order_id, free.order_id], set()):

@@ -177,7 +177,8 @@ class FakeUnitOfWork:
         for record in self.pending.get("keys", []):
             self.store.keys[record.key] = record
         for order, expected in self.pending.get("updates", []):
-            if self.store.orders[order.order_id].order_version != expected:  # lost the race meanwhile
+            stored = self.store.orders[order.order_id]
+            if stored.order_version != expected:  # lost the race meanwhile
                 raise AssertionError("an optimistic update was committed over a newer version")
             self.store.orders[order.order_id] = order
         for order_id, entry in self.pending.get("transitions", []):

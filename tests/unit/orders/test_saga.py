@@ -161,7 +161,11 @@ async def test_declined_and_sold_out_orders_in_one_batch_end_failed_and_rejected
     first, second = new_order(product="prod-x"), new_order(product="prod-x")
     declined = new_order(amount="10.13")
     results = await saga.fulfil_batch(seed(store, first, second, declined))
-    assert results == {first.order_id: "confirmed", second.order_id: "rejected", declined.order_id: "payment_failed"}
+    assert results == {
+        first.order_id: "confirmed",
+        second.order_id: "rejected",
+        declined.order_id: "payment_failed",
+    }
     assert store.stock["prod-x"] == 1
     assert store.orders[second.order_id].status is S.REJECTED
     assert len(gateway.refunds) == 1 and store.payments[second.order_id].status == "refunded"
