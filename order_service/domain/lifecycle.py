@@ -9,6 +9,7 @@ confirmed, payment_failed, rejected, cancelled: final
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +22,7 @@ __all__ = [
     "FINAL",
     "TRANSITIONS",
     "IllegalTransitionError",
+    "OrderHistory",
     "TimelineEntry",
     "Transition",
     "transition",
@@ -61,6 +63,15 @@ class TimelineEntry:
     event_id: uuid.UUID
     event_type: str
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderHistory:
+    """An order and every state it entered, oldest first: what a use case hands back for the
+    caller to show."""
+
+    order: Order
+    timeline: Sequence[TimelineEntry]
 
 
 @dataclass(frozen=True)
