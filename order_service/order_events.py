@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from common.events import (
     EventData,
     OrderCancelledV1,
@@ -45,7 +47,7 @@ def _snapshot(order: Order) -> dict[str, Any]:
 
 
 def created_event(order: Order) -> OrderCreatedV1:
-    return OrderCreatedV1(**_snapshot(order))
+    return msgspec.convert(order, OrderCreatedV1, from_attributes=True)
 
 
 def _transition_event(
