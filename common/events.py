@@ -61,7 +61,7 @@ class OrderSnapshotV1(EventData, kw_only=True):
     nesting). The order service's domain ``Order`` uses the same field names, so producing an
     event copies fields by name.
 
-    A field added within v1 defaults to ``UNSET`` (``T | None | UnsetType = UNSET``): a message
+    A field added within v1 defaults to ``UNSET`` (``T | UnsetType | None = UNSET``): a message
     that lacks it decodes, and re-encodes without it, so the golden fixtures stay as they are.
     """
 
