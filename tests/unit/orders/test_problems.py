@@ -83,7 +83,9 @@ def answer_to(error: Exception) -> Any:
         raise error
 
     handlers = {**exception_handlers(), **order_problem_handlers()}
-    with create_test_client([raising], exception_handlers=handlers) as client:
+    with create_test_client(
+        [raising], exception_handlers=handlers, debug=False, logging_config=None
+    ) as client:
         return client.post(PATH)
 
 
