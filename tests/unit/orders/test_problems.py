@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from litestar import post
+from litestar.params import PathParameter
 from litestar.testing import create_test_client
 
 from common.http import exception_handlers
@@ -79,7 +80,7 @@ CASES: list[tuple[Exception, int, str, str | None, list[dict[str, str]] | None, 
 
 def answer_to(error: Exception) -> Any:
     @post("/orders/{order_id:str}/cancel", status_code=200)
-    async def raising(order_id: str) -> None:
+    async def raising(order_id: Annotated[str, PathParameter()]) -> None:
         raise error
 
     handlers = {**exception_handlers(), **order_problem_handlers()}
