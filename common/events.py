@@ -62,7 +62,8 @@ class OrderSnapshotV1(EventData, kw_only=True):
     event copies fields by name.
 
     A field added within v1 defaults to ``UNSET`` (``T | UnsetType | None = UNSET``): a message
-    that lacks it decodes, and re-encodes without it, so the golden fixtures stay as they are.
+    that lacks it decodes, and re-encodes without it, so the golden fixtures stay as they are;
+    the producer leaves it out while the order has no value for it.
     """
 
     order_id: uuid.UUID

@@ -40,14 +40,23 @@ _EVENTS: dict[OrderStatus, type[OrderTransitionV1]] = {
 # The order's share of every event: the contract's snapshot fields, copied from the domain
 # Order by name (a field added to both needs nothing here).
 _SNAPSHOT = OrderSnapshotV1.__struct_fields__
+# Fields added within v1 (default UNSET) are left out while the order has no value for them, so
+# the events of an order without them stay what they were on the wire.
+_ADDED = tuple(
+    f.name for f in msgspec.structs.fields(OrderSnapshotV1) if f.default is msgspec.UNSET
+)
 
 
 def _snapshot(order: Order) -> dict[str, Any]:
-    return {name: getattr(order, name) for name in _SNAPSHOT}
+    values = {name: getattr(order, name) for name in _SNAPSHOT}
+    for name in _ADDED:
+        if values[name] is None:
+            values[name] = msgspec.UNSET
+    return values
 
 
 def created_event(order: Order) -> OrderCreatedV1:
-    return msgspec.convert(order, OrderCreatedV1, from_attributes=True)
+    return OrderCreatedV1(**_snapshot(order))
 
 
 def _transition_event(
