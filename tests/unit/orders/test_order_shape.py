@@ -43,7 +43,10 @@ def test_every_order_event_carries_each_snapshot_field_as_the_order_holds_it():
         (transition_event(paid), paid.after),
     ):
         for name in OrderSnapshotV1.__struct_fields__:
-            assert getattr(event, name) == getattr(source, name), name
+            carried = getattr(event, name)
+            # A field added within v1 is left out (UNSET) while the order has no value for it.
+            carried = None if carried is msgspec.UNSET else carried
+            assert carried == getattr(source, name), name
 
 
 def test_the_row_has_a_column_for_every_field_and_reads_back_the_same_order():
