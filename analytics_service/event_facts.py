@@ -15,7 +15,7 @@ from analytics_service.aggregation import (
     InvalidFactError,
     OrderFact,
 )
-from common.events import Envelope, EventData, OrderCreatedV1, OrderTransitionV1
+from common.events import Envelope, EventData, OrderSnapshotV1, OrderTransitionV1
 
 __all__ = ["fact_from_event"]
 
@@ -23,7 +23,7 @@ _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
 def fact_from_event(envelope: Envelope, event: EventData) -> OrderFact:
-    if not isinstance(event, (OrderCreatedV1, OrderTransitionV1)):
+    if not isinstance(event, OrderSnapshotV1):
         raise InvalidFactError(f"{envelope.event_type} v{envelope.event_version} has no fact")
     state = STATE_OF_EVENT.get(event.event_type)
     if state is None:  # pragma: no cover - every contract type with order data is listed

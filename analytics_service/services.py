@@ -1,4 +1,5 @@
-"""Read use cases of the analytics API; the summary goes through the Redis cache."""
+"""Read use cases of the analytics API: each returns a read model (analytics_service/
+read_models.py); the summary returns its encoded body, which is what the Redis cache holds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Literal, Protocol
 import msgspec
 
 from analytics_service.aggregation import BucketPlan
-from analytics_service.api.schemas import (
+from analytics_service.ports import AnalyticsReader, StoreUnavailableError
+from analytics_service.read_models import (
     AuditResponse,
     RevenueResponse,
     TopCustomersResponse,
@@ -21,7 +23,6 @@ from analytics_service.api.schemas import (
     top_customers_response,
     top_products_response,
 )
-from analytics_service.ports import AnalyticsReader, StoreUnavailableError
 
 __all__ = ["AnalyticsQueries", "SummaryCache", "SummaryResult"]
 

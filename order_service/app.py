@@ -24,6 +24,7 @@ from common.observability import Metrics, configure_logging
 from common.tracing import configure_tracing
 from order_service.adapters.group_commit import WriteOutcomeUnknownError
 from order_service.api.cached_reads import CachedOrderReads
+from order_service.api.problems import order_problem_handlers
 from order_service.api.routes import cancel_order, create_order, get_order, list_orders
 from order_service.container import Container
 from order_service.services import LockTimeoutError
@@ -72,7 +73,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
             instance=request.url.path,
         )
 
-    handlers = exception_handlers()
+    handlers = {**exception_handlers(), **order_problem_handlers()}
     handlers[DatabaseUnavailableError] = on_db_unavailable
     handlers[WriteOutcomeUnknownError] = on_outcome_unknown
     handlers[LockTimeoutError] = on_db_busy

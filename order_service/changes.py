@@ -51,7 +51,7 @@ def _records(
     entry = TimelineEntry(
         status=after.status,
         previous_status=previous,
-        version=after.version,
+        version=after.order_version,
         at=after.updated_at,
         event_id=envelope.event_id,
         event_type=envelope.event_type,
@@ -59,14 +59,14 @@ def _records(
     )
     event = OutboxEvent(
         event_id=envelope.event_id,
-        aggregate_id=after.id,
+        aggregate_id=after.order_id,
         event_type=envelope.event_type,
         exchange=exchange,
         routing_key=data.routing_key,
         payload=encode_envelope(envelope),
         # The trace of the event or request that caused this change (the saga's batch names
         # each order's OrderCreated), so one order's events share one trace.
-        headers={"correlation_id": correlation_id, **trace_headers(after.id)},
+        headers={"correlation_id": correlation_id, **trace_headers(after.order_id)},
         occurred_at=after.updated_at,
     )
     return event, entry

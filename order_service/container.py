@@ -134,6 +134,7 @@ class Container:
             render=render_order,
             clock=lambda: datetime.now(UTC),
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+            schedule_horizon=timedelta(seconds=settings.schedule_horizon_seconds),
             exchange=settings.topology.exchange,
             on_committed=relay.handoff if relay is not None else (lambda events: None),
         )

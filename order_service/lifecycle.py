@@ -17,6 +17,7 @@ from order_service.changes import change_records
 from order_service.domain.lifecycle import (
     TRANSITIONS,
     IllegalTransitionError,
+    OrderHistory,
     TimelineEntry,
     transition,
 )
@@ -74,7 +75,7 @@ class LifecycleService:
         self._payments = PaymentSteps(uow_factory, gateway, clock)
 
     # -- commands --------------------------------------------------------------------------
-    async def cancel(self, order_id: uuid.UUID, *, correlation_id: str) -> bytes:
+    async def cancel(self, order_id: uuid.UUID, *, correlation_id: str) -> OrderHistory:
         """Cancel a scheduled, created or paid order (a paid one is refunded first).
 
         Raises OrderNotFoundError, or IllegalTransitionError when it can no longer be cancelled.
@@ -88,11 +89,11 @@ class LifecycleService:
                     if order is None:
                         raise OrderNotFoundError(order_id)
                     if S.CANCELLED not in TRANSITIONS[order.status]:
-                        raise IllegalTransitionError(order.id, order.status, S.CANCELLED)
+                        raise IllegalTransitionError(order.order_id, order.status, S.CANCELLED)
                     payment_id = refund_id = None
                     if order.status is S.PAID:
                         payment_id, refund_id = await self._payments.refund_within(uow, order)
-                    after, body, event = await self._write(
+                    cancelled, event = await self._write(
                         uow,
                         order,
                         S.CANCELLED,
@@ -104,8 +105,8 @@ class LifecycleService:
                     await uow.commit()
             except ConcurrencyConflictError:
                 continue
-            await self._committed(after, body, event)
-            return body
+            await self._committed(cancelled, event)
+            return cancelled
         raise ConcurrencyConflictError(order_id)
 
     async def fulfil(self, order_id: uuid.UUID, *, correlation_id: str) -> str:
@@ -190,13 +191,13 @@ class LifecycleService:
     async def _confirm(self, order: Order, *, correlation_id: str) -> bool:
         """Reserve stock and confirm in one transaction; False (nothing written) if sold out."""
         async with self._uow_factory() as uow:
-            after, body, event = await self._write(
+            confirmed, event = await self._write(
                 uow, order, S.CONFIRMED, correlation_id=correlation_id
             )
             if not await uow.stock.reserve(order.product_id, order.quantity, self._clock()):
                 return False  # leaving without commit rolls the confirmation back
             await uow.commit()
-        await self._committed(after, body, event)
+        await self._committed(confirmed, event)
         return True
 
     async def _transition(
@@ -210,7 +211,7 @@ class LifecycleService:
         refund_id: str | None = None,
     ) -> Order:
         async with self._uow_factory() as uow:
-            after, body, event = await self._write(
+            changed, event = await self._write(
                 uow,
                 order,
                 target,
@@ -220,8 +221,8 @@ class LifecycleService:
                 refund_id=refund_id,
             )
             await uow.commit()
-        await self._committed(after, body, event)
-        return after
+        await self._committed(changed, event)
+        return changed.order
 
     async def _write(
         self,
@@ -233,7 +234,7 @@ class LifecycleService:
         reason: str | None = None,
         payment_id: str | None = None,
         refund_id: str | None = None,
-    ) -> tuple[Order, bytes, OutboxEvent]:
+    ) -> tuple[OrderHistory, OutboxEvent]:
         """Order update (version-checked), timeline row and outbox row; the caller commits."""
         change = transition(
             order,
@@ -244,19 +245,20 @@ class LifecycleService:
             refund_id=refund_id,
         )
         after = change.after
-        if not await uow.orders.update(after, expected_version=order.version):
-            raise ConcurrencyConflictError(order.id)
+        if not await uow.orders.update(after, expected_version=order.order_version):
+            raise ConcurrencyConflictError(order.order_id)
         event, entry = change_records(
             change, correlation_id=correlation_id, exchange=self._exchange, reason=reason
         )
-        await uow.orders.add_transition(order.id, entry)
+        await uow.orders.add_transition(order.order_id, entry)
         await uow.outbox.add(event)
-        timeline = await uow.orders.timeline(order.id)
-        return after, self._render(after, timeline), event
+        timeline = await uow.orders.timeline(order.order_id)
+        return OrderHistory(after, timeline), event
 
-    async def _committed(self, order: Order, body: bytes, event: OutboxEvent) -> None:
+    async def _committed(self, changed: OrderHistory, event: OutboxEvent) -> None:
         self._on_committed([event])
+        order = changed.order
         # A plain SET after the commit: a reader that loaded the old row fills with NX and so
         # never overwrites this (adapters/cache.py).
-        await self._cache.put(order.id, body)
-        log.info("order_transitioned", order_id=str(order.id), status=order.status.value)
+        await self._cache.put(order.order_id, self._render(order, changed.timeline))
+        log.info("order_transitioned", order_id=str(order.order_id), status=order.status.value)

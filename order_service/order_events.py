@@ -5,6 +5,10 @@ contracts)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from common.events import (
     EventData,
     OrderCancelledV1,
@@ -14,6 +18,7 @@ from common.events import (
     OrderPaymentFailedV1,
     OrderRejectedV1,
     OrderScheduledV1,
+    OrderSnapshotV1,
     OrderTransitionV1,
 )
 from order_service.domain.lifecycle import Transition
@@ -32,19 +37,26 @@ _EVENTS: dict[OrderStatus, type[OrderTransitionV1]] = {
 }
 
 
+# The order's share of every event: the contract's snapshot fields, copied from the domain
+# Order by name (a field added to both needs nothing here).
+_SNAPSHOT = OrderSnapshotV1.__struct_fields__
+# Fields added within v1 (default UNSET) are left out while the order has no value for them, so
+# the events of an order without them stay what they were on the wire.
+_ADDED = tuple(
+    f.name for f in msgspec.structs.fields(OrderSnapshotV1) if f.default is msgspec.UNSET
+)
+
+
+def _snapshot(order: Order) -> dict[str, Any]:
+    values = {name: getattr(order, name) for name in _SNAPSHOT}
+    for name in _ADDED:
+        if values[name] is None:
+            values[name] = msgspec.UNSET
+    return values
+
+
 def created_event(order: Order) -> OrderCreatedV1:
-    return OrderCreatedV1(
-        order_id=order.id,
-        customer_id=order.customer_id,
-        product_id=order.product_id,
-        quantity=order.quantity,
-        total_amount=order.total_amount,
-        currency=order.currency,
-        status=order.status.value,
-        created_at=order.created_at,
-        order_version=order.version,
-        scheduled_time=order.scheduled_time,
-    )
+    return OrderCreatedV1(**_snapshot(order))
 
 
 def _transition_event(
@@ -55,23 +67,13 @@ def _transition_event(
     payment_id: str | None = None,
     refund_id: str | None = None,
 ) -> OrderTransitionV1:
-    cls = _EVENTS[order.status]
-    return cls(
-        order_id=order.id,
-        customer_id=order.customer_id,
-        product_id=order.product_id,
-        quantity=order.quantity,
-        total_amount=order.total_amount,
-        currency=order.currency,
-        status=order.status.value,
-        previous_status=previous.value if previous is not None else None,
-        order_version=order.version,
+    return _EVENTS[order.status](
+        **_snapshot(order),
+        previous_status=previous,
         changed_at=order.updated_at,
-        created_at=order.created_at,
         reason=reason,
         payment_id=payment_id,
         refund_id=refund_id,
-        scheduled_time=order.scheduled_time,
     )
 
 

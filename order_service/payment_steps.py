@@ -33,7 +33,7 @@ class PaymentSteps:
         A pending record commits before the gateway is called, so a charge whose answer was
         never stored is still known (and refunded if the order ends up cancelled)."""
         async with self._uow_factory() as uow:
-            known = await uow.payments.get(order.id)
+            known = await uow.payments.get(order.order_id)
         if known is not None and known.status != PAYMENT_PENDING:
             return known
         if known is None:
@@ -43,7 +43,7 @@ class PaymentSteps:
                 )
                 await uow.commit()
         result = await self._gateway.charge(
-            idempotency_key=str(order.id), amount=order.total_amount, currency=order.currency
+            idempotency_key=str(order.order_id), amount=order.total_amount, currency=order.currency
         )
         answer = payment_record(
             order,
@@ -56,13 +56,13 @@ class PaymentSteps:
             await uow.payments.save_answers([answer])
             await uow.commit()
         async with self._uow_factory() as uow:
-            stored = await uow.payments.get(order.id)
+            stored = await uow.payments.get(order.order_id)
         assert stored is not None
         return stored
 
     async def charge_in_flight(self, order: Order) -> bool:
         async with self._uow_factory() as uow:
-            payment = await uow.payments.get(order.id)
+            payment = await uow.payments.get(order.order_id)
         return payment is not None and payment.status == PAYMENT_PENDING
 
     async def refund(self, order: Order) -> tuple[str | None, str | None]:
@@ -73,17 +73,17 @@ class PaymentSteps:
 
     async def refund_within(self, uow: UnitOfWork, order: Order) -> tuple[str | None, str | None]:
         """Refund a charged payment once (keyed by order id); returns (payment_id, refund_id)."""
-        payment = await uow.payments.get(order.id)
+        payment = await uow.payments.get(order.order_id)
         if payment is None or payment.status == "declined" or payment.payment_id is None:
             return None, None
         if payment.refund_id is not None:
             return payment.payment_id, payment.refund_id
         result = await self._gateway.refund(
-            idempotency_key=str(order.id),
+            idempotency_key=str(order.order_id),
             payment_id=payment.payment_id,
             amount=payment.amount,
             currency=payment.currency,
         )
-        await uow.payments.record_refund(order.id, result.refund_id, self._clock())
-        log.info("payment_refunded", order_id=str(order.id), refund_id=result.refund_id)
+        await uow.payments.record_refund(order.order_id, result.refund_id, self._clock())
+        log.info("payment_refunded", order_id=str(order.order_id), refund_id=result.refund_id)
         return payment.payment_id, result.refund_id

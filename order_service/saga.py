@@ -89,11 +89,15 @@ class FulfilmentSaga:
         ids = list(dict.fromkeys(r.order_id for r in requests))
         correlation = {r.order_id: r.correlation_id for r in requests}
         orders, payments = await self._store.read(ids)
-        to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.id))]
+        to_charge = [o for o in orders.values() if needs_charge(o, payments.get(o.order_id))]
         # The pending records commit before any gateway call.
         now = self._clock()
         await self._store.add_intents(
-            [payment_record(o, PAYMENT_PENDING, now) for o in to_charge if o.id not in payments]
+            [
+                payment_record(o, PAYMENT_PENDING, now)
+                for o in to_charge
+                if o.order_id not in payments
+            ]
         )
         answers, gateway_errors = await self._charge_all(to_charge)
 
@@ -124,7 +128,7 @@ class FulfilmentSaga:
         outcomes = await asyncio.gather(
             *(
                 self._gateway.charge(
-                    idempotency_key=str(o.id), amount=o.total_amount, currency=o.currency
+                    idempotency_key=str(o.order_id), amount=o.total_amount, currency=o.currency
                 )
                 for o in orders
             ),
@@ -135,11 +139,11 @@ class FulfilmentSaga:
         answered_at = self._clock()
         for order, outcome in zip(orders, outcomes, strict=True):
             if isinstance(outcome, PaymentGatewayError):
-                errors[order.id] = outcome
+                errors[order.order_id] = outcome
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                answers[order.id] = payment_record(
+                answers[order.order_id] = payment_record(
                     order,
                     "charged" if outcome.approved else "declined",
                     answered_at,

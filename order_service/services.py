@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from order_service.changes import creation_records
-from order_service.domain.lifecycle import TimelineEntry
+from order_service.domain.lifecycle import OrderHistory, TimelineEntry
 from order_service.domain.order import NewOrder, Order, new_order_id
+from order_service.domain.scheduling import UnacceptableStartTimeError, schedule_error
+from order_service.lifecycle import OrderNotFoundError
 from order_service.ports import (
     IdempotencyRecord,
     NewOrderWriter,
@@ -25,6 +27,7 @@ __all__ = [
     "IdempotencyKeyInFlightError",
     "IdempotencyKeyReusedError",
     "OrderService",
+    "StoredResponse",
 ]
 
 PRODUCER = "order-service"
@@ -47,14 +50,18 @@ class IdempotencyKeyInFlightError(Exception):
 
 
 @dataclass(frozen=True)
-class CreateOrderResult:
+class StoredResponse:
+    """The response recorded with an Idempotency-Key by the request that first used it, in the
+    transaction that created its order: what a repeat of that request is answered with."""
+
     status_code: int
     body: bytes
     order_id: str
-    replayed: bool
-    order: Order | None = None
 
 
+# A new order (with its first timeline entry), or the stored answer to the same request.
+CreateOrderResult = OrderHistory | StoredResponse
+# The encoded response for an order: recorded with an Idempotency-Key and held by the cache.
 Render = Callable[[Order, Sequence[TimelineEntry]], bytes]
 
 
@@ -68,6 +75,7 @@ class OrderService:
         render: Render,
         clock: Callable[[], datetime],
         idempotency_ttl: timedelta,
+        schedule_horizon: timedelta,
         exchange: str = "orders",
         on_committed: Callable[[Sequence[OutboxEvent]], None] = lambda events: None,
         id_factory: Callable[[], uuid.UUID] = new_order_id,
@@ -78,6 +86,7 @@ class OrderService:
         self._render = render
         self._clock = clock
         self._idempotency_ttl = idempotency_ttl
+        self._schedule_horizon = schedule_horizon
         self._on_committed = on_committed
         self._exchange = exchange
         self._new_id = id_factory
@@ -90,6 +99,12 @@ class OrderService:
         idempotency_key: str | None = None,
         request_hash: str = "",
     ) -> CreateOrderResult:
+        """Raises UnacceptableStartTimeError, IdempotencyKeyReusedError or
+        IdempotencyKeyInFlightError; a replay returns the stored response as it was recorded."""
+        if new.scheduled_time is not None:
+            reason = schedule_error(new.scheduled_time, self._clock(), self._schedule_horizon)
+            if reason is not None:
+                raise UnacceptableStartTimeError(reason)
         expired_key = False
         if idempotency_key is not None:
             replay, expired_key = await self._replay(idempotency_key, request_hash)
@@ -101,19 +116,19 @@ class OrderService:
         event, entry = creation_records(
             order, correlation_id=correlation_id, exchange=self._exchange
         )
-        body = self._render(order, (entry,))
         if idempotency_key is None:
             await self._writer.write(order, event)
         else:
-            result = await self._create_with_key(
+            body = self._render(order, (entry,))
+            replay = await self._create_with_key(
                 order, event, body, idempotency_key, request_hash, expired_key
             )
-            if result is not None:
-                return result
+            if replay is not None:
+                return replay
         self._on_committed([event])
         # No cache write here: nothing is cached for a brand-new id, and skipping the Redis round
         # trip keeps the hot write path short; the first GET fills the entry.
-        return CreateOrderResult(201, body, str(order.id), replayed=False, order=order)
+        return OrderHistory(order, (entry,))
 
     async def _create_with_key(
         self,
@@ -123,7 +138,7 @@ class OrderService:
         key: str,
         request_hash: str,
         expired_key: bool,
-    ) -> CreateOrderResult | None:
+    ) -> StoredResponse | None:
         """One transaction for order, event and key; returns a replay if another request won."""
         try:
             await self._writer.write(
@@ -134,7 +149,7 @@ class OrderService:
                     request_hash=request_hash,
                     status_code=201,
                     response_body=body,
-                    resource_id=str(order.id),
+                    resource_id=str(order.order_id),
                     expires_at=order.created_at + self._idempotency_ttl,
                 ),
                 replaces_expired_key=expired_key,
@@ -148,7 +163,7 @@ class OrderService:
             raise IdempotencyKeyInFlightError(key) from None
         return None
 
-    async def _replay(self, key: str, request_hash: str) -> tuple[CreateOrderResult | None, bool]:
+    async def _replay(self, key: str, request_hash: str) -> tuple[StoredResponse | None, bool]:
         """The stored response for the key, and whether an expired record must be replaced."""
         async with self._uow_factory() as uow:
             record = await uow.idempotency.get(key)
@@ -158,18 +173,13 @@ class OrderService:
             return None, True
         if record.request_hash != request_hash:
             raise IdempotencyKeyReusedError(key)
-        return (
-            CreateOrderResult(
-                record.status_code, record.response_body, record.resource_id, replayed=True
-            ),
-            False,
-        )
+        return StoredResponse(record.status_code, record.response_body, record.resource_id), False
 
-    async def get_order_body(
-        self, order_id: uuid.UUID, *, cache_checked: bool = False
-    ) -> bytes | None:
-        """Cache-aside: Redis first (unless the caller already missed), MySQL on a miss (or
-        when Redis is down), then fill."""
+    async def get_order(self, order_id: uuid.UUID, *, cache_checked: bool = False) -> bytes:
+        """The order's encoded response, not the Order: the cache holds the encoded body on
+        purpose (a hit is answered without decoding or encoding anything), so a miss renders
+        what it fills. Cache-aside: Redis first (unless the caller already missed), MySQL on a
+        miss (or when Redis is down), then fill. Raises OrderNotFoundError."""
         if not cache_checked:
             cached = await self._cache.get(order_id)
             if cached is not None:
@@ -178,7 +188,7 @@ class OrderService:
             order = await uow.orders.get(order_id)
             timeline = await uow.orders.timeline(order_id) if order is not None else []
         if order is None:
-            return None
+            raise OrderNotFoundError(order_id)
         body = self._render(order, timeline)
         await self._cache.fill(order_id, body)
         return body

@@ -201,7 +201,7 @@ class MySqlFulfilmentStore:
 
 def _by_id(rows: list[dict[str, Any]]) -> dict[uuid.UUID, Order]:
     found = (order_from_mapping(r) for r in rows)
-    return {o.id: o for o in found}
+    return {o.order_id: o for o in found}
 
 
 def _payments_by_id(rows: list[dict[str, Any]]) -> dict[uuid.UUID, PaymentRecord]:

@@ -122,7 +122,7 @@ class GroupCommitOrderWriter:
         try:
             await asyncio.wait_for(asyncio.shield(future), self._timeout)
         except TimeoutError:
-            raise WriteOutcomeUnknownError(order.id) from None
+            raise WriteOutcomeUnknownError(order.order_id) from None
 
     async def _run(self) -> None:
         while True:
@@ -148,12 +148,12 @@ class GroupCommitOrderWriter:
                 committed = await self._find_committed(batch)
                 if committed is None:  # the database cannot tell us: nobody is told "failed"
                     for item in batch:
-                        _settle(item.future, WriteOutcomeUnknownError(item.order.id))
+                        _settle(item.future, WriteOutcomeUnknownError(item.order.order_id))
                     return
                 for item in batch:
-                    if item.order.id in committed:
+                    if item.order.order_id in committed:
                         _settle(item.future, None)
-                batch = [item for item in batch if item.order.id not in committed]
+                batch = [item for item in batch if item.order.order_id not in committed]
                 if not batch:
                     return
             if len(batch) == 1:
@@ -202,7 +202,7 @@ class GroupCommitOrderWriter:
 
     async def _find_committed(self, batch: list[_Item]) -> set[uuid.UUID] | None:
         """The orders of the batch that are in the database, or None if it cannot be asked."""
-        ids = [str(item.order.id) for item in batch]
+        ids = [str(item.order.order_id) for item in batch]
         delay = 0.1
         for _ in range(self._resolve_attempts):
             try:

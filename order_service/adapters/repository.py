@@ -70,10 +70,10 @@ class MySqlOrderRepository:
     async def update(self, order: Order, *, expected_version: int) -> bool:
         result = await self._conn.execute(
             update(orders)
-            .where(orders.c.id == str(order.id), orders.c.version == expected_version)
+            .where(orders.c.id == str(order.order_id), orders.c.version == expected_version)
             .values(
                 status=order.status.value,
-                version=order.version,
+                version=order.order_version,
                 updated_at=naive_utc(order.updated_at),
             )
         )
@@ -92,7 +92,7 @@ class MySqlOrderRepository:
         if for_update:
             query = query.order_by(orders.c.id).with_for_update()
         found = (_order_from_row(r) for r in await self._conn.execute(query))
-        return {o.id: o for o in found}
+        return {o.order_id: o for o in found}
 
     async def save_states(self, changed: Sequence[Order]) -> None:
         """Write status, version and time of orders whose rows this transaction has locked."""
@@ -150,7 +150,7 @@ class MySqlOrderRepository:
         page = [_order_from_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit and page:
-            next_cursor = encode_cursor(page[-1].created_at, page[-1].id)
+            next_cursor = encode_cursor(page[-1].created_at, page[-1].order_id)
         return OrderPage(page, next_cursor)
 
 

@@ -10,6 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from common.utc import aware_utc, naive_utc
 from order_service.domain.currency import minor_units
 from order_service.domain.fulfilment import PaymentRecord
@@ -30,42 +32,47 @@ __all__ = [
 ]
 
 
+# to_builtins keeps these for the driver, which writes them exactly.
+_KEPT = (datetime, Decimal)
+
+
+def _holds(annotation: object, kind: type) -> bool:
+    return annotation is kind or kind in getattr(annotation, "__args__", ())
+
+
+# The columns predate the event contract's names, which the domain uses.
+_COLUMN_OF = {"order_id": "id", "order_version": "version"}
+_FIELD_OF = {column: name for name, column in _COLUMN_OF.items()}
+_ORDER_FIELDS = msgspec.structs.fields(Order)
+# DATETIME columns hold naive UTC; the domain holds aware datetimes.
+_TIMES = tuple(f.name for f in _ORDER_FIELDS if _holds(f.type, datetime))
+_COLUMNS = tuple(_COLUMN_OF.get(f.name, f.name) for f in _ORDER_FIELDS)
+
+
 def order_from_mapping(m: Mapping[Any, Any]) -> Order:
     """An order from a row of ``orders``, read through SQLAlchemy or the raw driver."""
-    currency = str(m["currency"])
-    places = minor_units(currency)
-    amount = Decimal(m["total_amount"])
+    values = {_FIELD_OF.get(column, column): m[column] for column in _COLUMNS}
+    for name in _TIMES:
+        if values[name] is not None:
+            values[name] = aware_utc(values[name])
+    places = minor_units(str(values["currency"]))
+    amount = Decimal(values["total_amount"])
     if places is not None:
         amount = amount.quantize(Decimal(1).scaleb(-places))
-    return Order(
-        id=uuid.UUID(str(m["id"])),
-        customer_id=str(m["customer_id"]),
-        product_id=str(m["product_id"]),
-        quantity=int(m["quantity"]),
-        total_amount=amount,
-        currency=currency,
-        status=OrderStatus(str(m["status"])),
-        created_at=aware_utc(m["created_at"]),
-        updated_at=aware_utc(m["updated_at"]),
-        version=int(m["version"]),
-        scheduled_time=aware_utc(m["scheduled_time"]) if m["scheduled_time"] else None,
-    )
+    values["total_amount"] = amount
+    return msgspec.convert(values, Order)
 
 
 def order_row(order: Order) -> dict[str, object]:
-    return {
-        "id": str(order.id),
-        "customer_id": order.customer_id,
-        "product_id": order.product_id,
-        "quantity": order.quantity,
-        "total_amount": order.total_amount,
-        "currency": order.currency,
-        "status": order.status.value,
-        "version": order.version,
-        "created_at": naive_utc(order.created_at),
-        "updated_at": naive_utc(order.updated_at),
-        "scheduled_time": naive_utc(order.scheduled_time) if order.scheduled_time else None,
-    }
+    """The row of ``orders`` for an order: every field of it, under its column's name."""
+    row: dict[str, object] = msgspec.to_builtins(order, builtin_types=_KEPT)
+    for name in _TIMES:
+        value = row[name]
+        if isinstance(value, datetime):
+            row[name] = naive_utc(value)
+    for name, column in _COLUMN_OF.items():
+        row[column] = row.pop(name)
+    return row
 
 
 def idempotency_row(record: IdempotencyRecord, now: datetime) -> dict[str, object]:
@@ -96,11 +103,11 @@ def transition_row(order_id: uuid.UUID, entry: TimelineEntry) -> dict[str, objec
 def first_transition_row(order: Order, event: OutboxEvent) -> dict[str, object]:
     """The timeline's first entry for a new order, written in the same insert batch."""
     return transition_row(
-        order.id,
+        order.order_id,
         TimelineEntry(
             status=order.status,
             previous_status=None,
-            version=order.version,
+            version=order.order_version,
             at=order.created_at,
             event_id=event.event_id,
             event_type=event.event_type,

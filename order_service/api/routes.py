@@ -1,10 +1,10 @@
-"""/orders endpoints."""
+"""/orders endpoints: parse, call one use case, map its result to a response. Errors become
+problems in order_service/api/problems.py."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
@@ -13,7 +13,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from common import tracing
-from common.http import RequestValidationError, problem, problem_responses, request_id_of
+from common.http import (
+    MalformedRequestError,
+    RequestValidationError,
+    problem_responses,
+    request_id_of,
+)
 from common.http_auth import caller_of
 from order_service.api.cached_reads import MISSED
 from order_service.api.new_order_body import NewOrderBody
@@ -21,17 +26,13 @@ from order_service.api.schemas import (
     OrderListResponse,
     OrderResponse,
     decode_new_order,
+    render_order,
     request_fingerprint,
     to_response,
 )
 from order_service.container import Container
-from order_service.domain.lifecycle import IllegalTransitionError
 from order_service.domain.order import NewOrder, OrderStatus
-from order_service.domain.scheduling import schedule_error
-from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
-from order_service.pagination import InvalidCursorError
-from order_service.ports import PaymentGatewayError
-from order_service.services import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
+from order_service.services import StoredResponse
 
 __all__ = ["cancel_order", "create_order", "get_order", "list_orders"]
 
@@ -84,49 +85,32 @@ async def create_order(
         ),
     ] = None,
 ) -> Response[bytes]:
-    new = data
     container = _container(request)
-    if new.scheduled_time is not None:
-        horizon = timedelta(seconds=container.settings.schedule_horizon_seconds)
-        error = schedule_error(new.scheduled_time, datetime.now(UTC), horizon)
-        if error is not None:
-            raise RequestValidationError([{"field": "scheduled_time", "message": error}])
     if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
-        return problem(
-            400, "Idempotency-Key must be 1-255 printable ASCII characters", instance="/orders"
-        )  # type: ignore[return-value]
-    try:
-        result = await container.orders.create_order(
-            new,
-            correlation_id=request_id_of(request),
-            idempotency_key=(
-                None
-                if idempotency_key is None
-                else scoped_idempotency_key(idempotency_key, caller_of(request.scope))
-            ),
-            request_hash=request_fingerprint(new) if idempotency_key is not None else "",
-        )
-    except IdempotencyKeyReusedError:
-        return problem(
-            422, "this Idempotency-Key was already used with a different body", instance="/orders"
-        )  # type: ignore[return-value]
-    except IdempotencyKeyInFlightError:
-        return problem(
-            409,
-            "a request with this Idempotency-Key is still in progress",
-            headers={"Retry-After": "1"},
-            instance="/orders",
-        )  # type: ignore[return-value]
-    headers = {
-        "Location": f"/orders/{result.order_id}",
-        **tracing.response_headers(result.order_id),
-    }
-    if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
+        raise MalformedRequestError("Idempotency-Key must be 1-255 printable ASCII characters")
+    result = await container.orders.create_order(
+        data,
+        correlation_id=request_id_of(request),
+        idempotency_key=(
+            None
+            if idempotency_key is None
+            else scoped_idempotency_key(idempotency_key, caller_of(request.scope))
+        ),
+        request_hash=request_fingerprint(data) if idempotency_key is not None else "",
+    )
+    if isinstance(result, StoredResponse):
         container.metrics.idempotent_replays.inc()
-    else:
-        container.metrics.orders_created.inc()
-    return Response(result.body, status_code=result.status_code, media_type=JSON, headers=headers)
+        return _created(result.body, result.order_id, result.status_code, replayed=True)
+    container.metrics.orders_created.inc()
+    body = render_order(result.order, result.timeline)
+    return _created(body, str(result.order.order_id), 201, replayed=False)
+
+
+def _created(body: bytes, order_id: str, status_code: int, *, replayed: bool) -> Response[bytes]:
+    headers = {"Location": f"/orders/{order_id}", **tracing.response_headers(order_id)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body, status_code=status_code, media_type=JSON, headers=headers)
 
 
 def _order_id(raw: str) -> uuid.UUID:
@@ -151,9 +135,7 @@ async def get_order(
 ) -> Response[bytes]:
     parsed = _order_id(order_id)
     missed = bool(request.scope.get("state", {}).get(MISSED))
-    body = await _container(request).orders.get_order_body(parsed, cache_checked=missed)
-    if body is None:
-        return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
+    body = await _container(request).orders.get_order(parsed, cache_checked=missed)
     return Response(body, media_type=JSON)
 
 
@@ -183,12 +165,9 @@ async def list_orders(
         )
     if errors:
         raise RequestValidationError(errors)
-    try:
-        page = await container.orders.list_orders(
-            customer_id=customer_id, status=status, limit=limit, cursor=cursor
-        )
-    except InvalidCursorError:
-        raise RequestValidationError([{"field": "cursor", "message": "is not valid"}]) from None
+    page = await container.orders.list_orders(
+        customer_id=customer_id, status=status, limit=limit, cursor=cursor
+    )
     return OrderListResponse(
         items=[to_response(o) for o in page.orders], next_cursor=page.next_cursor
     )
@@ -207,32 +186,7 @@ async def list_orders(
 async def cancel_order(
     request: Request[Any, Any, Any], order_id: Annotated[str, PathParameter()]
 ) -> Response[bytes]:
-    parsed = _order_id(order_id)
-    instance = f"/orders/{order_id}/cancel"
-    try:
-        body = await _container(request).lifecycle.cancel(
-            parsed, correlation_id=request_id_of(request)
-        )
-    except OrderNotFoundError:
-        return problem(404, f"no order with id {order_id}")  # type: ignore[return-value]
-    except IllegalTransitionError as exc:
-        return problem(  # type: ignore[return-value]
-            409,
-            f"the order is {exc.current.value} and can no longer be cancelled",
-            instance=instance,
-        )
-    except ConcurrencyConflictError:
-        return problem(  # type: ignore[return-value]
-            409,
-            "the order is changing; retry shortly",
-            headers={"Retry-After": "1"},
-            instance=instance,
-        )
-    except PaymentGatewayError:
-        return problem(  # type: ignore[return-value]
-            503,
-            "the payment gateway is unavailable; retry shortly",
-            headers={"Retry-After": "1"},
-            instance=instance,
-        )
-    return Response(body, media_type=JSON)
+    cancelled = await _container(request).lifecycle.cancel(
+        _order_id(order_id), correlation_id=request_id_of(request)
+    )
+    return Response(render_order(cancelled.order, cancelled.timeline), media_type=JSON)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
 
 import msgspec
 
 from common.http import FieldError, MalformedRequestError
 from order_service.domain.lifecycle import TimelineEntry
-from order_service.domain.order import MAX_ID_LENGTH, MAX_QUANTITY, NewOrder, Order
-from order_service.domain.validation import validate_new_order
+from order_service.domain.order import CurrencyCode, NewOrder, Order
+from order_service.domain.validation import DEFAULT_CURRENCY, validate_new_order
 
 __all__ = [
     "CreateOrderRequest",
@@ -25,29 +25,12 @@ __all__ = [
     "request_fingerprint",
 ]
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 
+class CreateOrderRequest(NewOrder, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The POST /orders body as the OpenAPI document shows it: NewOrder's fields, with the
+    currency clients may leave out (the body is decoded by NewOrderBody, not by this struct)."""
 
-class CreateOrderRequest(msgspec.Struct, forbid_unknown_fields=True):
-    customer_id: Id
-    product_id: Id
-    quantity: Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
-    total_amount: Annotated[
-        Decimal,
-        msgspec.Meta(description="Exact decimal, as a JSON string or number; never a float."),
-    ]
-    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] = "USD"
-    scheduled_time: (
-        Annotated[
-            datetime,
-            msgspec.Meta(
-                tz=True,
-                description="RFC 3339 start time with an offset: the order is stored as "
-                "scheduled and starts then (future, within the scheduling horizon).",
-            ),
-        ]
-        | None
-    ) = None
+    currency: CurrencyCode = DEFAULT_CURRENCY
 
 
 class TimelineItem(msgspec.Struct, omit_defaults=True):
@@ -60,18 +43,12 @@ class TimelineItem(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
 
 
-class OrderResponse(msgspec.Struct, omit_defaults=True):
-    id: str
-    customer_id: str
-    product_id: str
-    quantity: int
-    total_amount: Decimal
-    currency: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    scheduled_time: datetime | None = None
+class OrderResponse(Order, frozen=True, kw_only=True, omit_defaults=True):
+    """The order as the API shows it: every field of the domain ``Order`` (a new one appears
+    here by itself), under the API's older names for the id and the version."""
+
+    order_id: uuid.UUID = msgspec.field(name="id")
+    order_version: int = msgspec.field(name="version")
     # Every state the order entered, oldest first (GET /orders/{id} and POST; not in lists).
     timeline: list[TimelineItem] | None = None
 
@@ -88,17 +65,7 @@ _lenient_decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 def to_response(order: Order, timeline: Sequence[TimelineEntry] | None = None) -> OrderResponse:
     return OrderResponse(
-        id=str(order.id),
-        customer_id=order.customer_id,
-        product_id=order.product_id,
-        quantity=order.quantity,
-        total_amount=order.total_amount,
-        currency=order.currency,
-        status=order.status.value,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        version=order.version,
-        scheduled_time=order.scheduled_time,
+        **msgspec.structs.asdict(order),
         timeline=None if timeline is None else [_item(e) for e in timeline],
     )
 
@@ -119,10 +86,6 @@ def render_order(order: Order, timeline: Sequence[TimelineEntry] | None = None) 
     return _encoder.encode(to_response(order, timeline))
 
 
-def render(value: Any) -> bytes:
-    return _encoder.encode(value)
-
-
 def decode_new_order(raw: bytes) -> tuple[NewOrder | None, list[FieldError]]:
     """The order a body asks for, or every field error in it; MalformedRequestError (400) when
     it is not a JSON object."""
@@ -135,16 +98,22 @@ def decode_new_order(raw: bytes) -> tuple[NewOrder | None, list[FieldError]]:
     return validate_new_order(parsed)
 
 
+# Fields after these are appended as name=value only when set, so the hashes of requests
+# without them (stored with live keys) stay what they were.
+_FINGERPRINTED = ("customer_id", "product_id", "quantity", "total_amount", "currency")
+_OPTIONAL = tuple(n for n in NewOrder.__struct_fields__ if n not in _FINGERPRINTED)
+
+
 def request_fingerprint(new: NewOrder) -> str:
     """Same order, same fingerprint, however the JSON was spelled (key order, 0.1 vs "0.10")."""
-    parts = [
-        new.customer_id,
-        new.product_id,
-        str(new.quantity),
-        str(new.total_amount),
-        new.currency,
-    ]
-    if new.scheduled_time is not None:  # appended only when set: older hashes stay valid
-        parts.append(new.scheduled_time.astimezone(UTC).isoformat())
+    parts = [str(getattr(new, name)) for name in _FINGERPRINTED]
+    for name in _OPTIONAL:
+        value = getattr(new, name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat()
+        # scheduled_time went in bare before this rule: kept so, its hashes stay valid.
+        parts.append(value if name == "scheduled_time" else f"{name}={value}")
     canonical = "\x1f".join(parts)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -75,7 +75,7 @@ def payment_record(
 ) -> PaymentRecord:
     """A pending intent (before the gateway call) or the gateway's answer, for ``order``."""
     return PaymentRecord(
-        order_id=order.id,
+        order_id=order.order_id,
         status=status,
         payment_id=payment_id,
         amount=order.total_amount,

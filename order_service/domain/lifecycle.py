@@ -9,8 +9,11 @@ confirmed, payment_failed, rejected, cancelled: final
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from order_service.domain.order import Order, OrderStatus
 
@@ -19,6 +22,7 @@ __all__ = [
     "FINAL",
     "TRANSITIONS",
     "IllegalTransitionError",
+    "OrderHistory",
     "TimelineEntry",
     "Transition",
     "transition",
@@ -62,6 +66,15 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True)
+class OrderHistory:
+    """An order and every state it entered, oldest first: what a use case hands back for the
+    caller to show."""
+
+    order: Order
+    timeline: Sequence[TimelineEntry]
+
+
+@dataclass(frozen=True)
 class Transition:
     """A legal state change: the order before and after it, and what the event that announces
     it says beyond the order (order_service/order_events.py builds that event)."""
@@ -84,8 +97,10 @@ def transition(
 ) -> Transition:
     """Raises IllegalTransitionError unless ``target`` is reachable from the current state."""
     if target not in TRANSITIONS[order.status]:
-        raise IllegalTransitionError(order.id, order.status, target)
+        raise IllegalTransitionError(order.order_id, order.status, target)
     # Time never runs backwards on one order, even if clocks of two processes disagree.
     changed_at = max(now, order.updated_at)
-    after = replace(order, status=target, updated_at=changed_at, version=order.version + 1)
+    after = msgspec.structs.replace(
+        order, status=target, updated_at=changed_at, order_version=order.order_version + 1
+    )
     return Transition(order, after, reason=reason, payment_id=payment_id, refund_id=refund_id)

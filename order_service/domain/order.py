@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Annotated
+
+import msgspec
 
 __all__ = [
     "MAX_AMOUNT",
@@ -49,22 +51,47 @@ def new_order_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-@dataclass(frozen=True)
-class NewOrder:
-    """A validated request for an order; amounts are already quantized to the currency."""
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+Quantity = Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
+Amount = Annotated[
+    Decimal, msgspec.Meta(description="Exact decimal, as a JSON string or number; never a float.")
+]
+CurrencyCode = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+StartTime = Annotated[
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 start time with an offset: the order is stored as scheduled and "
+        "starts then (future, within the scheduling horizon).",
+    ),
+]
 
-    customer_id: str
-    product_id: str
-    quantity: int
-    total_amount: Decimal
-    currency: str
+
+class NewOrder(msgspec.Struct, frozen=True):
+    """A validated request for an order; amounts are already quantized to the currency.
+
+    The one declaration of what a client sends: the request schema derives from it and
+    ``validate_new_order`` checks every field it does not check by hand against these types.
+    """
+
+    customer_id: Id
+    product_id: Id
+    quantity: Quantity
+    total_amount: Amount
+    currency: CurrencyCode
     # Set for an order that starts later: stored as ``scheduled`` until then.
-    scheduled_time: datetime | None = field(default=None, kw_only=True)
+    scheduled_time: StartTime | None = None
 
 
-@dataclass(frozen=True)
-class Order:
-    id: uuid.UUID
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    """An order: what was asked (``NewOrder``'s fields) and what the service made of it.
+
+    Field names are the event contract's (common.events.OrderSnapshotV1), so the events, the
+    response and the row are copies by name; only defaulted fields may be optional here (the
+    response omits a field at its default).
+    """
+
+    order_id: uuid.UUID
     customer_id: str
     product_id: str
     quantity: int
@@ -73,24 +100,17 @@ class Order:
     status: OrderStatus
     created_at: datetime
     updated_at: datetime
-    version: int = 1
+    order_version: int
     scheduled_time: datetime | None = None
 
     @classmethod
     def create(cls, new: NewOrder, *, order_id: uuid.UUID, now: datetime) -> Order:
         """A new order: ``created``, or ``scheduled`` when it has a scheduled time."""
         return cls(
-            id=order_id,
-            customer_id=new.customer_id,
-            product_id=new.product_id,
-            quantity=new.quantity,
-            total_amount=new.total_amount,
-            currency=new.currency,
+            **msgspec.structs.asdict(new),
+            order_id=order_id,
             status=OrderStatus.SCHEDULED if new.scheduled_time else OrderStatus.CREATED,
             created_at=now,
             updated_at=now,
-            scheduled_time=new.scheduled_time,
+            order_version=1,
         )
-
-    def with_status(self, status: OrderStatus, now: datetime) -> Order:
-        return replace(self, status=status, updated_at=now, version=self.version + 1)

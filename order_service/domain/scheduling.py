@@ -10,10 +10,24 @@ from datetime import datetime, timedelta
 
 from common.messaging.delays import DueNow, Hold, Step, next_step
 
-__all__ = ["Hold", "StartNow", "Step", "next_step", "schedule_error"]
+__all__ = [
+    "Hold",
+    "StartNow",
+    "Step",
+    "UnacceptableStartTimeError",
+    "next_step",
+    "schedule_error",
+]
 
 
 StartNow = DueNow
+
+
+class UnacceptableStartTimeError(ValueError):
+    """A new order's ``scheduled_time`` is in the past or beyond the scheduling horizon; the
+    message says which (a field error of ``scheduled_time``)."""
+
+    field = "scheduled_time"
 
 
 def schedule_error(scheduled: datetime, now: datetime, horizon: timedelta) -> str | None:

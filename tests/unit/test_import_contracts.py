@@ -13,6 +13,7 @@ CONTRACTS = {
     "common imports no service",
     "The order domain imports no adapter, API, wire contract or I/O library",
     "The analytics aggregation imports no adapter, API, wire contract or I/O library",
+    "Use cases return domain results: they import no API module",
 }
 
 

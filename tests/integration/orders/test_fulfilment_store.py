@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiomysql
+import msgspec
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -39,7 +40,7 @@ async def engine() -> AsyncIterator[AsyncEngine]:
 
 def _order(product_id: str) -> Order:
     return Order(
-        id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
         customer_id=f"cust-store-{uuid.uuid4().hex[:8]}",
         product_id=product_id,
         quantity=1,
@@ -48,13 +49,14 @@ def _order(product_id: str) -> Order:
         status=OrderStatus.CREATED,
         created_at=NOW,
         updated_at=NOW,
+        order_version=1,
     )
 
 
 def _event(order: Order, event_type: str = "OrderCreated") -> OutboxEvent:
     return OutboxEvent(
         event_id=uuid.uuid4(),
-        aggregate_id=order.id,
+        aggregate_id=order.order_id,
         event_type=event_type,
         routing_key="order.created",
         payload=b"{}",
@@ -107,7 +109,7 @@ async def _lockable(order: Order) -> bool:
             await cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
             try:
                 await cursor.execute(
-                    "SELECT id FROM orders WHERE id = %s FOR UPDATE", (str(order.id),)
+                    "SELECT id FROM orders WHERE id = %s FOR UPDATE", (str(order.order_id),)
                 )
             except Exception:
                 return False
@@ -125,10 +127,12 @@ async def test_a_batch_that_waits_too_long_for_a_row_lock_raises_and_leaves_no_t
     holder = await _other_connection()
     try:
         async with holder.cursor() as cursor:
-            await cursor.execute("SELECT id FROM orders WHERE id = %s FOR UPDATE", (str(held.id),))
+            await cursor.execute(
+                "SELECT id FROM orders WHERE id = %s FOR UPDATE", (str(held.order_id),)
+            )
         assert not await _lockable(held), "the holder did not take the lock: no fault happened"
         with pytest.raises(LockTimeoutError):
-            async with MySqlFulfilmentStore(engine).lock([held.id, free.id], set()):
+            async with MySqlFulfilmentStore(engine).lock([held.order_id, free.order_id], set()):
                 pytest.fail("the batch was locked although one of its rows was held")
     finally:
         await holder.rollback()
@@ -144,8 +148,8 @@ async def test_leaving_a_locked_batch_without_commit_rolls_it_back_and_releases_
     await _store_new(engine, order)
     store = MySqlFulfilmentStore(engine)
     with pytest.raises(RuntimeError):
-        async with store.lock([order.id], {order.product_id}) as locked:
-            assert order.id in locked.orders
+        async with store.lock([order.order_id], {order.product_id}) as locked:
+            assert order.order_id in locked.orders
             assert not await _lockable(order), "the batch did not lock its order"
             raise RuntimeError("the saga failed while the batch was locked")
     assert await _in_transaction(engine) == 0
@@ -165,11 +169,11 @@ async def test_a_committed_batch_is_what_the_next_batch_reads(engine: AsyncEngin
         )
     store = MySqlFulfilmentStore(engine)
     await store.add_intents([payment_record(order, PAYMENT_PENDING, NOW)])
-    orders, payments = await store.read([order.id])
-    assert orders[order.id] == order
-    assert payments[order.id].status == PAYMENT_PENDING
+    orders, payments = await store.read([order.order_id])
+    assert orders[order.order_id] == order
+    assert payments[order.order_id].status == PAYMENT_PENDING
 
-    paid = dataclasses.replace(order, status=OrderStatus.PAID, version=2, updated_at=NOW)
+    paid = msgspec.structs.replace(order, status=OrderStatus.PAID, order_version=2, updated_at=NOW)
     entry = TimelineEntry(
         status=OrderStatus.PAID,
         previous_status=OrderStatus.CREATED,
@@ -178,31 +182,31 @@ async def test_a_committed_batch_is_what_the_next_batch_reads(engine: AsyncEngin
         event_id=uuid.uuid4(),
         event_type="OrderPaid",
     )
-    async with store.lock([order.id], {order.product_id}) as locked:
+    async with store.lock([order.order_id], {order.product_id}) as locked:
         assert locked.levels[order.product_id] == StockLevel(order.product_id, 5, 0)
-        assert [e.status for e in locked.timelines[order.id]] == [OrderStatus.CREATED]
+        assert [e.status for e in locked.timelines[order.order_id]] == [OrderStatus.CREATED]
         await locked.commit(
             BatchWrites(
                 answers=[payment_record(order, "charged", NOW, payment_id="pay-1")],
                 states=[paid],
-                transitions=[(order.id, entry)],
+                transitions=[(order.order_id, entry)],
                 events=[_event(order, "OrderPaid")],
                 levels=[StockLevel(order.product_id, 4, 1)],
                 now=NOW,
             )
         )
     assert await _in_transaction(engine) == 0
-    async with store.lock([order.id], {order.product_id}) as again:
-        assert again.orders[order.id] == paid
-        assert again.payments[order.id].status == "charged"
-        assert again.payments[order.id].payment_id == "pay-1"
+    async with store.lock([order.order_id], {order.product_id}) as again:
+        assert again.orders[order.order_id] == paid
+        assert again.payments[order.order_id].status == "charged"
+        assert again.payments[order.order_id].payment_id == "pay-1"
         assert again.levels[order.product_id] == StockLevel(order.product_id, 4, 1)
-        assert [e.status for e in again.timelines[order.id]] == [
+        assert [e.status for e in again.timelines[order.order_id]] == [
             OrderStatus.CREATED,
             OrderStatus.PAID,
         ]
     # A recorded answer is not overwritten by a later one (only a pending row takes it).
-    async with store.lock([order.id], set()) as third:
+    async with store.lock([order.order_id], set()) as third:
         await third.commit(
             BatchWrites(
                 answers=[payment_record(order, "declined", NOW, decline_reason="late")],
@@ -213,5 +217,5 @@ async def test_a_committed_batch_is_what_the_next_batch_reads(engine: AsyncEngin
                 now=NOW,
             )
         )
-    _, payments = await store.read([order.id])
-    assert payments[order.id].status == "charged"
+    _, payments = await store.read([order.order_id])
+    assert payments[order.order_id].status == "charged"

@@ -205,7 +205,7 @@ async def test_two_updates_from_the_same_version_never_both_commit(order_client)
             """Both writers decided from the same snapshot, as two racing requests would."""
             async with SqlUnitOfWork(container.engine) as uow:
                 after = transition(snapshot, target, snapshot.updated_at).after
-                ok = await uow.orders.update(after, expected_version=snapshot.version)
+                ok = await uow.orders.update(after, expected_version=snapshot.order_version)
                 await uow.commit()
                 return ok
 
@@ -213,7 +213,7 @@ async def test_two_updates_from_the_same_version_never_both_commit(order_client)
         assert sorted(results) == [False, True]
         async with SqlUnitOfWork(container.engine) as uow:
             stored = await uow.orders.get(order_id)
-        assert stored is not None and stored.version == 2
+        assert stored is not None and stored.order_version == 2
 
 
 async def test_orders_can_be_listed_by_every_state(order_client):

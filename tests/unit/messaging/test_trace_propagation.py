@@ -23,6 +23,7 @@ from common.messaging.consumer import Delivery
 from common.messaging.publisher import OutgoingMessage, PublishResult
 from order_service.adapters.payments import SimulatedPaymentGateway
 from order_service.api.schemas import render_order
+from order_service.domain.lifecycle import OrderHistory
 from order_service.domain.order import NewOrder
 from order_service.fulfilment import FulfilmentHandler
 from order_service.lifecycle import LifecycleService
@@ -103,6 +104,7 @@ def make_system(store: FakeStore) -> tuple[OrderService, FulfilmentHandler]:
         render=render_order,
         clock=lambda: NOW,
         idempotency_ttl=timedelta(hours=1),
+        schedule_horizon=timedelta(days=30),
     )
     lifecycle = LifecycleService(
         lambda: FakeUnitOfWork(store), cache, gateway, render=render_order, clock=clock
@@ -124,7 +126,8 @@ async def post_order(orders: OrderService, name: str) -> tuple[str, uuid.UUID]:
         result = await orders.create_order(
             NewOrder("c-1", "p-1", 1, Decimal("10.00"), "USD"), correlation_id=name
         )
-    return f"{request.get_span_context().trace_id:032x}", uuid.UUID(result.order_id)
+    assert isinstance(result, OrderHistory)
+    return f"{request.get_span_context().trace_id:032x}", result.order.order_id
 
 
 async def relay(events: Sequence[OutboxEvent]) -> list[OutgoingMessage]:

@@ -44,9 +44,9 @@ class FakeOrders:
 
     async def update(self, order: Order, *, expected_version: int) -> bool:
         """Version-checked against the committed store and earlier updates in this unit."""
-        pending = {o.id: o for o, _ in self.pending.get("updates", [])}
-        current = pending.get(order.id) or self.store.orders.get(order.id)
-        if current is None or current.version != expected_version:
+        pending = {o.order_id: o for o, _ in self.pending.get("updates", [])}
+        current = pending.get(order.order_id) or self.store.orders.get(order.order_id)
+        if current is None or current.order_version != expected_version:
             return False
         self.pending.setdefault("updates", []).append((order, expected_version))
         return True
@@ -59,8 +59,8 @@ class FakeOrders:
 
     async def save_states(self, changed) -> None:
         for order in changed:
-            current = self.store.orders[order.id]
-            self.pending.setdefault("updates", []).append((order, current.version))
+            current = self.store.orders[order.order_id]
+            self.pending.setdefault("updates", []).append((order, current.order_version))
 
     async def add_transitions(self, entries) -> None:
         self.pending.setdefault("transitions", []).extend(entries)
@@ -172,14 +172,15 @@ class FakeUnitOfWork:
         if self.store.fail_commit:
             raise ConnectionError("database went away")
         for order in self.pending.get("orders", []):
-            self.store.orders[order.id] = order
+            self.store.orders[order.order_id] = order
         self.store.outbox.extend(self.pending.get("outbox", []))
         for record in self.pending.get("keys", []):
             self.store.keys[record.key] = record
         for order, expected in self.pending.get("updates", []):
-            if self.store.orders[order.id].version != expected:  # lost the race meanwhile
+            stored = self.store.orders[order.order_id]
+            if stored.order_version != expected:  # lost the race meanwhile
                 raise AssertionError("an optimistic update was committed over a newer version")
-            self.store.orders[order.id] = order
+            self.store.orders[order.order_id] = order
         for order_id, entry in self.pending.get("transitions", []):
             self.store.timelines.setdefault(order_id, []).append(entry)
         for product_id, quantity in self.pending.get("stock", []):
@@ -299,13 +300,13 @@ class FakeWriter:
             ):
                 raise DuplicateKeyError(key.key)
             self.store.keys[key.key] = key
-        self.store.orders[order.id] = order
+        self.store.orders[order.order_id] = order
         self.store.outbox.append(event)
-        self.store.timelines[order.id] = [
+        self.store.timelines[order.order_id] = [
             TimelineEntry(
                 status=order.status,
                 previous_status=None,
-                version=order.version,
+                version=order.order_version,
                 at=order.created_at,
                 event_id=event.event_id,
                 event_type=event.event_type,

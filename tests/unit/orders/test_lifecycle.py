@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from msgspec.structs import replace
 
 from common.events import OrderCancelledV1, OrderCreatedV1, decode_envelope, decode_event_data
 from order_service.adapters.payments import SimulatedPaymentGateway
@@ -47,8 +47,8 @@ def make(store: FakeStore, gateway=None) -> tuple[LifecycleService, SimulatedPay
 
 
 def seed(store: FakeStore, order: Order) -> Order:
-    store.orders[order.id] = order
-    store.timelines[order.id] = []
+    store.orders[order.order_id] = order
+    store.timelines[order.order_id] = []
     return order
 
 
@@ -76,7 +76,7 @@ def test_a_legal_transition_bumps_the_version_and_emits_its_event(start, target)
     order = replace(new_order(), status=start)
     change = transition(order, target, NOW + timedelta(seconds=5))
     assert change.after.status is target
-    assert change.after.version == order.version + 1
+    assert change.after.order_version == order.order_version + 1
     event = transition_event(change)
     assert event.routing_key == f"order.{target.value}"
     assert event.event_type != "OrderCreated" or target is S.CREATED
@@ -117,19 +117,19 @@ async def test_a_created_order_is_paid_then_confirmed_with_a_timeline_oldest_fir
     store = FakeStore()
     service, gateway = make(store)
     order = seed(store, new_order())
-    assert await service.fulfil(order.id, correlation_id="r") == "confirmed"
-    assert store.orders[order.id].status is S.CONFIRMED
-    assert [e.status for e in store.timelines[order.id]] == [S.PAID, S.CONFIRMED]
+    assert await service.fulfil(order.order_id, correlation_id="r") == "confirmed"
+    assert store.orders[order.order_id].status is S.CONFIRMED
+    assert [e.status for e in store.timelines[order.order_id]] == [S.PAID, S.CONFIRMED]
     assert events(store) == ["OrderPaid", "OrderConfirmed"]
-    assert store.payments[order.id].status == "charged" and len(gateway.charges) == 1
+    assert store.payments[order.order_id].status == "charged" and len(gateway.charges) == 1
 
 
 async def test_an_amount_ending_in_13_is_declined_and_the_order_fails_payment():
     store = FakeStore()
     service, _ = make(store)
     order = seed(store, new_order("20.13"))
-    assert await service.fulfil(order.id, correlation_id="r") == "payment_failed"
-    assert store.orders[order.id].status is S.PAYMENT_FAILED
+    assert await service.fulfil(order.order_id, correlation_id="r") == "payment_failed"
+    assert store.orders[order.order_id].status is S.PAYMENT_FAILED
     assert events(store) == ["OrderPaymentFailed"]
 
 
@@ -138,10 +138,10 @@ async def test_a_sold_out_product_rejects_the_order_and_refunds_the_payment_once
     store.stock["prod-x"] = 1
     service, gateway = make(store)
     order = seed(store, new_order(product="prod-x"))
-    assert await service.fulfil(order.id, correlation_id="r") == "rejected"
-    assert await service.fulfil(order.id, correlation_id="r") == "duplicate"
-    assert store.orders[order.id].status is S.REJECTED
-    assert store.payments[order.id].refund_id is not None
+    assert await service.fulfil(order.order_id, correlation_id="r") == "rejected"
+    assert await service.fulfil(order.order_id, correlation_id="r") == "duplicate"
+    assert store.orders[order.order_id].status is S.REJECTED
+    assert store.payments[order.order_id].refund_id is not None
     assert len(gateway.refunds) == 1 and store.stock["prod-x"] == 1
     assert events(store) == ["OrderPaid", "OrderRejected"]
 
@@ -150,8 +150,8 @@ async def test_a_redelivered_created_event_never_charges_twice():
     store = FakeStore()
     service, gateway = make(store)
     order = seed(store, new_order())
-    await service.fulfil(order.id, correlation_id="r")
-    await service.fulfil(order.id, correlation_id="r")
+    await service.fulfil(order.order_id, correlation_id="r")
+    await service.fulfil(order.order_id, correlation_id="r")
     assert gateway.charge_calls == 1 and events(store) == ["OrderPaid", "OrderConfirmed"]
 
 
@@ -166,13 +166,13 @@ async def test_an_order_cancelled_while_its_charge_is_in_flight_is_refunded_and_
 
     service, gateway = make(store, SlowGateway())
     order = seed(store, new_order())
-    fulfilling = asyncio.create_task(service.fulfil(order.id, correlation_id="r"))
+    fulfilling = asyncio.create_task(service.fulfil(order.order_id, correlation_id="r"))
     await asyncio.sleep(0)
-    await service.cancel(order.id, correlation_id="r")
+    await service.cancel(order.order_id, correlation_id="r")
     release.set()
     assert await fulfilling == "cancelled"
-    assert store.orders[order.id].status is S.CANCELLED
-    assert store.payments[order.id].status == "refunded" and len(gateway.refunds) == 1
+    assert store.orders[order.order_id].status is S.CANCELLED
+    assert store.payments[order.order_id].status == "refunded" and len(gateway.refunds) == 1
     assert events(store) == ["OrderCancelled"]
 
 
@@ -185,9 +185,9 @@ async def test_cancelling_a_paid_order_refunds_it_and_says_so_in_the_event():
     service, gateway = make(store)
     order = seed(store, new_order(product="prod-x"))
     await service._transition(order, S.PAID, correlation_id="r")  # paid, not yet confirmed
-    store.payments[order.id] = await service._payments.charge(store.orders[order.id])
-    await service.cancel(order.id, correlation_id="r")
-    assert store.orders[order.id].status is S.CANCELLED
+    store.payments[order.order_id] = await service._payments.charge(store.orders[order.order_id])
+    await service.cancel(order.order_id, correlation_id="r")
+    assert store.orders[order.order_id].status is S.CANCELLED
     cancelled = decode_event_data(decode_envelope(store.outbox[-1].payload))
     assert isinstance(cancelled, OrderCancelledV1)
     assert cancelled.previous_status == "paid" and cancelled.refund_id is not None
@@ -198,9 +198,9 @@ async def test_cancelling_a_confirmed_order_is_an_illegal_transition():
     store = FakeStore()
     service, _ = make(store)
     order = seed(store, new_order())
-    await service.fulfil(order.id, correlation_id="r")
+    await service.fulfil(order.order_id, correlation_id="r")
     with pytest.raises(IllegalTransitionError):
-        await service.cancel(order.id, correlation_id="r")
+        await service.cancel(order.order_id, correlation_id="r")
 
 
 async def test_cancelling_an_unknown_order_is_not_found():
@@ -215,10 +215,10 @@ async def test_an_update_from_a_stale_version_is_refused_and_never_overwrites():
     first, second = FakeUnitOfWork(store), FakeUnitOfWork(store)
     paid = transition(order, S.PAID, NOW).after
     cancelled = transition(order, S.CANCELLED, NOW).after
-    assert await first.orders.update(paid, expected_version=order.version)
+    assert await first.orders.update(paid, expected_version=order.order_version)
     await first.commit()
-    assert not await second.orders.update(cancelled, expected_version=order.version)
-    assert store.orders[order.id].status is S.PAID
+    assert not await second.orders.update(cancelled, expected_version=order.order_version)
+    assert store.orders[order.order_id].status is S.PAID
 
 
 # -- scheduled orders ---------------------------------------------------------------------
@@ -229,9 +229,9 @@ async def test_a_due_scheduled_order_becomes_created_and_a_cancelled_one_never_s
     service, _ = make(store)
     due = seed(store, new_order(scheduled_time=NOW))
     gone = seed(store, new_order(scheduled_time=NOW))
-    await service.cancel(gone.id, correlation_id="r")
-    assert await service.start_scheduled(due.id, correlation_id="r") == "started"
-    assert await service.start_scheduled(gone.id, correlation_id="r") == "cancelled"
-    assert store.orders[due.id].status is S.CREATED
-    assert store.orders[gone.id].status is S.CANCELLED
+    await service.cancel(gone.order_id, correlation_id="r")
+    assert await service.start_scheduled(due.order_id, correlation_id="r") == "started"
+    assert await service.start_scheduled(gone.order_id, correlation_id="r") == "cancelled"
+    assert store.orders[due.order_id].status is S.CREATED
+    assert store.orders[gone.order_id].status is S.CANCELLED
     assert events(store) == ["OrderCancelled", "OrderCreated"]

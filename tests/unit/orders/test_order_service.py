@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,8 +11,11 @@ import pytest
 
 from common.events import OrderCreatedV1, decode_envelope, decode_event_data
 from order_service.api.schemas import render_order
-from order_service.domain.order import NewOrder
-from order_service.services import IdempotencyKeyReusedError, OrderService
+from order_service.domain.lifecycle import OrderHistory
+from order_service.domain.order import NewOrder, OrderStatus
+from order_service.domain.scheduling import UnacceptableStartTimeError
+from order_service.lifecycle import OrderNotFoundError
+from order_service.services import IdempotencyKeyReusedError, OrderService, StoredResponse
 from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork, FakeWriter
 
 
@@ -32,6 +36,7 @@ def make_service(store: FakeStore, cache: FakeCache | None = None, clock: Clock 
         render=render_order,
         clock=clock or Clock(),
         idempotency_ttl=timedelta(hours=1),
+        schedule_horizon=timedelta(days=1),
         on_committed=lambda events: notified.append(len(events)),
     )
     return service, notified
@@ -44,14 +49,15 @@ async def test_created_order_and_its_event_commit_together():
     store = FakeStore()
     service, notified = make_service(store)
     result = await service.create_order(NEW, correlation_id="r-1")
-    assert result.status_code == 201
+    assert isinstance(result, OrderHistory)
+    assert [e.status for e in result.timeline] == [OrderStatus.CREATED]
     assert len(store.orders) == 1 and len(store.outbox) == 1
     event = store.outbox[0]
     envelope = decode_envelope(event.payload)
     data = decode_event_data(envelope)
     assert isinstance(data, OrderCreatedV1)
     assert envelope.correlation_id == "r-1"
-    assert str(data.order_id) == result.order_id
+    assert data.order_id == result.order.order_id
     assert event.routing_key == "order.created"
     assert notified == [1]
 
@@ -74,7 +80,9 @@ async def test_same_key_same_body_replays_without_a_second_order():
     second = await service.create_order(
         NEW, correlation_id="r", idempotency_key="k", request_hash="h"
     )
-    assert second.replayed and second.body == first.body
+    assert isinstance(first, OrderHistory) and isinstance(second, StoredResponse)
+    assert second.body == render_order(first.order, first.timeline)
+    assert (second.status_code, second.order_id) == (201, str(first.order.order_id))
     assert len(store.orders) == 1 and len(store.outbox) == 1
 
 
@@ -94,17 +102,18 @@ async def test_key_is_forgotten_after_its_ttl():
     again = await service.create_order(
         NEW, correlation_id="r", idempotency_key="k", request_hash="h"
     )
-    assert not again.replayed and len(store.orders) == 2
+    assert isinstance(again, OrderHistory) and len(store.orders) == 2
 
 
 async def test_get_reads_the_database_on_a_miss_and_then_the_cache():
     store, cache = FakeStore(), FakeCache()
     service, _ = make_service(store, cache)
     created = await service.create_order(NEW, correlation_id="r")
+    assert isinstance(created, OrderHistory)
     cache.data.clear()
     order_id = next(iter(store.orders))
-    body = await service.get_order_body(order_id)
-    assert body is not None and json.loads(body)["id"] == created.order_id
+    body = await service.get_order(order_id)
+    assert json.loads(body)["id"] == str(created.order.order_id)
     assert order_id in cache.data
 
 
@@ -113,7 +122,37 @@ async def test_get_works_when_the_cache_is_down():
     service, _ = make_service(store, cache)
     await service.create_order(NEW, correlation_id="r")
     order_id = next(iter(store.orders))
-    assert await service.get_order_body(order_id) is not None
+    assert json.loads(await service.get_order(order_id))["id"] == str(order_id)
+
+
+async def test_an_unknown_order_is_not_found():
+    service, _ = make_service(FakeStore())
+    with pytest.raises(OrderNotFoundError):
+        await service.get_order(uuid.uuid4())
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [timedelta(0), timedelta(minutes=-1), timedelta(days=1, seconds=1)],
+    ids=["now", "past", "beyond-horizon"],
+)
+async def test_a_start_time_outside_the_horizon_is_refused_before_anything_is_stored(offset):
+    store, clock = FakeStore(), Clock()
+    service, notified = make_service(store, clock=clock)
+    new = NewOrder("c-1", "p-1", 2, Decimal("10.50"), "USD", scheduled_time=clock.now + offset)
+    with pytest.raises(UnacceptableStartTimeError):
+        await service.create_order(new, correlation_id="r", idempotency_key="k")
+    assert store.orders == {} and store.keys == {} and notified == []
+
+
+async def test_a_start_time_within_the_horizon_makes_a_scheduled_order():
+    store, clock = FakeStore(), Clock()
+    service, _ = make_service(store, clock=clock)
+    new = NewOrder(
+        "c-1", "p-1", 2, Decimal("10.50"), "USD", scheduled_time=clock.now + timedelta(days=1)
+    )
+    result = await service.create_order(new, correlation_id="r")
+    assert isinstance(result, OrderHistory) and result.order.status is OrderStatus.SCHEDULED
 
 
 async def test_a_failed_batch_answers_every_order_written_row_by_row():

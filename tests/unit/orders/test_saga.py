@@ -55,9 +55,9 @@ def make(
 
 def seed(store: FakeStore, *orders: Order) -> list[FulfilmentRequest]:
     for order in orders:
-        store.orders[order.id] = order
-        store.timelines[order.id] = []
-    return [FulfilmentRequest(o.id, "corr") for o in orders]
+        store.orders[order.order_id] = order
+        store.timelines[order.order_id] = []
+    return [FulfilmentRequest(o.order_id, "corr") for o in orders]
 
 
 async def test_a_batch_of_charged_orders_commits_paid_and_confirmed_in_one_transaction():
@@ -72,10 +72,10 @@ async def test_a_batch_of_charged_orders_commits_paid_and_confirmed_in_one_trans
     assert CountingUnitOfWork.commits == 2
     assert gateway.charge_calls == 20
     assert [e.event_type for e in store.outbox] == ["OrderPaid", "OrderConfirmed"] * 20
-    assert all(store.orders[o.id].status is S.CONFIRMED for o in orders)
-    assert all(store.payments[o.id].status == "charged" for o in orders)
-    assert all(len(store.timelines[o.id]) == 2 for o in orders)
-    assert all(o.id in cache.data for o in orders)
+    assert all(store.orders[o.order_id].status is S.CONFIRMED for o in orders)
+    assert all(store.payments[o.order_id].status == "charged" for o in orders)
+    assert all(len(store.timelines[o.order_id]) == 2 for o in orders)
+    assert all(o.order_id in cache.data for o in orders)
 
 
 async def test_a_charge_is_recorded_as_pending_before_the_gateway_is_called():
@@ -122,18 +122,18 @@ async def test_a_charge_whose_answer_was_never_stored_is_refunded_when_the_order
         pass
     else:
         raise AssertionError("the batch commit was meant to fail")
-    assert len(gateway.charges) == 1 and store.payments[order.id].status == "pending"
+    assert len(gateway.charges) == 1 and store.payments[order.order_id].status == "pending"
 
     # The customer cancels before the event is retried: nothing committed is refunded yet.
-    await lifecycle.cancel(order.id, correlation_id="r")
-    assert store.orders[order.id].status is S.CANCELLED
+    await lifecycle.cancel(order.order_id, correlation_id="r")
+    assert store.orders[order.order_id].status is S.CANCELLED
 
     # The redelivered OrderCreated learns the gateway's answer by its key and refunds it.
     results = await saga.fulfil_batch(requests)
-    assert results[order.id] == "cancelled"
+    assert results[order.order_id] == "cancelled"
     assert len(gateway.refunds) == 1
-    assert store.payments[order.id].status == "refunded"
-    assert store.orders[order.id].status is S.CANCELLED
+    assert store.payments[order.order_id].status == "refunded"
+    assert store.orders[order.order_id].status is S.CANCELLED
 
 
 async def test_a_gateway_error_retries_only_its_own_order():
@@ -142,16 +142,16 @@ async def test_a_gateway_error_retries_only_its_own_order():
 
     class FlakyGateway(SimulatedPaymentGateway):
         async def charge(self, **kw) -> ChargeResult:
-            if kw["idempotency_key"] == str(flaky.id):
+            if kw["idempotency_key"] == str(flaky.order_id):
                 raise PaymentGatewayError("timeout")
             return await super().charge(**kw)
 
     saga, _, _, _ = make(store, FlakyGateway())
     healthy = [new_order() for _ in range(3)]
     results = await saga.fulfil_batch(seed(store, flaky, *healthy))
-    assert isinstance(results[flaky.id], PaymentGatewayError)
-    assert store.orders[flaky.id].status is S.CREATED
-    assert all(results[o.id] == "confirmed" for o in healthy)
+    assert isinstance(results[flaky.order_id], PaymentGatewayError)
+    assert store.orders[flaky.order_id].status is S.CREATED
+    assert all(results[o.order_id] == "confirmed" for o in healthy)
 
 
 async def test_declined_and_sold_out_orders_in_one_batch_end_failed_and_rejected_with_refund():
@@ -161,10 +161,14 @@ async def test_declined_and_sold_out_orders_in_one_batch_end_failed_and_rejected
     first, second = new_order(product="prod-x"), new_order(product="prod-x")
     declined = new_order(amount="10.13")
     results = await saga.fulfil_batch(seed(store, first, second, declined))
-    assert results == {first.id: "confirmed", second.id: "rejected", declined.id: "payment_failed"}
+    assert results == {
+        first.order_id: "confirmed",
+        second.order_id: "rejected",
+        declined.order_id: "payment_failed",
+    }
     assert store.stock["prod-x"] == 1
-    assert store.orders[second.id].status is S.REJECTED
-    assert len(gateway.refunds) == 1 and store.payments[second.id].status == "refunded"
+    assert store.orders[second.order_id].status is S.REJECTED
+    assert len(gateway.refunds) == 1 and store.payments[second.order_id].status == "refunded"
 
 
 async def test_a_redelivered_batch_charges_nobody_twice_and_emits_nothing_new():

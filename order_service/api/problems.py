@@ -1,0 +1,102 @@
+"""Every error a use case of the order service raises, as the problem it answers with: the one
+place a domain error becomes a status, a detail and its headers (registered on the app)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response
+
+from common.http import problem
+from order_service.domain.lifecycle import IllegalTransitionError
+from order_service.domain.scheduling import UnacceptableStartTimeError
+from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
+from order_service.pagination import InvalidCursorError
+from order_service.ports import PaymentGatewayError
+from order_service.services import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
+
+__all__ = ["PROBLEMS", "order_problem_handlers"]
+
+AnyRequest = Request[Any, Any, Any]
+Handler = Callable[[AnyRequest, Any], Response[Any]]
+RETRY_SOON = {"Retry-After": "1"}
+
+
+def _not_found(request: AnyRequest, exc: OrderNotFoundError) -> Response[Any]:
+    return problem(404, f"no order with id {request.path_params.get('order_id', exc)}")
+
+
+def _illegal(request: AnyRequest, exc: IllegalTransitionError) -> Response[Any]:
+    return problem(
+        409,
+        f"the order is {exc.current.value} and can no longer be {exc.target.value}",
+        instance=request.url.path,
+    )
+
+
+def _changing(request: AnyRequest, exc: ConcurrencyConflictError) -> Response[Any]:
+    return problem(
+        409, "the order is changing; retry shortly", headers=RETRY_SOON, instance=request.url.path
+    )
+
+
+def _gateway_down(request: AnyRequest, exc: PaymentGatewayError) -> Response[Any]:
+    return problem(
+        503,
+        "the payment gateway is unavailable; retry shortly",
+        headers=RETRY_SOON,
+        instance=request.url.path,
+    )
+
+
+def _key_reused(request: AnyRequest, exc: IdempotencyKeyReusedError) -> Response[Any]:
+    return problem(
+        422,
+        "this Idempotency-Key was already used with a different body",
+        instance=request.url.path,
+    )
+
+
+def _key_in_flight(request: AnyRequest, exc: IdempotencyKeyInFlightError) -> Response[Any]:
+    return problem(
+        409,
+        "a request with this Idempotency-Key is still in progress",
+        headers=RETRY_SOON,
+        instance=request.url.path,
+    )
+
+
+def _field_error(field: str, message: str, request: AnyRequest) -> Response[Any]:
+    """As common.http's RequestValidationError answers: one entry per invalid field."""
+    return problem(
+        422,
+        "the request has invalid fields",
+        errors=[{"field": field, "message": message}],
+        instance=request.url.path,
+    )
+
+
+def _bad_start(request: AnyRequest, exc: UnacceptableStartTimeError) -> Response[Any]:
+    return _field_error(exc.field, str(exc), request)
+
+
+def _bad_cursor(request: AnyRequest, exc: InvalidCursorError) -> Response[Any]:
+    return _field_error("cursor", "is not valid", request)
+
+
+PROBLEMS: dict[type[Exception], Handler] = {
+    OrderNotFoundError: _not_found,
+    IllegalTransitionError: _illegal,
+    ConcurrencyConflictError: _changing,
+    PaymentGatewayError: _gateway_down,
+    IdempotencyKeyReusedError: _key_reused,
+    IdempotencyKeyInFlightError: _key_in_flight,
+    UnacceptableStartTimeError: _bad_start,
+    InvalidCursorError: _bad_cursor,
+}
+
+
+def order_problem_handlers() -> dict[type[Exception], Handler]:
+    """Litestar exception handlers for PROBLEMS (add them to the app's)."""
+    return dict(PROBLEMS)
