@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -16,20 +14,16 @@ from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
     exception_handlers,
-    problem,
 )
 from common.http_auth import ApiKeyAuthMiddleware
 from common.http_limits import RateLimitMiddleware, RequestTimeoutMiddleware
 from common.observability import Metrics, configure_logging
 from common.tracing import configure_tracing
-from order_service.adapters.group_commit import WriteOutcomeUnknownError
 from order_service.api.cached_reads import CachedOrderReads
 from order_service.api.problems import order_problem_handlers
 from order_service.api.routes import cancel_order, create_order, get_order, list_orders
 from order_service.container import Container
-from order_service.services import LockTimeoutError
 from order_service.settings import OrderSettings
-from order_service.unit_of_work import DatabaseUnavailableError
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -43,40 +37,7 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
     metrics = Metrics(SERVICE)
     container = Container.build(settings, metrics)
 
-    def on_db_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        container.metrics.db_unavailable.inc()
-        return problem(
-            503,
-            "the order database is unavailable; retry shortly",
-            headers={"Retry-After": "1"},
-            instance=request.url.path,
-        )
-
-    def on_db_busy(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        # The transaction waited too long for a lock and was rolled back: nothing committed.
-        return problem(
-            503,
-            "the order database is busy (a lock wait timed out); nothing was stored, retry",
-            headers={"Retry-After": "1"},
-            instance=request.url.path,
-        )
-
-    def on_outcome_unknown(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        assert isinstance(exc, WriteOutcomeUnknownError)
-        container.metrics.db_unavailable.inc()
-        location = f"/orders/{exc.order_id}"
-        return problem(
-            503,
-            f"the order database did not confirm the write in time; the order may exist: "
-            f"GET {location} tells (404 means it was not stored)",
-            headers={"Retry-After": "1", "Location": location},
-            instance=request.url.path,
-        )
-
     handlers = {**exception_handlers(), **order_problem_handlers()}
-    handlers[DatabaseUnavailableError] = on_db_unavailable
-    handlers[WriteOutcomeUnknownError] = on_outcome_unknown
-    handlers[LockTimeoutError] = on_db_busy
 
     # The common host (issue 14): the consumers, the relay and the writer start in the app's
     # lifespan (each uvicorn worker process runs its own) and drain on SIGTERM; readiness names

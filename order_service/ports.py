@@ -35,6 +35,7 @@ __all__ = [
     "RefundResult",
     "StockRepository",
     "UnitOfWork",
+    "WriteOutcomeUnknownError",
 ]
 
 
@@ -135,6 +136,14 @@ class ChargeResult:
 @dataclass(frozen=True)
 class RefundResult:
     refund_id: str
+
+
+class WriteOutcomeUnknownError(Exception):
+    """The order's commit could be neither confirmed nor ruled out in time; it may exist."""
+
+    def __init__(self, order_id: uuid.UUID) -> None:
+        super().__init__(f"the outcome of writing order {order_id} is not known yet")
+        self.order_id = order_id
 
 
 class PaymentGatewayError(Exception):

@@ -37,7 +37,7 @@ from order_service.adapters.rows import (
 )
 from order_service.adapters.tables import orders
 from order_service.domain.order import Order
-from order_service.ports import IdempotencyRecord, OutboxEvent
+from order_service.ports import IdempotencyRecord, OutboxEvent, WriteOutcomeUnknownError
 from order_service.unit_of_work import translate_db_error
 
 __all__ = ["GroupCommitOrderWriter", "WriteOutcomeUnknownError"]
@@ -60,14 +60,6 @@ _SPAN: dict[str, Any] = {
     "kind": tracing.SpanKind.CLIENT,
     "attributes": {"db.system.name": "mysql", "db.operation.name": "INSERT"},
 }
-
-
-class WriteOutcomeUnknownError(Exception):
-    """The order's commit could be neither confirmed nor ruled out in time; it may exist."""
-
-    def __init__(self, order_id: uuid.UUID) -> None:
-        super().__init__(f"the outcome of writing order {order_id} is not known yet")
-        self.order_id = order_id
 
 
 class _CommitSent(Exception):

@@ -13,8 +13,13 @@ from order_service.domain.lifecycle import IllegalTransitionError
 from order_service.domain.scheduling import UnacceptableStartTimeError
 from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
 from order_service.pagination import InvalidCursorError
-from order_service.ports import PaymentGatewayError
-from order_service.services import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
+from order_service.ports import PaymentGatewayError, WriteOutcomeUnknownError
+from order_service.services import (
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+    LockTimeoutError,
+)
+from order_service.unit_of_work import DatabaseUnavailableError
 
 __all__ = ["PROBLEMS", "order_problem_handlers"]
 
@@ -85,6 +90,45 @@ def _bad_cursor(request: AnyRequest, exc: InvalidCursorError) -> Response[Any]:
     return _field_error("cursor", "is not valid", request)
 
 
+def _count_db_unavailable(request: AnyRequest) -> None:
+    container = getattr(request.app.state, "container", None)
+    if container is not None:
+        container.metrics.db_unavailable.inc()
+
+
+def _db_unavailable(request: AnyRequest, exc: DatabaseUnavailableError) -> Response[Any]:
+    _count_db_unavailable(request)
+    return problem(
+        503,
+        "the order database is unavailable; retry shortly",
+        headers=RETRY_SOON,
+        instance=request.url.path,
+    )
+
+
+def _db_busy(request: AnyRequest, exc: LockTimeoutError) -> Response[Any]:
+    # The transaction waited too long for a lock and was rolled back: nothing committed.
+    return problem(
+        503,
+        "the order database is busy (a lock wait timed out); nothing was stored, retry",
+        headers=RETRY_SOON,
+        instance=request.url.path,
+    )
+
+
+def _outcome_unknown(request: AnyRequest, exc: WriteOutcomeUnknownError) -> Response[Any]:
+    # DESIGN.md §4 rule 6: the client can find out whether it committed.
+    _count_db_unavailable(request)
+    location = f"/orders/{exc.order_id}"
+    return problem(
+        503,
+        f"the order database did not confirm the write in time; the order may exist: "
+        f"GET {location} tells (404 means it was not stored)",
+        headers={**RETRY_SOON, "Location": location},
+        instance=request.url.path,
+    )
+
+
 PROBLEMS: dict[type[Exception], Handler] = {
     OrderNotFoundError: _not_found,
     IllegalTransitionError: _illegal,
@@ -94,6 +138,9 @@ PROBLEMS: dict[type[Exception], Handler] = {
     IdempotencyKeyInFlightError: _key_in_flight,
     UnacceptableStartTimeError: _bad_start,
     InvalidCursorError: _bad_cursor,
+    DatabaseUnavailableError: _db_unavailable,
+    LockTimeoutError: _db_busy,
+    WriteOutcomeUnknownError: _outcome_unknown,
 }
 
 

@@ -17,8 +17,13 @@ from order_service.domain.order import OrderStatus
 from order_service.domain.scheduling import UnacceptableStartTimeError
 from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
 from order_service.pagination import InvalidCursorError
-from order_service.ports import PaymentGatewayError
-from order_service.services import IdempotencyKeyInFlightError, IdempotencyKeyReusedError
+from order_service.ports import PaymentGatewayError, WriteOutcomeUnknownError
+from order_service.services import (
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
+    LockTimeoutError,
+)
+from order_service.unit_of_work import DatabaseUnavailableError
 
 ORDER = "0190a3f2-5c1e-7b3a-8d4e-2f6a7b8c9d0e"
 PATH = f"/orders/{ORDER}/cancel"
@@ -75,6 +80,31 @@ CASES: list[tuple[Exception, int, str, str | None, list[dict[str, str]] | None, 
         [{"field": "cursor", "message": "is not valid"}],
         True,
     ),
+    (
+        DatabaseUnavailableError("down"),
+        503,
+        "the order database is unavailable; retry shortly",
+        "1",
+        None,
+        True,
+    ),
+    (
+        LockTimeoutError("lock wait"),
+        503,
+        "the order database is busy (a lock wait timed out); nothing was stored, retry",
+        "1",
+        None,
+        True,
+    ),
+    (
+        WriteOutcomeUnknownError(uuid.UUID(ORDER)),
+        503,
+        f"the order database did not confirm the write in time; the order may exist: "
+        f"GET /orders/{ORDER} tells (404 means it was not stored)",
+        "1",
+        None,
+        True,
+    ),
 ]
 
 
@@ -101,6 +131,11 @@ def test_each_use_case_error_answers_with_its_problem(case):
     assert body["status"] == status and body["detail"] == detail
     assert body.get("errors") == errors
     assert body.get("instance") == (PATH if has_instance else None)
+
+
+def test_an_unknown_write_outcome_points_at_where_the_order_would_be():
+    response = answer_to(WriteOutcomeUnknownError(uuid.UUID(ORDER)))
+    assert response.headers["location"] == f"/orders/{ORDER}"
 
 
 def test_every_mapped_error_has_a_case_here():
