@@ -40,36 +40,14 @@ def _illegal(request: AnyRequest, exc: IllegalTransitionError) -> Response[Any]:
     )
 
 
-def _changing(request: AnyRequest, exc: ConcurrencyConflictError) -> Response[Any]:
-    return problem(
-        409, "the order is changing; retry shortly", headers=RETRY_SOON, instance=request.url.path
-    )
+def _fixed(status: int, detail: str, *, retry_soon: bool = False) -> Handler:
+    """A problem whose answer does not depend on the error: status, detail, maybe Retry-After."""
 
+    def answer(request: AnyRequest, exc: Exception) -> Response[Any]:
+        headers = RETRY_SOON if retry_soon else None
+        return problem(status, detail, headers=headers, instance=request.url.path)
 
-def _gateway_down(request: AnyRequest, exc: PaymentGatewayError) -> Response[Any]:
-    return problem(
-        503,
-        "the payment gateway is unavailable; retry shortly",
-        headers=RETRY_SOON,
-        instance=request.url.path,
-    )
-
-
-def _key_reused(request: AnyRequest, exc: IdempotencyKeyReusedError) -> Response[Any]:
-    return problem(
-        422,
-        "this Idempotency-Key was already used with a different body",
-        instance=request.url.path,
-    )
-
-
-def _key_in_flight(request: AnyRequest, exc: IdempotencyKeyInFlightError) -> Response[Any]:
-    return problem(
-        409,
-        "a request with this Idempotency-Key is still in progress",
-        headers=RETRY_SOON,
-        instance=request.url.path,
-    )
+    return answer
 
 
 def _field_error(field: str, message: str, request: AnyRequest) -> Response[Any]:
@@ -98,22 +76,10 @@ def _count_db_unavailable(request: AnyRequest) -> None:
 
 def _db_unavailable(request: AnyRequest, exc: DatabaseUnavailableError) -> Response[Any]:
     _count_db_unavailable(request)
-    return problem(
-        503,
-        "the order database is unavailable; retry shortly",
-        headers=RETRY_SOON,
-        instance=request.url.path,
-    )
+    return _DB_DOWN(request, exc)
 
 
-def _db_busy(request: AnyRequest, exc: LockTimeoutError) -> Response[Any]:
-    # The transaction waited too long for a lock and was rolled back: nothing committed.
-    return problem(
-        503,
-        "the order database is busy (a lock wait timed out); nothing was stored, retry",
-        headers=RETRY_SOON,
-        instance=request.url.path,
-    )
+_DB_DOWN = _fixed(503, "the order database is unavailable; retry shortly", retry_soon=True)
 
 
 def _outcome_unknown(request: AnyRequest, exc: WriteOutcomeUnknownError) -> Response[Any]:
@@ -132,14 +98,25 @@ def _outcome_unknown(request: AnyRequest, exc: WriteOutcomeUnknownError) -> Resp
 PROBLEMS: dict[type[Exception], Handler] = {
     OrderNotFoundError: _not_found,
     IllegalTransitionError: _illegal,
-    ConcurrencyConflictError: _changing,
-    PaymentGatewayError: _gateway_down,
-    IdempotencyKeyReusedError: _key_reused,
-    IdempotencyKeyInFlightError: _key_in_flight,
+    ConcurrencyConflictError: _fixed(409, "the order is changing; retry shortly", retry_soon=True),
+    PaymentGatewayError: _fixed(
+        503, "the payment gateway is unavailable; retry shortly", retry_soon=True
+    ),
+    IdempotencyKeyReusedError: _fixed(
+        422, "this Idempotency-Key was already used with a different body"
+    ),
+    IdempotencyKeyInFlightError: _fixed(
+        409, "a request with this Idempotency-Key is still in progress", retry_soon=True
+    ),
     UnacceptableStartTimeError: _bad_start,
     InvalidCursorError: _bad_cursor,
     DatabaseUnavailableError: _db_unavailable,
-    LockTimeoutError: _db_busy,
+    # The transaction waited too long for a lock and was rolled back: nothing committed.
+    LockTimeoutError: _fixed(
+        503,
+        "the order database is busy (a lock wait timed out); nothing was stored, retry",
+        retry_soon=True,
+    ),
     WriteOutcomeUnknownError: _outcome_unknown,
 }
 
