@@ -23,6 +23,10 @@ __all__ = ["Supervisor", "TaskMetrics"]
 
 log = get_logger(__name__)
 
+# What a stop body may take beyond its drain: cancelling its consumer (5 s at most), closing
+# the ack batcher and its channels (5 s at most each).
+STOP_BODY_MARGIN = 15.0
+
 Body = Callable[[], Awaitable[object]]
 Probe = Callable[[], bool]
 Check = Callable[[], Awaitable[bool]]
@@ -152,7 +156,11 @@ class Supervisor:
         for task in self._tasks.values():
             if task.stop is not None:
                 try:
-                    await asyncio.wait_for(task.stop(), timeout)
+                    # A stop body bounds its own drain by ``timeout`` and then still cancels its
+                    # consumer, flushes its held acks and closes its channels: cutting it off at
+                    # the same ``timeout`` would skip exactly those acks (redelivery, not loss,
+                    # but work done twice). The margin only ends a stop body that hangs.
+                    await asyncio.wait_for(task.stop(), timeout + STOP_BODY_MARGIN)
                 except Exception as exc:
                     log.warning("task_stop_failed", task=task.name, error=repr(exc))
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]

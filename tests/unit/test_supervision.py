@@ -4,6 +4,7 @@ readiness and in the task_up gauge (DESIGN.md §4 rule 9)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 
@@ -154,3 +155,26 @@ async def test_stop_cancels_a_consumer_still_waiting_for_the_broker_at_once():
     await supervisor.stop()
     assert drained == [True]
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_stop_body_that_drains_for_its_whole_timeout_still_flushes_its_acks():
+    supervisor = Supervisor(Metrics("stopflush"))
+    consuming = asyncio.Event()
+    flushed: list[bool] = []
+
+    async def consume() -> None:
+        consuming.set()
+        await asyncio.Event().wait()
+
+    async def stop_body() -> None:
+        # As the consumer runner does: its drain waits up to the timeout, then it settles.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), 0.2)
+        await asyncio.sleep(0.05)  # cancel the consumer, close the ack batcher
+        flushed.append(True)
+
+    supervisor.add("consumer:q", consume, healthy=consuming.is_set, stop=stop_body)
+    supervisor.start()
+    await asyncio.wait_for(consuming.wait(), 2)
+    await supervisor.stop(timeout=0.2)
+    assert flushed == [True], "the stop body was cut off before its acks went out"
