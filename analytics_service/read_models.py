@@ -197,23 +197,27 @@ def revenue_response(
     )
 
 
+def _ranked(entries: Sequence[RankedEntry], id_field: str) -> list[dict[str, object]]:
+    return [
+        {
+            "rank": n,
+            id_field: e.id,
+            "currency": e.currency,
+            "revenue": money(e.revenue),
+            "order_count": e.order_count,
+            "quantity": e.quantity,
+        }
+        for n, e in enumerate(entries, start=1)
+    ]
+
+
 def top_products_response(
     limit: int, currency: str | None, entries: Sequence[RankedEntry]
 ) -> TopProductsResponse:
     return TopProductsResponse(
         limit=limit,
         currency=currency,
-        items=[
-            RankedProduct(
-                rank=n,
-                product_id=e.id,
-                currency=e.currency,
-                revenue=money(e.revenue),
-                order_count=e.order_count,
-                quantity=e.quantity,
-            )
-            for n, e in enumerate(entries, start=1)
-        ],
+        items=msgspec.convert(_ranked(entries, "product_id"), list[RankedProduct]),
     )
 
 
@@ -223,17 +227,7 @@ def top_customers_response(
     return TopCustomersResponse(
         limit=limit,
         currency=currency,
-        items=[
-            RankedCustomer(
-                rank=n,
-                customer_id=e.id,
-                currency=e.currency,
-                revenue=money(e.revenue),
-                order_count=e.order_count,
-                quantity=e.quantity,
-            )
-            for n, e in enumerate(entries, start=1)
-        ],
+        items=msgspec.convert(_ranked(entries, "customer_id"), list[RankedCustomer]),
     )
 
 
