@@ -7,10 +7,9 @@ import json
 import time
 from typing import Any
 
-import aio_pika
-
 from common.testing import wait_until
-from tests.e2e.system import RABBITMQ_URL, RunningSystem
+from tests.e2e.system import RunningSystem
+from tests.faults.copies import EventTap
 from tests.faults.harness import SteadyLoad, partition
 from tests.faults.parking import SHIPPED_RETRY_DELAYS
 from tests.faults.poison import (
@@ -36,42 +35,22 @@ async def duplicates_and_poison(sizes: Sizes) -> None:
         RunningSystem(env=part.env(), retry_delays=SHIPPED_RETRY_DELAYS) as system,
     ):
         topology = system.topology.topology()
-        connection = await aio_pika.connect_robust(RABBITMQ_URL)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            tap = await channel.declare_queue(exclusive=True)
-            await tap.bind(topology.exchange, routing_key="order.#")
-            exchange = await channel.get_exchange(topology.exchange, ensure=False)
+        async with EventTap(system) as tap:
+            channel = await tap.usable_channel()
             poison = poison_messages()
-            duplicated: list[str] = []
             counts: dict[str, int] = {"poison": len(poison)}
 
             async def inject(load: SteadyLoad, cycle: int) -> float:
                 taken = 0
                 while taken < sizes.warmup_orders:
-                    message = await tap.get(no_ack=True, fail=False, timeout=5)
-                    if message is None:
+                    # Each real event arrives three times in all.
+                    got = await tap.republish(sizes.warmup_orders - taken, copies=2)
+                    if got == 0:
                         await load.wait_accepted(load.accepted_so_far + 1)
-                        continue
-                    taken += 1
-                    for _ in range(2):  # each real event arrives three times in all
-                        await exchange.publish(
-                            aio_pika.Message(
-                                message.body,
-                                content_type=message.content_type,
-                                message_id=message.message_id,
-                                type=message.type,
-                                headers=dict(message.headers or {}),
-                                timestamp=message.timestamp,
-                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            ),
-                            routing_key=message.routing_key or "order.created",
-                            mandatory=True,
-                        )
-                    duplicated.append(str(message.message_id))
+                    taken += got
                 await publish_poison(channel, topology.exchange, poison)
-                counts["duplicated_events"] = len(duplicated)
-                counts["extra_copies_published"] = 2 * len(duplicated)
+                counts["duplicated_events"] = len(tap.republished)
+                counts["extra_copies_published"] = 2 * len(tap.republished)
                 return time.monotonic()
 
             await run_with_faults(
