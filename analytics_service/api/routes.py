@@ -12,14 +12,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
 from analytics_service.aggregation import InvalidRangeError, plan_buckets
-from analytics_service.api.schemas import (
-    AuditRequest,
+from analytics_service.api.schemas import AuditRequest, validate_audit_body
+from analytics_service.read_models import (
     AuditResponse,
     RevenueResponse,
     SummaryResponse,
     TopCustomersResponse,
     TopProductsResponse,
-    validate_audit_body,
 )
 from analytics_service.services import AnalyticsQueries
 from common.http import FieldError, RequestValidationError, problem_responses

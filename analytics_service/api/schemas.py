@@ -1,5 +1,5 @@
 """Request bodies of the analytics API (msgspec); the response bodies are the read models of
-analytics_service/read_models.py, re-exported here for the routes."""
+analytics_service/read_models.py."""
 
 from __future__ import annotations
 
@@ -7,34 +7,9 @@ import uuid
 
 import msgspec
 
-from analytics_service.read_models import (
-    AuditResponse,
-    RevenueResponse,
-    SummaryResponse,
-    TopCustomersResponse,
-    TopProductsResponse,
-    audit_response,
-    revenue_response,
-    summary_response,
-    top_customers_response,
-    top_products_response,
-)
 from common.http import FieldError, MalformedRequestError
 
-__all__ = [
-    "AuditRequest",
-    "AuditResponse",
-    "RevenueResponse",
-    "SummaryResponse",
-    "TopCustomersResponse",
-    "TopProductsResponse",
-    "audit_response",
-    "revenue_response",
-    "summary_response",
-    "top_customers_response",
-    "top_products_response",
-    "validate_audit_body",
-]
+__all__ = ["AuditRequest", "validate_audit_body"]
 
 
 class AuditRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -15,11 +15,11 @@ from analytics_service.aggregation import (
     delta,
     diff,
 )
-from analytics_service.api.schemas import summary_response
 from analytics_service.event_facts import fact_from_event
 from analytics_service.handlers import AnalyticsHandler
 from analytics_service.metrics import ApplyMetrics
 from analytics_service.ports import SummaryRows
+from analytics_service.read_models import summary_response
 from common.events import OutgoingEnvelope, decode_envelope, decode_event_data, encode_envelope
 from common.messaging.consumer import Delivery
 from common.messaging.outcomes import Ack, Outcome
