@@ -108,6 +108,7 @@ class Container:
                 topology=settings.topology.topology(),
                 metrics=OutboxMetrics(registry_metrics),
                 batch_size=settings.relay_batch_size,
+                batches_in_flight=settings.relay_batches_in_flight,
                 poll_interval=settings.relay_poll_interval,
                 linger_seconds=settings.relay_linger_seconds,
                 max_attempts=settings.outbox_max_attempts,

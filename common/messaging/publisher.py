@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from common.messaging.connection import connect_robust_forever
+from common.messaging.topology import Topology, declare_for_publishing
 
 __all__ = [
     "ConfirmingPublisher",
     "OutgoingMessage",
     "PublishResult",
+    "open_confirming_publisher",
 ]
 
 
@@ -105,3 +110,21 @@ class ConfirmingPublisher:
 
     async def publish(self, message: OutgoingMessage, timeout: float = 10.0) -> PublishResult:
         return (await self.publish_many([message], timeout=timeout))[0]
+
+
+async def open_confirming_publisher(
+    url: str, *, client_name: str, topology: Topology
+) -> tuple[AbstractRobustConnection, ConfirmingPublisher]:
+    """A connection of its own (retried until the broker answers), the topology declared for
+    publishing, and a publisher on a confirm-mode channel of it."""
+    connection = await connect_robust_forever(url, client_name=client_name)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await declare_for_publishing(connection, topology)
+    except BaseException:
+        # Connected but not usable (channel or topology refused, or cancelled): close it, or
+        # every retry leaves one more open connection behind.
+        with contextlib.suppress(Exception):
+            await connection.close()
+        raise
+    return connection, ConfirmingPublisher(channel, topology.exchange)

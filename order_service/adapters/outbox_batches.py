@@ -1,4 +1,5 @@
-"""One relay batch: publish with pipelined confirms, then mark the confirmed rows sent and
+"""One relay batch: publish with pipelined confirms, then mark the confirmed rows sent (a
+handed-over batch: soon, with other batches) and
 spend an attempt of each row the broker refused on its own (an outage spends none)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.messaging import tracing as messaging_tracing
 from common.messaging.publisher import ConfirmingPublisher
 from common.observability import get_logger
+from order_service.adapters.outbox_marks import SentMarks
 from order_service.adapters.outbox_store import (
     OutboxMetrics,
     OutboxStore,
@@ -31,18 +33,21 @@ class OutboxBatches:
         engine: AsyncEngine,
         store: OutboxStore,
         metrics: OutboxMetrics,
+        marks: SentMarks,
         *,
         exchange: str,
         confirm_timeout: float,
     ) -> None:
         self._engine = engine
+        self._marks = marks
         self._store = store
         self._metrics = metrics
         self._exchange = exchange
         self._confirm_timeout = confirm_timeout
 
     async def fresh(self, publisher: ConfirmingPublisher, batch: list[OutboxEvent]) -> int:
-        """Publish rows handed over after their commit; mark the confirmed ones sent."""
+        """Publish rows handed over after their commit; the confirmed ones are marked sent
+        soon after, together with other batches' (``SentMarks``)."""
         started = time.perf_counter()
         messages = [event_message(e) for e in batch]
         results = await messaging_tracing.publish_many(
@@ -51,15 +56,13 @@ class OutboxBatches:
             destination=self._exchange,
             timeout=self._confirm_timeout,
         )
-        sent = [str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok]
+        self._marks.add([str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok])
         outage = broker_outage(results)
         rejected = (
             [] if outage else [(e, r) for e, r in zip(batch, results, strict=True) if not r.ok]
         )
-        if sent or rejected:
+        if rejected:
             async with self._engine.begin() as conn:
-                if sent:
-                    await self._store.mark_sent(conn, outbox.c.event_id.in_(sent))
                 for event, result in rejected:
                     # A handed-over row is fresh from its commit: this was its first attempt.
                     await self._store.record_failure(

@@ -13,19 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.messaging.connection import connect_robust_forever
-from common.messaging.publisher import ConfirmingPublisher
-from common.messaging.topology import Topology, declare_for_publishing
+from common.messaging.publisher import ConfirmingPublisher, open_confirming_publisher
+from common.messaging.topology import Topology
 from common.observability import get_logger
 from common.supervision import Supervisor
+from order_service.adapters.handoff import HandoffPipeline
 from order_service.adapters.outbox_batches import OutboxBatches
+from order_service.adapters.outbox_marks import SentMarks
 from order_service.adapters.outbox_store import (
     OutboxMetrics,
     OutboxStore,
@@ -56,18 +56,16 @@ class OutboxRelay:
         max_attempts: int = 10,
         retry_base_seconds: float = 1.0,
         retry_max_seconds: float = 300.0,
+        batches_in_flight: int = 4,
     ) -> None:
-        self._engine = engine
         self._url = rabbitmq_url
         self._topology = topology
         self._metrics = metrics
         self._batch_size = batch_size
         self._poll_interval = poll_interval
-        self._confirm_timeout = confirm_timeout
         self._client_name = client_name
         self._linger = linger_seconds
-        self._recovery_grace = recovery_grace
-        self._grace_delta = timedelta(seconds=recovery_grace)
+        self._grace = timedelta(seconds=recovery_grace)
         store = OutboxStore(
             engine,
             metrics,
@@ -79,16 +77,26 @@ class OutboxRelay:
             retry_max_seconds=retry_max_seconds,
         )
         self._store = store
+        self._marks = SentMarks(engine, store)
         self._batches = OutboxBatches(
-            engine, store, metrics, exchange=topology.exchange, confirm_timeout=confirm_timeout
+            engine,
+            store,
+            metrics,
+            self._marks,
+            exchange=topology.exchange,
+            confirm_timeout=confirm_timeout,
         )
-        # Bounded: past it, committed rows simply wait for recovery instead of memory.
-        self._fresh: deque[OutboxEvent] = deque(maxlen=max_handoff)
         self._wake = asyncio.Event()
+        self._handoff = HandoffPipeline(
+            lambda batch: self.publish_fresh(batch),
+            self._wake.set,
+            batch_size=batch_size,
+            max_in_flight=batches_in_flight,
+            max_rows=max_handoff,
+        )
         self._stopping = False
         self._stopped = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
         self._publisher: ConfirmingPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
@@ -119,7 +127,7 @@ class OutboxRelay:
 
     def handoff(self, events: Sequence[OutboxEvent]) -> None:
         """Called after a commit with the outbox rows it wrote: publish them now."""
-        self._fresh.extend(events)
+        self._handoff.add(events)
         self._wake.set()
 
     def notify(self) -> None:
@@ -157,19 +165,9 @@ class OutboxRelay:
 
     # -- publishing ------------------------------------------------------------------------
     async def _connect(self) -> None:
-        connection = await connect_robust_forever(self._url, client_name=self._client_name)
-        try:
-            self._connection = connection
-            self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            await declare_for_publishing(connection, self._topology)
-        except BaseException:
-            # Connected but not usable (channel or topology refused, or cancelled): close it,
-            # or every retry leaves one more open connection behind.
-            self._connection = self._channel = None
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise
-        self._publisher = ConfirmingPublisher(self._channel, self._topology.exchange)
+        self._connection, self._publisher = await open_confirming_publisher(
+            self._url, client_name=self._client_name, topology=self._topology
+        )
         self._ready.set()
         log.info("relay_connected", exchange=self._topology.exchange)
 
@@ -183,9 +181,10 @@ class OutboxRelay:
         if self._connection is not None:  # restarted after a failure: start from scratch
             with contextlib.suppress(Exception):
                 await self._connection.close()
-            self._connection = self._channel = None
+            self._connection = None
             self._publisher = None
-            self._fresh.clear()
+            self._handoff.rows.clear()
+        await self._handoff.settle(cancel=True)
         backoff = 0.2
         connect_task: asyncio.Task[None] | None = asyncio.create_task(self._connect())
         try:
@@ -197,7 +196,8 @@ class OutboxRelay:
                             error=repr(connect_task.exception()),
                             retry_in=backoff,
                         )
-                        self._fresh.clear()  # the broker is away: recovery publishes them later
+                        # The broker is away: recovery publishes them later.
+                        self._handoff.rows.clear()
                         await self._pause(backoff)
                         backoff = min(backoff * 2, 5.0)
                         connect_task = asyncio.create_task(self._connect())
@@ -207,10 +207,16 @@ class OutboxRelay:
                 self._metrics.connected.set(1 if self.connected else 0)
                 if self._publisher is not None:
                     try:
-                        while self._fresh:
-                            await self.publish_fresh()
+                        self._handoff.reap()
+                        self._handoff.start()
+                        if self._stopping:
+                            await self._handoff.flush()
                         now = time.monotonic()
                         if now >= self._next_recovery or self._stopping:
+                            # Recovery claims rows older than the grace period; a handed-over
+                            # row still in flight could be one of them under a long backlog.
+                            await self._handoff.wait()
+                            await self._marks.settle()
                             while await self.publish_pending() >= self._batch_size:
                                 pass
                             self._next_recovery = now + self._poll_interval
@@ -221,15 +227,16 @@ class OutboxRelay:
                         if self._stopping:  # nothing more can be flushed; rows stay pending
                             return
                         # Handed-over rows not yet confirmed stay pending: recovery finds them.
-                        self._fresh.clear()
+                        self._handoff.rows.clear()
+                        await self._handoff.settle(cancel=False)
                         log.warning("relay_publish_failed", error=repr(exc), retry_in=backoff)
                         await self._pause(backoff)
                         backoff = min(backoff * 2, 5.0)
                         continue
                 if self._stopping:
                     return
-                if self._publisher is None and self._fresh and self._stale(self._fresh[0]):
-                    self._fresh.clear()  # not connected for a while: recovery takes them
+                if self._publisher is None:  # not connected for a while: recovery takes them
+                    self._handoff.drop_older_than(self._grace)
                 wait = (
                     self._poll_interval
                     if self._publisher is None
@@ -245,19 +252,17 @@ class OutboxRelay:
         finally:
             if connect_task is not None and not connect_task.done():
                 connect_task.cancel()
-
-    def _stale(self, event: OutboxEvent) -> bool:
-        return datetime.now(UTC) - event.occurred_at > self._grace_delta
+            self._handoff.cancel()
+            self._marks.cancel()
 
     async def _pause(self, seconds: float) -> None:
         """Sleep that ends early on stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
 
-    async def publish_fresh(self) -> int:
-        """Publish up to a batch of handed-over rows, then mark the confirmed ones sent."""
+    async def publish_fresh(self, batch: list[OutboxEvent]) -> int:
+        """Publish a batch of handed-over rows; the confirmed ones are marked sent soon after."""
         assert self._publisher is not None
-        batch = [self._fresh.popleft() for _ in range(min(self._batch_size, len(self._fresh)))]
         return await self._batches.fresh(self._publisher, batch)
 
     async def publish_pending(self) -> int:

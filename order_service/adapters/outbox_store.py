@@ -48,7 +48,8 @@ class OutboxMetrics:
             "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row"
         )
         self.batch_seconds = metrics.histogram(
-            "outbox_publish_batch_seconds", "Time to claim, publish and mark one outbox batch"
+            "outbox_publish_batch_seconds",
+            "Time to publish one outbox batch until confirmed (a recovery batch: claim to mark)",
         )
         self.connected = metrics.gauge(
             "broker_connected", "1 while the relay's broker connection is open"

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.messaging import publisher as publisher_module
 from common.messaging.connection import connect_robust_forever
 from common.messaging.topology import TopologySettings, apply_topology
 from common.observability import Metrics
 from common.testing import unique_name, wait_until
 from common.utc import naive_utc
-from order_service.adapters import outbox_relay
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.adapters.pruner import Pruner, PrunerMetrics
 from order_service.adapters.tables import idempotency_keys, outbox
@@ -245,7 +245,7 @@ async def test_a_relay_connection_that_fails_after_connecting_is_closed_not_leak
         opened.append(connection)
         return connection
 
-    monkeypatch.setattr(outbox_relay, "connect_robust_forever", recording_connect)
+    monkeypatch.setattr(publisher_module, "connect_robust_forever", recording_connect)
     relay = _relay(engine, order_settings, cleanup_topology)
     relay.start()
     try:

@@ -8,6 +8,7 @@ from structlog.testing import capture_logs
 
 from common.testing import wait_until
 from order_service.adapters.outbox_relay import OutboxRelay
+from order_service.ports import OutboxEvent
 from tests.integration.orders.conftest import metric_value
 from tests.integration.orders.test_orders_api import order_body
 
@@ -22,10 +23,10 @@ async def test_a_relay_that_crashes_is_restarted_and_publishes_again(
     real_publish, real_pause = OutboxRelay.publish_fresh, OutboxRelay._pause
     crashes: list[int] = []
 
-    async def fail_once(self: OutboxRelay) -> int:
+    async def fail_once(self: OutboxRelay, batch: list[OutboxEvent]) -> int:
         if not crashes:
             raise RuntimeError("a publish failure, which the loop handles with a pause")
-        return await real_publish(self)
+        return await real_publish(self, batch)
 
     async def crash_in_the_pause(self: OutboxRelay, seconds: float) -> None:
         if not crashes:

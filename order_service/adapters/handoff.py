@@ -1,0 +1,103 @@
+"""Rows handed to the relay after their commit, published as batches with several in flight.
+
+A batch's confirms wait on the broker's disk writes. With one batch at a time the relay
+managed one batch per confirm cycle and every commit queued behind it; near saturation that
+cycle, not the CPU, bounded the rate and the end-to-end latency. Several batches now await
+their confirms at once. Their order on the broker may differ from commit order, as after any
+retry: consumers fold by order version and deduplicate by event_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from order_service.ports import OutboxEvent
+
+__all__ = ["PIPELINE_MIN_ROWS", "HandoffPipeline"]
+
+# Rows waiting before a further batch starts while one is in flight: a trickle joins the next
+# batch instead, since a batch costs a confirm round and a mark whatever its size.
+PIPELINE_MIN_ROWS = 100
+
+Publish = Callable[[list[OutboxEvent]], Coroutine[Any, Any, int]]
+
+
+class HandoffPipeline:
+    def __init__(
+        self,
+        publish: Publish,
+        on_batch_done: Callable[[], None],
+        *,
+        batch_size: int,
+        max_in_flight: int,
+        max_rows: int,
+    ) -> None:
+        self._publish = publish
+        self._on_batch_done = on_batch_done
+        self._batch_size = batch_size
+        self._max_in_flight = max_in_flight
+        # Bounded: past it, committed rows simply wait for recovery instead of memory.
+        self.rows: deque[OutboxEvent] = deque(maxlen=max_rows)
+        self._in_flight: set[asyncio.Task[int]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def add(self, events: Iterable[OutboxEvent]) -> None:
+        self.rows.extend(events)
+
+    def drop_older_than(self, age: timedelta) -> None:
+        """Forget the waiting rows once the oldest is this old: recovery publishes them."""
+        if self.rows and datetime.now(UTC) - self.rows[0].occurred_at > age:
+            self.rows.clear()
+
+    def start(self) -> None:
+        """Start batches of the waiting rows while slots are free."""
+        while self.rows and len(self._in_flight) < self._max_in_flight:
+            if self._in_flight and len(self.rows) < PIPELINE_MIN_ROWS:
+                return
+            batch = [self.rows.popleft() for _ in range(min(self._batch_size, len(self.rows)))]
+            task = asyncio.create_task(self._publish(batch), name="outbox-relay-batch")
+            self._in_flight.add(task)
+            # A finished batch frees a slot (and may carry an error): the relay looks again.
+            task.add_done_callback(lambda _: self._on_batch_done())
+
+    def reap(self) -> None:
+        """Forget finished batches; raise the first one's error (the relay backs off)."""
+        done = [t for t in self._in_flight if t.done()]
+        self._in_flight.difference_update(done)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+
+    async def wait(self) -> None:
+        """Until every batch in flight has ended; raises the first error."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+            self.reap()
+
+    async def flush(self) -> None:
+        """Publish every waiting row and wait for every batch (on stop)."""
+        while self.rows or self._in_flight:
+            self.start()
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            self.reap()
+
+    async def settle(self, *, cancel: bool) -> None:
+        """Let (or make) every batch in flight end, errors ignored: their unconfirmed rows
+        stay pending in the outbox, where recovery finds them."""
+        tasks = list(self._in_flight)
+        self._in_flight.clear()
+        for task in tasks if cancel else ():
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def cancel(self) -> None:
+        for task in self._in_flight:
+            task.cancel()
