@@ -76,10 +76,12 @@ class NotificationSettings:
     # Two workers and a short linger: each batch costs two Redis round trips and its acks
     # whatever its size, and at a steady trickle four workers without a linger made batches of
     # one or two events. Under a backlog batches fill at once and the linger never applies.
+    # 0.1 s rather than 0.02: at 60 orders/s the worker's CPU per order fell by a quarter, and
+    # a notification 80 ms later is news to no one (docs/benchmark.md).
     concurrency: int = setting("NOTIFY_CONCURRENCY", 2, "batches handled at once", min_value=1)
     batch_linger_seconds: float = setting(
         "NOTIFY_BATCH_LINGER_SECONDS",
-        0.02,
+        0.1,
         "wait this long for more events before handling a small batch: adds at most this to a"
         " notification's latency when events trickle",
         min_value=0.0,
