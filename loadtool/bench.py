@@ -45,6 +45,7 @@ from loadtool.client import HttpConnection, HttpError, parse_target
 from loadtool.generator import GeneratorConfig, OrderGenerator
 from loadtool.metrics import parse_counters, sum_counter
 from loadtool.otlp_sink import OtlpSink
+from loadtool.quiet import wait_until_quiet
 from loadtool.report import report_json
 from loadtool.runner import LoadConfig, run_load
 from loadtool.stats import rate, summarize
@@ -241,9 +242,18 @@ class Phases:
         return data
 
     async def get(self, ids: Sequence[str]) -> dict[str, Any]:
-        self.console.print(f"[cyan]cached GET /orders/{{id}}, c={self.cfg.concurrency} ...[/]")
+        # The last rung may have left work behind that would share the cores with the GETs.
+        quiet = await wait_until_quiet(
+            self.components, ignore=NOT_PIPELINE, timeout=self.cfg.audit_timeout
+        )
+        self.console.print(
+            f"[cyan]cached GET /orders/{{id}}, c={self.cfg.concurrency} "
+            f"({'quiet after ' + str(quiet) + ' s' if quiet is not None else 'never quiet'}) ...[/]"
+        )
         components = self.components()
-        return await _get_phase(self.cfg, self.endpoints.order_url, ids, components)
+        data = await _get_phase(self.cfg, self.endpoints.order_url, ids, components)
+        data["quiet_after_s"] = quiet
+        return data
 
 
 def _pipeline(rows: dict[str, Any], orders: int) -> dict[str, Any]:
