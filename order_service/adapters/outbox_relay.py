@@ -209,13 +209,12 @@ class OutboxRelay:
                     try:
                         self._handoff.reap()
                         self._handoff.start()
-                        if self._stopping:
-                            await self._handoff.flush()
                         now = time.monotonic()
                         if now >= self._next_recovery or self._stopping:
                             # Recovery claims rows older than the grace period; a handed-over
-                            # row still in flight could be one of them under a long backlog.
-                            await self._handoff.wait()
+                            # row still waiting or in flight could be one of them under a long
+                            # backlog, so those go first (and on stop, all of them go).
+                            await self._handoff.flush()
                             await self._marks.settle()
                             while await self.publish_pending() >= self._batch_size:
                                 pass
