@@ -10,7 +10,6 @@ period, as a crash between confirm and mark always did; consumers deduplicate by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -58,8 +57,8 @@ class SentMarks:
         stop). Raises when the database refuses; the rows stay to be marked."""
         if self._task is not None:
             task, self._task = self._task, None
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # wait, not await: the relay's own cancellation (stop) must still reach it.
+            await asyncio.wait([task])
         await self.flush()
 
     def cancel(self) -> None:
