@@ -8,7 +8,16 @@ from pathlib import Path
 
 from loadtool import cpu
 from loadtool.audit import SAGA_FINAL_STATES, AnalyticsRecord, evaluate, notified_final
-from loadtool.bench import SAGA_OFF, SAGA_ON, BenchConfig, headline, kept_up, ladder
+from loadtool.bench import (
+    SAGA_OFF,
+    SAGA_ON,
+    BenchConfig,
+    build_parser,
+    config_from_args,
+    headline,
+    kept_up,
+    ladder,
+)
 from loadtool.runner import AcceptedOrder
 from loadtool.system import exit_codes, procfile_env
 
@@ -221,3 +230,11 @@ def test_headline_takes_the_highest_rate_that_kept_up():
     assert rows["get_cached_per_s"]["system"] == 7000.0
     assert rows["cpu_ms_per_order_saga_on"]["system"] == 5.0
     assert rows["cpu_ms_per_order_saga_on"]["must"] == "<= 6"
+
+
+def test_quick_bench_waits_for_quiet_far_less_than_its_test_allows() -> None:
+    # The CI smoke has 480 s in all; a machine that never goes quiet must not spend them here.
+    quick = config_from_args(build_parser().parse_args(["--quick"]))
+    full = config_from_args(build_parser().parse_args([]))
+    assert quick.quiet_timeout <= 15.0
+    assert full.quiet_timeout >= 60.0
