@@ -56,7 +56,10 @@ class OutboxBatches:
             destination=self._exchange,
             timeout=self._confirm_timeout,
         )
-        self._marks.add([str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok])
+        self._marks.add(
+            [str(e.event_id) for e, r in zip(batch, results, strict=True) if r.ok],
+            min(e.occurred_at for e in batch),
+        )
         outage = broker_outage(results)
         rejected = (
             [] if outage else [(e, r) for e, r in zip(batch, results, strict=True) if not r.ok]

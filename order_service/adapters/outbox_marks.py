@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,24 +38,37 @@ class SentMarks:
         self._linger = linger
         self._max_pending = max_pending
         self._pending: list[str] = []
+        # When the oldest row waiting for its mark occurred: recovery must not claim it.
+        self.oldest: datetime | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def add(self, event_ids: Sequence[str]) -> None:
-        """Confirmed rows to mark soon."""
+    def add(self, event_ids: Sequence[str], occurred: datetime) -> None:
+        """Confirmed rows to mark soon; ``occurred``: when the oldest of them occurred."""
         if not event_ids:
             return
         if len(self._pending) < self._max_pending:  # past it recovery republishes (deduped)
             self._pending.extend(event_ids)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush_later(), name="outbox-marks")
+            self.oldest = occurred if self.oldest is None else min(self.oldest, occurred)
+        if self._timer is None and (self._task is None or self._task.done()):
+            # A timer, not a sleeping task: settle() ends the linger at once instead of
+            # waiting it out (it once held a recovery pass, and the stream, for 0.1 s).
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._timer = None
+        self._task = asyncio.create_task(self._flush_logged(), name="outbox-marks")
 
     async def settle(self) -> None:
         """Mark everything confirmed so far (before recovery looks for unmarked rows, and on
         stop). Raises when the database refuses; the rows stay to be marked."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             task, self._task = self._task, None
             # wait, not await: the relay's own cancellation (stop) must still reach it.
@@ -62,6 +76,9 @@ class SentMarks:
         await self.flush()
 
     def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -69,16 +86,18 @@ class SentMarks:
     async def flush(self) -> None:
         while self._pending:
             ids, self._pending = self._pending, []
+            oldest, self.oldest = self.oldest, None
             try:
                 async with self._engine.begin() as conn:
                     await self._store.mark_sent(conn, outbox.c.event_id.in_(ids))
             except BaseException:
                 # Kept for the next try; lost only with the process (then republished).
                 self._pending[:0] = ids[: self._max_pending]
+                if oldest is not None:
+                    self.oldest = oldest if self.oldest is None else min(self.oldest, oldest)
                 raise
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._linger)
+    async def _flush_logged(self) -> None:
         try:
             await self.flush()
         except Exception as exc:

@@ -23,7 +23,7 @@ from common.messaging.publisher import ConfirmingPublisher, open_confirming_publ
 from common.messaging.topology import Topology
 from common.observability import get_logger
 from common.supervision import Supervisor
-from order_service.adapters.handoff import HandoffPipeline
+from order_service.adapters.handoff import HandoffPipeline, recover
 from order_service.adapters.outbox_batches import OutboxBatches
 from order_service.adapters.outbox_marks import SentMarks
 from order_service.adapters.outbox_store import (
@@ -211,13 +211,14 @@ class OutboxRelay:
                         self._handoff.start()
                         now = time.monotonic()
                         if now >= self._next_recovery or self._stopping:
-                            # Recovery claims rows older than the grace period; a handed-over
-                            # row still waiting or in flight could be one of them under a long
-                            # backlog, so those go first (and on stop, all of them go).
-                            await self._handoff.flush()
-                            await self._marks.settle()
-                            while await self.publish_pending() >= self._batch_size:
-                                pass
+                            await recover(
+                                self._handoff,
+                                self._marks,
+                                self.publish_pending,
+                                batch_size=self._batch_size,
+                                grace=self._grace,
+                                everything=self._stopping,
+                            )
                             self._next_recovery = now + self._poll_interval
                         backoff = 0.2
                     except Exception as exc:

@@ -1,5 +1,6 @@
 """The relay's handed-over rows: several batches await their confirms at once, a trickle joins
-the next batch, and confirmed rows of many batches are marked sent in one transaction."""
+the next batch, confirmed rows of many batches are marked sent in one transaction, and a
+recovery pass waits for held rows only when the claim could take them too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from order_service.adapters.handoff import PIPELINE_MIN_ROWS, HandoffPipeline
+from order_service.adapters.handoff import PIPELINE_MIN_ROWS, HandoffPipeline, recover
 from order_service.adapters.outbox_marks import SentMarks
 from order_service.ports import OutboxEvent
 
@@ -145,7 +146,7 @@ async def test_confirmed_rows_of_several_batches_are_marked_in_one_transaction()
     db = MarkingDatabase()
     marks = marks_on(db, linger=0.1)
     for confirmed in (["a", "b"], ["c"], ["d"]):  # batches confirmed a few ms apart
-        marks.add(confirmed)
+        marks.add(confirmed, datetime.now(UTC))
         await asyncio.sleep(0.005)
     await marks.settle()
     assert db.transactions == [["a", "b", "c", "d"]]
@@ -155,10 +156,114 @@ async def test_marks_the_database_refused_are_kept_and_marked_later() -> None:
     db = MarkingDatabase()
     marks = marks_on(db)
     db.down = True
-    marks.add(["a"])
+    marks.add(["a"], datetime.now(UTC))
     with pytest.raises(ConnectionError):
         await marks.settle()
     assert marks.pending == 1 and db.transactions == []
     db.down = False
     await marks.settle()
     assert db.transactions == [["a"]] and marks.pending == 0
+
+
+GRACE = timedelta(seconds=5)
+
+
+class Claims:
+    """The recovery claim: how often it ran and what was marked by then."""
+
+    def __init__(self, db: MarkingDatabase | None = None) -> None:
+        self.calls = 0
+        self.marked_before: list[list[list[str]]] = []
+        self._db = db
+
+    async def claim_batch(self) -> int:
+        self.calls += 1
+        self.marked_before.append(list(self._db.transactions) if self._db else [])
+        return 0
+
+
+async def test_a_recovery_pass_does_not_wait_for_young_rows_in_flight() -> None:
+    broker = SlowBroker()  # never confirms
+    handoff = pipeline(broker)
+    handoff.add(event() for _ in range(10))
+    handoff.start()
+    claims = Claims()
+    marks = marks_on(MarkingDatabase())
+    await asyncio.wait_for(
+        recover(handoff, marks, claims.claim_batch, batch_size=100, grace=GRACE), 1.0
+    )
+    assert claims.calls == 1 and handoff.in_flight == 1
+    handoff.cancel()
+
+
+async def test_rows_in_flight_near_the_grace_period_are_confirmed_before_the_claim() -> None:
+    broker = SlowBroker()
+    handoff = pipeline(broker)
+    handoff.add([event(age=timedelta(seconds=3))])
+    handoff.start()
+    handoff.add(event() for _ in range(5))  # young rows waiting behind the old batch
+    claims = Claims()
+    marks = marks_on(MarkingDatabase())
+    task = asyncio.create_task(
+        recover(handoff, marks, claims.claim_batch, batch_size=100, grace=GRACE)
+    )
+    await asyncio.sleep(0.05)
+    assert claims.calls == 0  # still waiting for the confirm
+    broker.confirm.set()
+    await asyncio.wait_for(task, 1.0)
+    assert claims.calls == 1 and handoff.in_flight == 0 and not handoff.rows
+    assert handoff.oldest() is None
+
+
+async def test_rows_awaiting_their_mark_near_the_grace_period_are_marked_before_the_claim() -> None:
+    db = MarkingDatabase()
+    marks = marks_on(db, linger=10.0)
+    marks.add(["young"], datetime.now(UTC))
+    claims = Claims(db)
+    await recover(pipeline(SlowBroker()), marks, claims.claim_batch, batch_size=100, grace=GRACE)
+    assert claims.marked_before == [[]] and marks.pending == 1  # young: left to its linger
+    marks.add(["old"], datetime.now(UTC) - timedelta(seconds=3))
+    # Marked at once: settling ends the 10 s linger instead of waiting it out.
+    await asyncio.wait_for(
+        recover(pipeline(SlowBroker()), marks, claims.claim_batch, batch_size=100, grace=GRACE),
+        1.0,
+    )
+    assert claims.marked_before[1] == [["young", "old"]] and marks.oldest is None
+
+
+async def test_on_stop_a_recovery_pass_publishes_and_marks_every_held_row_first() -> None:
+    broker = SlowBroker()
+    broker.confirm.set()
+    handoff = pipeline(broker)
+    handoff.add(event() for _ in range(3))
+    db = MarkingDatabase()
+    marks = marks_on(db, linger=10.0)
+    marks.add(["confirmed"], datetime.now(UTC))
+    claims = Claims(db)
+    await recover(handoff, marks, claims.claim_batch, batch_size=100, grace=GRACE, everything=True)
+    assert sum(len(b) for b in broker.batches) == 3 and claims.marked_before == [[["confirmed"]]]
+
+
+async def test_a_recovery_pass_claims_until_a_batch_comes_back_short() -> None:
+    counts = iter([100, 100, 7])
+    calls = 0
+
+    async def claim_batch() -> int:
+        nonlocal calls
+        calls += 1
+        return next(counts)
+
+    marks = marks_on(MarkingDatabase())
+    await recover(pipeline(SlowBroker()), marks, claim_batch, batch_size=100, grace=GRACE)
+    assert calls == 3
+
+
+async def test_a_refused_mark_keeps_its_age_for_recovery() -> None:
+    db = MarkingDatabase()
+    marks = marks_on(db, linger=10.0)
+    old = datetime.now(UTC) - timedelta(seconds=4)
+    marks.add(["a"], old)
+    db.down = True
+    with pytest.raises(ConnectionError):
+        await marks.settle()
+    assert marks.oldest == old
