@@ -89,6 +89,9 @@ class BenchConfig:
     # Offered rates as fractions of the saturation phase's end-to-end rate, tried in ascending
     # order until one does not keep up; ``rates`` replaces them with absolute rates.
     ladder: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0, 1.15)
+    # Rungs past the ladder's top, each 15 % higher, while the last one kept up: a top rung that
+    # kept up says only that the system does at least that much.
+    climb: int = 3
     rates: tuple[float, ...] = ()
     rate_duration: float = 15.0
     rate_count: int | None = None
@@ -131,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             warmup_count=50,
             saturation_count=300,
             ladder=(0.5,),
+            climb=0,
             rates=(),
             rate_count=150,
             e2e_p99_rate=None,
@@ -348,11 +352,18 @@ async def _cache_hits(order_url: str) -> tuple[float, float] | None:
 
 def ladder(cfg: BenchConfig, estimate: float, *, saga: bool) -> list[float]:
     """Offered rates to try, ascending: fractions of the saturation phase's end-to-end rate
-    (or ``--rates``), plus the e2e-p99 rate with the saga on."""
+    (or ``--rates``), plus the e2e-p99 rate with the saga on, then the climb above the top."""
     rates = list(cfg.rates) or [max(1.0, round(f * estimate)) for f in cfg.ladder]
     if saga and cfg.e2e_p99_rate is not None:
         rates.append(cfg.e2e_p99_rate)
-    return sorted(set(rates))
+    rates = sorted(set(rates))
+    # Rates given by hand are tried as given.
+    return rates if cfg.rates or not rates else rates + climb_rates(cfg, rates[-1])
+
+
+def climb_rates(cfg: BenchConfig, top: float) -> list[float]:
+    """The rungs above ``top``, tried only while each one below kept up."""
+    return [float(round(top * 1.15**i)) for i in range(1, cfg.climb + 1)]
 
 
 async def run_configuration(

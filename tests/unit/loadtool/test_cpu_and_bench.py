@@ -202,10 +202,16 @@ def test_kept_up_needs_a_clean_audit_a_short_drain_and_the_offered_rate():
 
 
 def test_ladder_is_ascending_with_the_e2e_rate_for_the_saga():
-    cfg = BenchConfig(ladder=(0.5, 1.0))
+    cfg = BenchConfig(ladder=(0.5, 1.0), climb=0)
     assert ladder(cfg, 400, saga=True) == [200, 300, 400]
     assert ladder(cfg, 400, saga=False) == [200, 400]
     assert ladder(BenchConfig(rates=(700.0, 500.0)), 1, saga=False) == [500, 700]
+
+
+def test_ladder_climbs_past_its_top_so_a_top_rung_that_kept_up_is_not_the_figure():
+    cfg = BenchConfig(ladder=(0.5, 1.0), climb=2)
+    assert ladder(cfg, 800, saga=False) == [400, 800, 920, 1058]
+    assert ladder(cfg, 200, saga=True) == [100, 200, 300, 345, 397]
 
 
 def test_headline_takes_the_highest_rate_that_kept_up():
