@@ -244,3 +244,10 @@ def test_quick_bench_waits_for_quiet_far_less_than_its_test_allows() -> None:
     full = config_from_args(build_parser().parse_args([]))
     assert quick.quiet_timeout <= 15.0
     assert full.quiet_timeout >= 60.0
+
+
+def test_open_loop_rungs_have_their_own_connection_count() -> None:
+    cfg = config_from_args(build_parser().parse_args(["--concurrency", "8"]))
+    assert (cfg.concurrency, cfg.rate_concurrency) == (8, 64)
+    cfg = config_from_args(build_parser().parse_args(["--rate-concurrency", "128"]))
+    assert (cfg.concurrency, cfg.rate_concurrency) == (16, 128)
