@@ -3,11 +3,14 @@ reporting the double (a fault run that passes is only worth something if this on
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,9 +31,11 @@ from notification_worker.notifiers import SmtpChannel, WebhookChannel
 from notification_worker.planning import Notification
 from notification_worker.settings import SmtpSettings, WebhookSettings
 from notification_worker.templates import Rendered
+from tests.faults.sends import await_deliveries
 from tests.faults.write_paths import match_write_paths
 from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
 from tests.support.smtp_receiver import SmtpReceiver
+from tests.support.webhook_receiver import Delivery as SendDelivery
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -196,3 +201,58 @@ def test_unkeyed_requests_are_matched_to_what_was_committed_and_doubles_are_repo
     assert paths.lost == []
     lost = match_write_paths(sent, answered, [], rows[:1])
     assert lost.lost == ["a1"]
+
+
+class _ConfirmedOrders:
+    """The analytics side of the delivery wait: every order confirmed."""
+
+    async def analytics_records(self, ids: Sequence[str]) -> tuple[list[Any], bool]:
+        return [SimpleNamespace(order_id=i, status="confirmed") for i in ids], True
+
+
+def _backlog(count: int) -> tuple[list[AcceptedOrder], list[SendDelivery], list[SendDelivery]]:
+    orders = [
+        AcceptedOrder(order_id=str(uuid.uuid4()), total_amount=Decimal(1), currency="USD")
+        for _ in range(count)
+    ]
+    due = [
+        SendDelivery(f"{o.order_id}:{kind}", o.order_id, kind, None)
+        for o in orders
+        for kind in ("created", "confirmed")
+    ]
+    return orders, due, []
+
+
+async def _await(orders: list[AcceptedOrder], arrived: list[SendDelivery], **bounds: float) -> Any:
+    return await await_deliveries(
+        cast(Any, _ConfirmedOrders()),
+        cast(Any, SimpleNamespace(deliveries=arrived)),
+        cast(Any, SimpleNamespace(deliveries=arrived)),
+        orders,
+        settle=0.0,
+        **bounds,
+    )
+
+
+async def test_the_wait_for_notifications_goes_on_while_a_backlog_still_drains() -> None:
+    orders, due, arrived = _backlog(3)
+
+    async def drain() -> None:  # one notification every 0.2 s: 1.2 s, past the 0.5 s bound
+        for delivery in due:
+            await asyncio.sleep(0.2)
+            arrived.append(delivery)
+
+    draining = asyncio.create_task(drain())
+    verdict = await _await(orders, arrived, timeout=0.5, stall=0.6)
+    await draining
+    assert verdict.complete, verdict.channels["webhook"].missing
+
+
+async def test_the_wait_for_notifications_ends_once_nothing_more_arrives() -> None:
+    orders, due, arrived = _backlog(2)
+    arrived.extend(due[:-1])  # the last notification never comes
+    started = time.monotonic()
+    verdict = await _await(orders, arrived, timeout=0.5, stall=0.3)
+    assert not verdict.complete
+    assert verdict.channels["webhook"].missing == [due[-1].key]
+    assert time.monotonic() - started < 1.2  # not the 1.5 s hard bound
