@@ -14,6 +14,7 @@ from notification_worker import dlq
 from tests.integration.notifications.conftest import (
     REDIS_URL,
     audit_of,
+    keys_matching,
     metric,
     order_created,
     publish,
@@ -127,7 +128,7 @@ async def test_a_parked_message_keeps_what_it_sent_so_its_replay_does_not_depend
     # Redis loses the send records (a restart without persistence) before the operator replays.
     redis = Redis.from_url(REDIS_URL)
     try:
-        await redis.delete(*[k async for k in redis.scan_iter(match=f"{redis_prefix}:sent:*")])
+        await redis.delete(*await keys_matching(redis, f"{redis_prefix}:sent:*"))
     finally:
         await redis.aclose()
     assert len(await dlq.replay(amqp, spec)) == 1

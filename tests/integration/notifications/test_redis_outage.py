@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from common.testing import TcpProxy, wait_until
 from tests.integration.notifications.conftest import (
     REDIS_URL,
+    keys_matching,
     metric,
     order_created,
     publish,
@@ -54,7 +55,7 @@ async def test_a_webhook_sent_while_redis_refuses_its_record_is_not_sent_again_w
         )
 
         async def leases_expired() -> bool:
-            return not [k async for k in direct.scan_iter(match=f"{redis_prefix}:sent:*")]
+            return not await keys_matching(direct, f"{redis_prefix}:sent:*")
 
         # Outage longer than the claim's lease (0.5 s timeout + 5 s margin).
         await wait_until(leases_expired, timeout=15, message="the send's lease to expire")
