@@ -92,14 +92,9 @@ class HandoffPipeline:
             if error is not None:
                 raise error
 
-    async def wait(self) -> None:
-        """Until every batch in flight has ended; raises the first error."""
-        if self._in_flight:
-            await asyncio.wait(list(self._in_flight))
-            self.reap()
-
     async def flush(self) -> None:
-        """Publish every waiting row and wait for every batch (on stop)."""
+        """Publish every waiting row and wait for every batch (on stop, and before a recovery
+        pass when a held row nears the grace period)."""
         while self.rows or self._in_flight:
             self.start()
             await asyncio.wait(list(self._in_flight), return_when=asyncio.FIRST_COMPLETED)

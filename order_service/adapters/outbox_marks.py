@@ -53,7 +53,7 @@ class SentMarks:
             return
         if len(self._pending) < self._max_pending:  # past it recovery republishes (deduped)
             self._pending.extend(event_ids)
-            self.oldest = occurred if self.oldest is None else min(self.oldest, occurred)
+            self.oldest = _earlier(self.oldest, occurred)
         if self._timer is None and (self._task is None or self._task.done()):
             # A timer, not a sleeping task: settle() ends the linger at once instead of
             # waiting it out (it once held a recovery pass, and the stream, for 0.1 s).
@@ -93,8 +93,7 @@ class SentMarks:
             except BaseException:
                 # Kept for the next try; lost only with the process (then republished).
                 self._pending[:0] = ids[: self._max_pending]
-                if oldest is not None:
-                    self.oldest = oldest if self.oldest is None else min(self.oldest, oldest)
+                self.oldest = _earlier(self.oldest, oldest)
                 raise
 
     async def _flush_logged(self) -> None:
@@ -104,3 +103,7 @@ class SentMarks:
             # The relay meets the same database trouble in its next recovery pass and backs
             # off there; these rows wait for the next mark.
             log.warning("outbox_mark_failed", rows=len(self._pending), error=repr(exc))
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)

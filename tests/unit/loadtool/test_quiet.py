@@ -12,20 +12,21 @@ from loadtool import cpu
 from loadtool.quiet import busy_cores, wait_until_quiet
 
 
-@pytest.fixture
-def spinning() -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+def _python(code: str) -> Iterator[int]:
+    proc = subprocess.Popen([sys.executable, "-c", code])
     yield proc.pid
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def spinning() -> Iterator[int]:
+    yield from _python("while True: pass")
 
 
 @pytest.fixture
 def sleeping() -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
+    yield from _python("import time; time.sleep(60)")
 
 
 def test_busy_cores_leave_out_the_load_generator_and_the_ignored() -> None:

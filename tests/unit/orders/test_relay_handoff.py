@@ -66,9 +66,7 @@ async def test_a_backlog_is_published_as_several_batches_awaiting_confirms_at_on
     assert [len(b) for b in broker.batches] == [100, 100, 100, 100]
     assert handoff.in_flight == 4 and len(handoff.rows) == 50  # every slot taken
     broker.confirm.set()
-    await handoff.wait()
-    handoff.start()
-    await handoff.wait()
+    await handoff.flush()
     assert [len(b) for b in broker.batches][4:] == [50] and not handoff.rows
 
 
@@ -82,9 +80,7 @@ async def test_a_trickle_waits_for_the_batch_in_flight_and_joins_the_next() -> N
     await asyncio.sleep(0)
     assert [len(b) for b in broker.batches] == [1]
     broker.confirm.set()
-    await handoff.wait()
-    handoff.start()
-    await handoff.wait()
+    await handoff.flush()
     assert [len(b) for b in broker.batches] == [1, PIPELINE_MIN_ROWS - 1]
 
 
@@ -96,7 +92,7 @@ async def test_a_failed_batch_surfaces_its_error_to_the_relay() -> None:
     broker.fail = RuntimeError("not confirmed: the broker is away")
     broker.confirm.set()
     with pytest.raises(RuntimeError, match="broker is away"):
-        await handoff.wait()
+        await handoff.flush()
 
 
 async def test_on_stop_every_waiting_row_is_published() -> None:
