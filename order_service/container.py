@@ -17,11 +17,11 @@ from common.observability import Metrics, get_logger
 from common.redis_client import redis_client
 from common.supervision import Supervisor
 from order_service.adapters.cache import RedisOrderCache
-from order_service.adapters.fulfilment_store import MySqlFulfilmentStore
 from order_service.adapters.group_commit import GroupCommitOrderWriter
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.adapters.payments import SimulatedPaymentGateway
 from order_service.adapters.pruner import Pruner, PrunerMetrics
+from order_service.adapters.transition_store import MySqlTransitionStore
 from order_service.api.schemas import render_order
 from order_service.fulfilment import FulfilmentHandler, FulfilmentWorker, SchedulerHandler
 from order_service.lifecycle import LifecycleService
@@ -144,8 +144,9 @@ class Container:
             error_rate=settings.payment_error_rate,
             latency=settings.payment_latency_seconds,
         )
+        transitions = MySqlTransitionStore(engine)
         lifecycle = LifecycleService(
-            lambda: SqlUnitOfWork(engine),
+            transitions,
             cache,
             gateway,
             render=render_order,
@@ -170,7 +171,7 @@ class Container:
                 scheduler_queue=settings.topology.scheduler_queue,
                 fulfilment=FulfilmentHandler(
                     FulfilmentSaga(
-                        MySqlFulfilmentStore(engine),
+                        transitions,
                         cache,
                         gateway,
                         lifecycle,

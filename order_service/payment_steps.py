@@ -9,7 +9,7 @@ from datetime import datetime
 from common.observability import get_logger
 from order_service.domain.fulfilment import PAYMENT_PENDING, payment_record
 from order_service.domain.order import Order
-from order_service.ports import PaymentGateway, PaymentRecord, UnitOfWork
+from order_service.ports import BatchWrites, PaymentGateway, PaymentRecord, TransitionStore
 
 __all__ = ["PaymentSteps"]
 
@@ -19,11 +19,11 @@ log = get_logger(__name__)
 class PaymentSteps:
     def __init__(
         self,
-        uow_factory: Callable[[], UnitOfWork],
+        store: TransitionStore,
         gateway: PaymentGateway,
         clock: Callable[[], datetime],
     ) -> None:
-        self._uow_factory = uow_factory
+        self._store = store
         self._gateway = gateway
         self._clock = clock
 
@@ -32,16 +32,11 @@ class PaymentSteps:
 
         A pending record commits before the gateway is called, so a charge whose answer was
         never stored is still known (and refunded if the order ends up cancelled)."""
-        async with self._uow_factory() as uow:
-            known = await uow.payments.get(order.order_id)
+        known = await self.payment(order)
         if known is not None and known.status != PAYMENT_PENDING:
             return known
         if known is None:
-            async with self._uow_factory() as uow:
-                await uow.payments.add_intents(
-                    [payment_record(order, PAYMENT_PENDING, self._clock())]
-                )
-                await uow.commit()
+            await self._store.add_intents([payment_record(order, PAYMENT_PENDING, self._clock())])
         result = await self._gateway.charge(
             idempotency_key=str(order.order_id), amount=order.total_amount, currency=order.currency
         )
@@ -52,38 +47,32 @@ class PaymentSteps:
             payment_id=result.payment_id,
             decline_reason=result.decline_reason,
         )
-        async with self._uow_factory() as uow:
-            await uow.payments.save_answers([answer])
-            await uow.commit()
-        async with self._uow_factory() as uow:
-            stored = await uow.payments.get(order.order_id)
+        # Only a pending record takes the answer: a recorded one (a concurrent saga batch's,
+        # the same by the gateway's key) stays, and is what the caller gets.
+        async with self._store.lock([order.order_id], ()) as locked:
+            await locked.commit(BatchWrites(now=answer.charged_at, answers=[answer]))
+        stored = await self.payment(order)
         assert stored is not None
         return stored
 
-    async def charge_in_flight(self, order: Order) -> bool:
-        async with self._uow_factory() as uow:
-            payment = await uow.payments.get(order.order_id)
-        return payment is not None and payment.status == PAYMENT_PENDING
+    async def payment(self, order: Order) -> PaymentRecord | None:
+        _, payments = await self._store.read([order.order_id])
+        return payments.get(order.order_id)
 
-    async def refund(self, order: Order) -> tuple[str | None, str | None]:
-        async with self._uow_factory() as uow:
-            ids = await self.refund_within(uow, order)
-            await uow.commit()
-        return ids
+    async def refund(self, payment: PaymentRecord | None) -> tuple[str | None, str | None]:
+        """Refund a charged payment once (keyed by order id); returns (payment_id, refund_id).
 
-    async def refund_within(self, uow: UnitOfWork, order: Order) -> tuple[str | None, str | None]:
-        """Refund a charged payment once (keyed by order id); returns (payment_id, refund_id)."""
-        payment = await uow.payments.get(order.order_id)
+        The caller commits the refund id (``BatchWrites.refunds``) in the transaction that holds
+        the order's row lock; a payment that already has one is not refunded again."""
         if payment is None or payment.status == "declined" or payment.payment_id is None:
             return None, None
         if payment.refund_id is not None:
             return payment.payment_id, payment.refund_id
         result = await self._gateway.refund(
-            idempotency_key=str(order.order_id),
+            idempotency_key=str(payment.order_id),
             payment_id=payment.payment_id,
             amount=payment.amount,
             currency=payment.currency,
         )
-        await uow.payments.record_refund(order.order_id, result.refund_id, self._clock())
-        log.info("payment_refunded", order_id=str(order.order_id), refund_id=result.refund_id)
+        log.info("payment_refunded", order_id=str(payment.order_id), refund_id=result.refund_id)
         return payment.payment_id, result.refund_id

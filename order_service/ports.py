@@ -17,7 +17,6 @@ from order_service.domain.order import Order
 __all__ = [
     "BatchWrites",
     "ChargeResult",
-    "FulfilmentBatchStore",
     "IdempotencyRecord",
     "IdempotencyRepository",
     "LockedBatch",
@@ -26,14 +25,12 @@ __all__ = [
     "OrderPage",
     "OrderRepository",
     "OutboxEvent",
-    "OutboxRepository",
     "PaymentGateway",
     "PaymentGatewayError",
     "PaymentGatewayUnavailableError",
     "PaymentRecord",
-    "PaymentRepository",
     "RefundResult",
-    "StockRepository",
+    "TransitionStore",
     "UnitOfWork",
     "WriteOutcomeUnknownError",
 ]
@@ -68,62 +65,16 @@ class OrderPage:
 
 
 class OrderRepository(Protocol):
-    async def add(self, order: Order) -> None: ...
-    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        """``for_update`` locks the row until the unit of work ends."""
+    """Reads of the request path. Writes go through the NewOrderWriter (new orders) and the
+    TransitionStore (every later change), never through here."""
 
-    async def update(self, order: Order, *, expected_version: int) -> bool:
-        """Write ``order`` only if the stored version is still ``expected_version``
-        (optimistic concurrency); False when another update got there first."""
-
-    async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None: ...
-    async def get_many(
-        self, order_ids: Collection[uuid.UUID], *, for_update: bool = False
-    ) -> dict[uuid.UUID, Order]: ...
-    async def save_states(self, changed: Sequence[Order]) -> None:
-        """Write the new status/version of orders locked by this unit of work."""
-
-    async def add_transitions(self, entries: Sequence[tuple[uuid.UUID, TimelineEntry]]) -> None: ...
-    async def timelines(
-        self, order_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, list[TimelineEntry]]: ...
+    async def get(self, order_id: uuid.UUID) -> Order | None: ...
     async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
         """Oldest first."""
 
     async def list(
         self, *, customer_id: str | None, status: str | None, limit: int, cursor: str | None
     ) -> OrderPage: ...
-
-
-class StockRepository(Protocol):
-    async def reserve(self, product_id: str, quantity: int, now: datetime) -> bool:
-        """Take ``quantity`` units; False when not enough are left. A product without a
-        stock row is not stock-managed and always succeeds."""
-
-    async def levels(self, product_ids: Collection[str]) -> dict[str, StockLevel]:
-        """Locked levels of the stock-managed products among ``product_ids``."""
-
-    async def save_levels(self, levels: Sequence[StockLevel], now: datetime) -> None: ...
-
-
-class PaymentRepository(Protocol):
-    """The service's own record of what the gateway answered, keyed by order."""
-
-    async def get(self, order_id: uuid.UUID) -> PaymentRecord | None: ...
-    async def add(self, record: PaymentRecord) -> PaymentRecord:
-        """Store the first answer for the order; returns the stored one (the first wins)."""
-
-    async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
-        """Marks the payment refunded once; a second refund record is a no-op."""
-
-    async def get_many(
-        self, order_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, PaymentRecord]: ...
-    async def add_intents(self, records: Sequence[PaymentRecord]) -> None:
-        """Pending records written before the gateway is called; existing rows are kept."""
-
-    async def save_answers(self, records: Sequence[PaymentRecord]) -> None:
-        """The gateway's answers; only a pending (or missing) row takes one."""
 
 
 @dataclass(frozen=True)
@@ -168,11 +119,6 @@ class PaymentGateway(Protocol):
     ) -> RefundResult: ...
 
 
-class OutboxRepository(Protocol):
-    async def add(self, event: OutboxEvent) -> None: ...
-    async def add_many(self, events: Sequence[OutboxEvent]) -> None: ...
-
-
 class IdempotencyRepository(Protocol):
     """Reads stored answers; a key is written with its order (NewOrderWriter)."""
 
@@ -180,16 +126,12 @@ class IdempotencyRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
+    """One connection for the request path's reads (an order with its timeline)."""
+
     @property
     def orders(self) -> OrderRepository: ...
     @property
-    def outbox(self) -> OutboxRepository: ...
-    @property
     def idempotency(self) -> IdempotencyRepository: ...
-    @property
-    def stock(self) -> StockRepository: ...
-    @property
-    def payments(self) -> PaymentRepository: ...
 
     async def __aenter__(self) -> UnitOfWork: ...
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
@@ -199,18 +141,21 @@ class UnitOfWork(Protocol):
 
 @dataclass(frozen=True)
 class BatchWrites:
-    """What one fulfilment batch commits, as multi-row writes."""
+    """What one transaction of transitions commits (a saga batch, or one order's change), as
+    multi-row writes."""
 
-    answers: Sequence[PaymentRecord]
-    states: Sequence[Order]
-    transitions: Sequence[tuple[uuid.UUID, TimelineEntry]]
-    events: Sequence[OutboxEvent]
-    levels: Sequence[StockLevel]
     now: datetime
+    states: Sequence[Order] = ()
+    transitions: Sequence[tuple[uuid.UUID, TimelineEntry]] = ()
+    events: Sequence[OutboxEvent] = ()
+    answers: Sequence[PaymentRecord] = ()
+    levels: Sequence[StockLevel] = ()
+    # (order id, the gateway's refund id): a payment takes its first refund only.
+    refunds: Sequence[tuple[uuid.UUID, str]] = ()
 
 
 class LockedBatch(Protocol):
-    """A batch's orders and stock rows, locked, with what the transaction read."""
+    """Orders and stock rows, locked, with what the transaction read."""
 
     @property
     def orders(self) -> Mapping[uuid.UUID, Order]: ...
@@ -224,8 +169,10 @@ class LockedBatch(Protocol):
     async def commit(self, writes: BatchWrites) -> None: ...
 
 
-class FulfilmentBatchStore(Protocol):
-    """The fulfilment saga's transactions, each in as few round trips as it can be."""
+class TransitionStore(Protocol):
+    """Where every change of an existing order commits: the saga's batches and the one-order
+    path alike (cancellation, scheduled start, refunds), each transaction in as few round trips
+    as it can be. New orders commit through the NewOrderWriter; both write the same rows."""
 
     async def read(
         self, order_ids: Sequence[uuid.UUID]

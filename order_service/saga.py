@@ -33,11 +33,11 @@ from order_service.domain.order import Order
 from order_service.lifecycle import LifecycleService
 from order_service.ports import (
     BatchWrites,
-    FulfilmentBatchStore,
     OrderCache,
     OutboxEvent,
     PaymentGateway,
     PaymentGatewayError,
+    TransitionStore,
 )
 from order_service.services import LockTimeoutError
 
@@ -57,7 +57,7 @@ class FulfilmentRequest:
 class FulfilmentSaga:
     def __init__(
         self,
-        store: FulfilmentBatchStore,
+        store: TransitionStore,
         cache: OrderCache,
         gateway: PaymentGateway,
         one_order: LifecycleService,

@@ -1,4 +1,5 @@
-"""Use cases of the order service: each opens one unit of work and commits it explicitly."""
+"""Use cases of the order service's request path: create an order (through the group-commit writer)
+and read orders (one unit of work per read)."""
 
 from __future__ import annotations
 

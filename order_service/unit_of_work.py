@@ -1,4 +1,5 @@
-"""The MySQL unit of work: one connection, one explicit transaction, DB errors translated."""
+"""The MySQL unit of work of the request path's reads: one connection, one explicit
+transaction (an order and its timeline read together), DB errors translated."""
 
 from __future__ import annotations
 
@@ -9,13 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.messaging.outcomes import DependencyUnavailableError
 from common.mysql import DbErrorKind, classify_db_error
-from order_service.adapters.repository import (
-    MySqlIdempotencyRepository,
-    MySqlOrderRepository,
-    MySqlOutboxRepository,
-    MySqlPaymentRepository,
-    MySqlStockRepository,
-)
+from order_service.adapters.repository import MySqlIdempotencyRepository, MySqlOrderRepository
 from order_service.services import DuplicateKeyError, LockTimeoutError
 
 __all__ = ["DatabaseUnavailableError", "SqlUnitOfWork", "translate_db_error"]
@@ -56,10 +51,7 @@ class SqlUnitOfWork:
                 raise mapped from exc
             raise
         self.orders = MySqlOrderRepository(self._conn)
-        self.outbox = MySqlOutboxRepository(self._conn)
         self.idempotency = MySqlIdempotencyRepository(self._conn)
-        self.stock = MySqlStockRepository(self._conn)
-        self.payments = MySqlPaymentRepository(self._conn)
         return self
 
     async def __aexit__(

@@ -26,6 +26,7 @@ __all__ = [
     "decide_batch",
     "needs_charge",
     "payment_record",
+    "reserve_stock",
 ]
 
 S = OrderStatus
@@ -127,12 +128,12 @@ def _decide(
             failed = transition(order, S.PAYMENT_FAILED, now, reason=payment.decline_reason)
             return FulfilmentDecision("payment_failed", (failed,), (payment.decline_reason,))
         paid = transition(order, S.PAID, now, payment_id=payment.payment_id)
-        if not _reserve(paid.after, levels):
+        if not reserve_stock(paid.after, levels):
             return FulfilmentDecision("rejected", (paid,), (None,), follow_up=True)
         confirmed = transition(paid.after, S.CONFIRMED, now)
         return FulfilmentDecision("confirmed", (paid, confirmed), (None, None))
     if order.status is S.PAID:
-        if not _reserve(order, levels):
+        if not reserve_stock(order, levels):
             return FulfilmentDecision("rejected", follow_up=True)
         return FulfilmentDecision("confirmed", (transition(order, S.CONFIRMED, now),), (None,))
     if order.status is S.CANCELLED:
@@ -145,7 +146,7 @@ def _decide(
     return FulfilmentDecision("duplicate")
 
 
-def _reserve(order: Order, levels: dict[str, StockLevel]) -> bool:
+def reserve_stock(order: Order, levels: dict[str, StockLevel]) -> bool:
     """Take the order's quantity; a product without a stock level is not stock-managed."""
     level = levels.get(order.product_id)
     if level is None:

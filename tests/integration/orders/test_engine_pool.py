@@ -3,6 +3,7 @@ the pool with a transaction still open (it would hold locks and see old data).""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import text
@@ -30,7 +31,7 @@ async def test_connections_return_to_the_pool_without_an_open_transaction():
             await conn.execute(text("SELECT COUNT(*) FROM orders"))
         assert await _in_transaction(engine) == 0
         async with SqlUnitOfWork(engine) as uow:
-            await uow.orders.get_many([])
+            await uow.orders.get(uuid.uuid4())
             await uow.commit()
         assert await _in_transaction(engine) == 0
         async with SqlUnitOfWork(engine):

@@ -12,8 +12,8 @@ import aio_pika
 import pytest
 
 from common.testing import wait_until
-from order_service.domain.lifecycle import transition
 from order_service.domain.order import OrderStatus
+from order_service.lifecycle import ConcurrencyConflictError, _Change
 from order_service.unit_of_work import SqlUnitOfWork
 from tests.integration.orders.conftest import metric_value
 from tests.integration.orders.lifecycle_helpers import (
@@ -192,28 +192,33 @@ async def test_concurrent_cancels_of_one_order_succeed_exactly_once(order_client
         assert await event_types(container, created["id"]) == ["OrderCreated", "OrderCancelled"]
 
 
-async def test_two_updates_from_the_same_version_never_both_commit(order_client):
+async def test_two_transitions_decided_from_the_same_version_never_both_commit(order_client):
     async with order_client(fulfilment_enabled=False) as (client, container):
         created = await place(client)
         order_id = uuid.UUID(created["id"])
-
         async with SqlUnitOfWork(container.engine) as uow:
             snapshot = await uow.orders.get(order_id)
         assert snapshot is not None
 
-        async def update(target: OrderStatus) -> bool:
-            """Both writers decided from the same snapshot, as two racing requests would."""
-            async with SqlUnitOfWork(container.engine) as uow:
-                after = transition(snapshot, target, snapshot.updated_at).after
-                ok = await uow.orders.update(after, expected_version=snapshot.order_version)
-                await uow.commit()
-                return ok
+        async def decide(target: OrderStatus) -> bool:
+            """Both decided from the same snapshot, as two racing consumers would."""
+            try:
+                await container.lifecycle._transition(snapshot, _Change(target), correlation_id="r")
+            except ConcurrencyConflictError:
+                return False
+            return True
 
-        results = await asyncio.gather(update(OrderStatus.PAID), update(OrderStatus.CANCELLED))
+        results = await asyncio.gather(decide(OrderStatus.PAID), decide(OrderStatus.CANCELLED))
         assert sorted(results) == [False, True]
         async with SqlUnitOfWork(container.engine) as uow:
             stored = await uow.orders.get(order_id)
+            timeline = await uow.orders.timeline(order_id)
         assert stored is not None and stored.order_version == 2
+        assert [e.status for e in timeline] == [OrderStatus.CREATED, stored.status]
+        assert await event_types(container, created["id"]) == [
+            "OrderCreated",
+            "OrderPaid" if stored.status is OrderStatus.PAID else "OrderCancelled",
+        ]
 
 
 async def test_orders_can_be_listed_by_every_state(order_client):

@@ -32,8 +32,8 @@ from order_service.saga import FulfilmentSaga
 from order_service.services import OrderService
 from tests.unit.orders.fakes import (
     FakeCache,
-    FakeFulfilmentStore,
     FakeStore,
+    FakeTransitionStore,
     FakeUnitOfWork,
     FakeWriter,
 )
@@ -106,11 +106,10 @@ def make_system(store: FakeStore) -> tuple[OrderService, FulfilmentHandler]:
         idempotency_ttl=timedelta(hours=1),
         schedule_horizon=timedelta(days=30),
     )
-    lifecycle = LifecycleService(
-        lambda: FakeUnitOfWork(store), cache, gateway, render=render_order, clock=clock
-    )
+    transitions = FakeTransitionStore(store)
+    lifecycle = LifecycleService(transitions, cache, gateway, render=render_order, clock=clock)
     saga = FulfilmentSaga(
-        FakeFulfilmentStore(lambda: FakeUnitOfWork(store)),
+        transitions,
         cache,
         gateway,
         lifecycle,

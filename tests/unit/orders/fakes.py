@@ -1,12 +1,13 @@
-"""In-memory fakes for every port of the order service (cosmicpython FakeUnitOfWork)."""
+"""In-memory fakes for every port of the order service."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 from order_service.domain.fulfilment import PAYMENT_PENDING, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
@@ -33,44 +34,14 @@ class FakeStore:
 
 
 class FakeOrders:
-    def __init__(self, store: FakeStore, pending: dict) -> None:
-        self.store, self.pending = store, pending
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
 
-    async def add(self, order: Order) -> None:
-        self.pending.setdefault("orders", []).append(order)
-
-    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+    async def get(self, order_id: uuid.UUID) -> Order | None:
         return self.store.orders.get(order_id)
 
-    async def update(self, order: Order, *, expected_version: int) -> bool:
-        """Version-checked against the committed store and earlier updates in this unit."""
-        pending = {o.order_id: o for o, _ in self.pending.get("updates", [])}
-        current = pending.get(order.order_id) or self.store.orders.get(order.order_id)
-        if current is None or current.order_version != expected_version:
-            return False
-        self.pending.setdefault("updates", []).append((order, expected_version))
-        return True
-
-    async def add_transition(self, order_id: uuid.UUID, entry: TimelineEntry) -> None:
-        self.pending.setdefault("transitions", []).append((order_id, entry))
-
-    async def get_many(self, order_ids, *, for_update: bool = False) -> dict[uuid.UUID, Order]:
-        return {i: self.store.orders[i] for i in order_ids if i in self.store.orders}
-
-    async def save_states(self, changed) -> None:
-        for order in changed:
-            current = self.store.orders[order.order_id]
-            self.pending.setdefault("updates", []).append((order, current.order_version))
-
-    async def add_transitions(self, entries) -> None:
-        self.pending.setdefault("transitions", []).extend(entries)
-
-    async def timelines(self, order_ids) -> dict[uuid.UUID, list[TimelineEntry]]:
-        return {i: await self.timeline(i) for i in order_ids}
-
     async def timeline(self, order_id: uuid.UUID) -> list[TimelineEntry]:
-        pending = [e for oid, e in self.pending.get("transitions", []) if oid == order_id]
-        return [*self.store.timelines.get(order_id, []), *pending]
+        return list(self.store.timelines.get(order_id, []))
 
     async def list(self, *, customer_id, status, limit, cursor) -> OrderPage:
         orders = sorted(self.store.orders.values(), key=lambda o: o.created_at, reverse=True)
@@ -84,168 +55,119 @@ class FakeOrders:
         )
 
 
-class FakeStock:
-    def __init__(self, store: FakeStore, pending: dict) -> None:
-        self.store, self.pending = store, pending
-
-    async def reserve(self, product_id: str, quantity: int, now: datetime) -> bool:
-        if product_id not in self.store.stock:
-            return True
-        taken = sum(q for p, q in self.pending.get("stock", []) if p == product_id)
-        if self.store.stock[product_id] - taken < quantity:
-            return False
-        self.pending.setdefault("stock", []).append((product_id, quantity))
-        return True
-
-    async def levels(self, product_ids) -> dict[str, StockLevel]:
-        return {
-            p: StockLevel(p, self.store.stock[p], 0) for p in product_ids if p in self.store.stock
-        }
-
-    async def save_levels(self, levels, now: datetime) -> None:
-        for level in levels:
-            taken = self.store.stock[level.product_id] - level.available
-            self.pending.setdefault("stock", []).append((level.product_id, taken))
-
-
-class FakePayments:
-    def __init__(self, store: FakeStore, pending: dict) -> None:
-        self.store, self.pending = store, pending
-
-    async def get(self, order_id: uuid.UUID) -> PaymentRecord | None:
-        return self.store.payments.get(order_id)
-
-    async def add(self, record: PaymentRecord) -> PaymentRecord:
-        self.pending.setdefault("payments", []).append(record)
-        return self.store.payments.get(record.order_id, record)
-
-    async def record_refund(self, order_id: uuid.UUID, refund_id: str, now: datetime) -> None:
-        self.pending.setdefault("refunds", []).append((order_id, refund_id))
-
-    async def get_many(self, order_ids) -> dict[uuid.UUID, PaymentRecord]:
-        return {i: self.store.payments[i] for i in order_ids if i in self.store.payments}
-
-    async def add_intents(self, records) -> None:
-        self.pending.setdefault("payments", []).extend(records)
-
-    async def save_answers(self, records) -> None:
-        self.pending.setdefault("answers", []).extend(records)
-
-
-class FakeOutbox:
-    def __init__(self, pending: dict) -> None:
-        self.pending = pending
-
-    async def add(self, event: OutboxEvent) -> None:
-        self.pending.setdefault("outbox", []).append(event)
-
-    async def add_many(self, events) -> None:
-        self.pending.setdefault("outbox", []).extend(events)
-
-
 class FakeIdempotency:
-    def __init__(self, store: FakeStore, pending: dict) -> None:
-        self.store, self.pending = store, pending
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
 
     async def get(self, key: str) -> IdempotencyRecord | None:
         return self.store.keys.get(key)
 
 
 class FakeUnitOfWork:
+    """The request path's reads (writes go through FakeWriter and FakeTransitionStore)."""
+
     def __init__(self, store: FakeStore) -> None:
         self.store = store
-        self.pending: dict = {}
-        self.orders = FakeOrders(store, self.pending)
-        self.outbox = FakeOutbox(self.pending)
-        self.idempotency = FakeIdempotency(store, self.pending)
-        self.stock = FakeStock(store, self.pending)
-        self.payments = FakePayments(store, self.pending)
-        self.committed = False
+        self.orders = FakeOrders(store)
+        self.idempotency = FakeIdempotency(store)
 
     async def __aenter__(self) -> FakeUnitOfWork:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.pending.clear()
+        pass
 
     async def commit(self) -> None:
-        if self.store.fail_commit:
-            raise ConnectionError("database went away")
-        for order in self.pending.get("orders", []):
-            self.store.orders[order.order_id] = order
-        self.store.outbox.extend(self.pending.get("outbox", []))
-        for record in self.pending.get("keys", []):
-            self.store.keys[record.key] = record
-        for order, expected in self.pending.get("updates", []):
-            stored = self.store.orders[order.order_id]
-            if stored.order_version != expected:  # lost the race meanwhile
-                raise AssertionError("an optimistic update was committed over a newer version")
-            self.store.orders[order.order_id] = order
-        for order_id, entry in self.pending.get("transitions", []):
-            self.store.timelines.setdefault(order_id, []).append(entry)
-        for product_id, quantity in self.pending.get("stock", []):
-            self.store.stock[product_id] -= quantity
-        for record in self.pending.get("payments", []):
-            self.store.payments.setdefault(record.order_id, record)
-        for record in self.pending.get("answers", []):
-            known = self.store.payments.get(record.order_id)
-            if known is None or known.status == PAYMENT_PENDING:
-                self.store.payments[record.order_id] = record
-        for order_id, refund_id in self.pending.get("refunds", []):
-            payment = self.store.payments[order_id]
-            if payment.refund_id is None:
-                self.store.payments[order_id] = dataclasses.replace(
-                    payment, status="refunded", refund_id=refund_id
-                )
-        self.committed = True
+        pass
 
     async def rollback(self) -> None:
-        self.pending.clear()
+        pass
 
 
 @dataclasses.dataclass
 class FakeLockedBatch:
-    uow: FakeUnitOfWork
+    store: FakeTransitionStore
     orders: dict
     payments: dict
     levels: dict
     timelines: dict
 
     async def commit(self, writes: BatchWrites) -> None:
-        await self.uow.payments.save_answers(writes.answers)
-        await self.uow.orders.save_states(writes.states)
-        await self.uow.orders.add_transitions(writes.transitions)
-        await self.uow.outbox.add_many(writes.events)
-        await self.uow.stock.save_levels(writes.levels, writes.now)
-        await self.uow.commit()
+        await self.store.commit(self, writes)
 
 
-class FakeFulfilmentStore:
-    """The saga's batch store over a fake unit of work (the MySQL one sends packets)."""
+class FakeTransitionStore:
+    """Every change of an existing order, committed into the FakeStore. Rows are locked as in
+    MySQL (an asyncio lock per order and product, taken sorted), so a gateway call made while
+    a row is locked keeps the others out, as it does there."""
 
-    def __init__(self, uow_factory: Callable[[], FakeUnitOfWork]) -> None:
-        self._uow_factory = uow_factory
+    def __init__(self, store: FakeStore, *, failing_commits: Collection[int] = ()) -> None:
+        self.store = store
+        self.commits = 0
+        # The numbers (1-based) of the commits that fail as if the database went away.
+        self.failing_commits = set(failing_commits)
+        self._locks: dict[object, asyncio.Lock] = {}
 
     async def read(self, order_ids) -> tuple[dict, dict]:
-        async with self._uow_factory() as uow:
-            return await uow.orders.get_many(order_ids), await uow.payments.get_many(order_ids)
+        return self._orders(order_ids), self._payments(order_ids)
 
     async def add_intents(self, records) -> None:
         if records:
-            async with self._uow_factory() as uow:
-                await uow.payments.add_intents(records)
-                await uow.commit()
+            self._count_commit()
+            for record in records:
+                self.store.payments.setdefault(record.order_id, record)
 
     @asynccontextmanager
     async def lock(self, order_ids, product_ids) -> AsyncIterator[FakeLockedBatch]:
-        async with self._uow_factory() as uow:
+        keys = [*sorted(set(order_ids), key=str), *sorted(set(product_ids))]
+        async with contextlib.AsyncExitStack() as held:
+            for key in keys:
+                await held.enter_async_context(self._locks.setdefault(key, asyncio.Lock()))
             yield FakeLockedBatch(
-                uow,
-                await uow.orders.get_many(order_ids, for_update=True),
-                await uow.payments.get_many(order_ids),
-                await uow.stock.levels(product_ids),
-                await uow.orders.timelines(order_ids),
+                self,
+                self._orders(order_ids),
+                self._payments(order_ids),
+                {
+                    p: StockLevel(p, self.store.stock[p], 0)
+                    for p in product_ids
+                    if p in self.store.stock
+                },
+                {i: list(self.store.timelines.get(i, [])) for i in order_ids},
             )
+
+    async def commit(self, locked: FakeLockedBatch, writes: BatchWrites) -> None:
+        self._count_commit()
+        store = self.store
+        for record in writes.answers:
+            known = store.payments.get(record.order_id)
+            if known is None or known.status == PAYMENT_PENDING:
+                store.payments[record.order_id] = record
+        for order in writes.states:
+            if order.order_version <= store.orders[order.order_id].order_version:
+                raise AssertionError("a state was committed over a newer version")
+            store.orders[order.order_id] = order
+        for order_id, entry in writes.transitions:
+            store.timelines.setdefault(order_id, []).append(entry)
+        store.outbox.extend(writes.events)
+        for level in writes.levels:
+            store.stock[level.product_id] = level.available
+        for order_id, refund_id in writes.refunds:
+            payment = store.payments[order_id]
+            if payment.refund_id is None:
+                store.payments[order_id] = dataclasses.replace(
+                    payment, status="refunded", refund_id=refund_id
+                )
+
+    def _count_commit(self) -> None:
+        self.commits += 1
+        if self.store.fail_commit or self.commits in self.failing_commits:
+            raise ConnectionError("database went away")
+
+    def _orders(self, order_ids) -> dict[uuid.UUID, Order]:
+        return {i: self.store.orders[i] for i in order_ids if i in self.store.orders}
+
+    def _payments(self, order_ids) -> dict[uuid.UUID, PaymentRecord]:
+        return {i: self.store.payments[i] for i in order_ids if i in self.store.payments}
 
 
 class FakeCache:

@@ -13,6 +13,7 @@ from msgspec.structs import replace
 from common.events import OrderCancelledV1, OrderCreatedV1, decode_envelope, decode_event_data
 from order_service.adapters.payments import SimulatedPaymentGateway
 from order_service.api.schemas import render_order
+from order_service.domain.fulfilment import payment_record
 from order_service.domain.lifecycle import (
     CANCELLABLE,
     FINAL,
@@ -20,10 +21,15 @@ from order_service.domain.lifecycle import (
     transition,
 )
 from order_service.domain.order import NewOrder, Order, OrderStatus
-from order_service.lifecycle import LifecycleService, OrderNotFoundError
+from order_service.lifecycle import (
+    ConcurrencyConflictError,
+    LifecycleService,
+    OrderNotFoundError,
+    _Change,
+)
 from order_service.order_events import first_event, transition_event
 from order_service.ports import ChargeResult
-from tests.unit.orders.fakes import FakeCache, FakeStore, FakeUnitOfWork
+from tests.unit.orders.fakes import FakeCache, FakeStore, FakeTransitionStore
 
 S = OrderStatus
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -37,7 +43,7 @@ def new_order(amount: str = "10.00", product: str = "prod-1", **over) -> Order:
 def make(store: FakeStore, gateway=None) -> tuple[LifecycleService, SimulatedPaymentGateway]:
     gateway = gateway or SimulatedPaymentGateway()
     service = LifecycleService(
-        lambda: FakeUnitOfWork(store),
+        FakeTransitionStore(store),
         FakeCache(),
         gateway,
         render=render_order,
@@ -181,16 +187,15 @@ async def test_an_order_cancelled_while_its_charge_is_in_flight_is_refunded_and_
 
 async def test_cancelling_a_paid_order_refunds_it_and_says_so_in_the_event():
     store = FakeStore()
-    store.stock["prod-x"] = 0
     service, gateway = make(store)
-    order = seed(store, new_order(product="prod-x"))
-    await service._transition(order, S.PAID, correlation_id="r")  # paid, not yet confirmed
-    store.payments[order.order_id] = await service._payments.charge(store.orders[order.order_id])
+    order = seed(store, transition(new_order(), S.PAID, NOW, payment_id="pay-1").after)
+    store.payments[order.order_id] = payment_record(order, "charged", NOW, payment_id="pay-1")
     await service.cancel(order.order_id, correlation_id="r")
     assert store.orders[order.order_id].status is S.CANCELLED
     cancelled = decode_event_data(decode_envelope(store.outbox[-1].payload))
     assert isinstance(cancelled, OrderCancelledV1)
     assert cancelled.previous_status == "paid" and cancelled.refund_id is not None
+    assert store.payments[order.order_id].refund_id == cancelled.refund_id
     assert len(gateway.refunds) == 1
 
 
@@ -209,16 +214,16 @@ async def test_cancelling_an_unknown_order_is_not_found():
         await service.cancel(uuid.uuid4(), correlation_id="r")
 
 
-async def test_an_update_from_a_stale_version_is_refused_and_never_overwrites():
+async def test_a_transition_decided_on_a_stale_version_is_a_conflict_and_writes_nothing():
     store = FakeStore()
-    order = seed(store, new_order())
-    first, second = FakeUnitOfWork(store), FakeUnitOfWork(store)
-    paid = transition(order, S.PAID, NOW).after
-    cancelled = transition(order, S.CANCELLED, NOW).after
-    assert await first.orders.update(paid, expected_version=order.order_version)
-    await first.commit()
-    assert not await second.orders.update(cancelled, expected_version=order.order_version)
-    assert store.orders[order.order_id].status is S.PAID
+    service, _ = make(store)
+    stale = seed(store, new_order())
+    await service.cancel(stale.order_id, correlation_id="r")
+    written = len(store.outbox)
+    with pytest.raises(ConcurrencyConflictError):
+        await service._transition(stale, _Change(S.PAID), correlation_id="r")
+    assert store.orders[stale.order_id].status is S.CANCELLED
+    assert len(store.outbox) == written
 
 
 # -- scheduled orders ---------------------------------------------------------------------

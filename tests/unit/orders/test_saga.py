@@ -13,18 +13,10 @@ from order_service.domain.order import NewOrder, Order, OrderStatus
 from order_service.lifecycle import LifecycleService
 from order_service.ports import ChargeResult, PaymentGatewayError
 from order_service.saga import FulfilmentRequest, FulfilmentSaga
-from tests.unit.orders.fakes import FakeCache, FakeFulfilmentStore, FakeStore, FakeUnitOfWork
+from tests.unit.orders.fakes import FakeCache, FakeStore, FakeTransitionStore
 
 S = OrderStatus
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-class CountingUnitOfWork(FakeUnitOfWork):
-    commits = 0
-
-    async def commit(self) -> None:
-        await super().commit()
-        CountingUnitOfWork.commits += 1
 
 
 def new_order(amount: str = "10.00", product: str = "prod-1") -> Order:
@@ -34,16 +26,17 @@ def new_order(amount: str = "10.00", product: str = "prod-1") -> Order:
 
 
 def make(
-    store: FakeStore, gateway: SimulatedPaymentGateway | None = None
+    store: FakeStore,
+    gateway: SimulatedPaymentGateway | None = None,
+    transitions: FakeTransitionStore | None = None,
 ) -> tuple[FulfilmentSaga, LifecycleService, SimulatedPaymentGateway, FakeCache]:
     gateway = gateway or SimulatedPaymentGateway()
     cache = FakeCache()
     clock = lambda: NOW + timedelta(seconds=1)  # noqa: E731
-    lifecycle = LifecycleService(
-        lambda: CountingUnitOfWork(store), cache, gateway, render=render_order, clock=clock
-    )
+    transitions = transitions or FakeTransitionStore(store)
+    lifecycle = LifecycleService(transitions, cache, gateway, render=render_order, clock=clock)
     saga = FulfilmentSaga(
-        FakeFulfilmentStore(lambda: CountingUnitOfWork(store)),
+        transitions,
         cache,
         gateway,
         lifecycle,
@@ -62,14 +55,14 @@ def seed(store: FakeStore, *orders: Order) -> list[FulfilmentRequest]:
 
 async def test_a_batch_of_charged_orders_commits_paid_and_confirmed_in_one_transaction():
     store = FakeStore()
-    saga, _, gateway, cache = make(store)
+    transitions = FakeTransitionStore(store)
+    saga, _, gateway, cache = make(store, transitions=transitions)
     orders = [new_order() for _ in range(20)]
     requests = seed(store, *orders)
-    CountingUnitOfWork.commits = 0
     results = await saga.fulfil_batch(requests)
     assert set(results.values()) == {"confirmed"}
     # One commit for the pending payment records, one for every transition of the batch.
-    assert CountingUnitOfWork.commits == 2
+    assert transitions.commits == 2
     assert gateway.charge_calls == 20
     assert [e.event_type for e in store.outbox] == ["OrderPaid", "OrderConfirmed"] * 20
     assert all(store.orders[o.order_id].status is S.CONFIRMED for o in orders)
@@ -100,16 +93,8 @@ async def test_a_charge_whose_answer_was_never_stored_is_refunded_when_the_order
     requests = seed(store, order)
 
     # The gateway charges, then the batch's commit fails: the answer is never stored.
-    class FailSecondCommit(CountingUnitOfWork):
-        async def commit(self) -> None:
-            if CountingUnitOfWork.commits == 1:
-                CountingUnitOfWork.commits += 1
-                raise ConnectionError("database went away")
-            await super().commit()
-
-    CountingUnitOfWork.commits = 0
     failing = FulfilmentSaga(
-        FakeFulfilmentStore(lambda: FailSecondCommit(store)),
+        FakeTransitionStore(store, failing_commits={2}),
         FakeCache(),
         gateway,
         lifecycle,

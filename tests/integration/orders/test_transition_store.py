@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from order_service.adapters.fulfilment_store import MySqlFulfilmentStore
 from order_service.adapters.rows import first_transition_row, order_row
+from order_service.adapters.transition_store import MySqlTransitionStore
 from order_service.container import build_engine
 from order_service.domain.fulfilment import PAYMENT_PENDING, StockLevel, payment_record
 from order_service.domain.lifecycle import TimelineEntry
@@ -132,7 +132,7 @@ async def test_a_batch_that_waits_too_long_for_a_row_lock_raises_and_leaves_no_t
             )
         assert not await _lockable(held), "the holder did not take the lock: no fault happened"
         with pytest.raises(LockTimeoutError):
-            async with MySqlFulfilmentStore(engine).lock([held.order_id, free.order_id], set()):
+            async with MySqlTransitionStore(engine).lock([held.order_id, free.order_id], set()):
                 pytest.fail("the batch was locked although one of its rows was held")
     finally:
         await holder.rollback()
@@ -146,7 +146,7 @@ async def test_leaving_a_locked_batch_without_commit_rolls_it_back_and_releases_
 ):
     order = _order("prod-store-c")
     await _store_new(engine, order)
-    store = MySqlFulfilmentStore(engine)
+    store = MySqlTransitionStore(engine)
     with pytest.raises(RuntimeError):
         async with store.lock([order.order_id], {order.product_id}) as locked:
             assert order.order_id in locked.orders
@@ -167,7 +167,7 @@ async def test_a_committed_batch_is_what_the_next_batch_reads(engine: AsyncEngin
             ),
             {"p": order.product_id, "t": NOW.replace(tzinfo=None)},
         )
-    store = MySqlFulfilmentStore(engine)
+    store = MySqlTransitionStore(engine)
     await store.add_intents([payment_record(order, PAYMENT_PENDING, NOW)])
     orders, payments = await store.read([order.order_id])
     assert orders[order.order_id] == order
@@ -209,13 +209,15 @@ async def test_a_committed_batch_is_what_the_next_batch_reads(engine: AsyncEngin
     async with store.lock([order.order_id], set()) as third:
         await third.commit(
             BatchWrites(
-                answers=[payment_record(order, "declined", NOW, decline_reason="late")],
-                states=[],
-                transitions=[],
-                events=[],
-                levels=[],
-                now=NOW,
+                now=NOW, answers=[payment_record(order, "declined", NOW, decline_reason="late")]
             )
         )
     _, payments = await store.read([order.order_id])
     assert payments[order.order_id].status == "charged"
+    # A payment keeps its first refund: a second refund id (a retried step) is not recorded.
+    for refund_id in ("refund-1", "refund-2"):
+        async with store.lock([order.order_id], set()) as locked:
+            await locked.commit(BatchWrites(now=NOW, refunds=[(order.order_id, refund_id)]))
+    _, payments = await store.read([order.order_id])
+    assert payments[order.order_id].status == "refunded"
+    assert payments[order.order_id].refund_id == "refund-1"

@@ -1,10 +1,13 @@
-"""The fulfilment saga's transactions in multi-statement packets: four round trips per batch.
+"""Every change of an existing order, in multi-statement packets: the saga's batches (four
+round trips each) and the one-order path's transitions (cancellation, scheduled start, refunds:
+a locking read and a write-and-commit). New orders are written by the group commit
+(``group_commit.py``); both build their rows with ``rows.py``.
 
-Through SQLAlchemy a batch took fourteen (three reads and a commit for the intents, then four
-locking reads, five writes, a read-back and the commit); at the rates the system runs, batches
-are small and those fixed costs were most of the saga's CPU. Every packet ends in COMMIT or
-ROLLBACK, or the connection is invalidated: the pool does not roll back on return
-(``build_engine``), so no connection may go back inside a transaction.
+Through SQLAlchemy a saga batch took fourteen round trips (three reads and a commit for the
+intents, then four locking reads, five writes, a read-back and the commit); at the rates the
+system runs, batches are small and those fixed costs were most of the saga's CPU. Every packet
+ends in COMMIT or ROLLBACK, or the connection is invalidated: the pool does not roll back on
+return (``build_engine``), so no connection may go back inside a transaction.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from order_service.domain.order import Order
 from order_service.ports import BatchWrites
 from order_service.unit_of_work import DatabaseUnavailableError, translate_db_error
 
-__all__ = ["MySqlFulfilmentStore"]
+__all__ = ["MySqlTransitionStore"]
 
 _ORDER_COLUMNS = ", ".join(c.name for c in orders.c)
 _PAYMENT_COLUMNS = ", ".join(c.name for c in payments.c)
@@ -114,7 +117,7 @@ class _MySqlLockedBatch:
         await self.packets.run([*_write_statements(self.packets.sql, writes), "COMMIT"])
 
 
-class MySqlFulfilmentStore:
+class MySqlTransitionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
@@ -233,6 +236,15 @@ def _write_statements(sql: SqlText, writes: BatchWrites) -> list[str]:
     if writes.events:
         columns, values = _rows([outbox_row(e) for e in writes.events])
         statements.append(sql.insert("outbox", columns, values))
+    if writes.refunds:
+        now = naive_utc(writes.now)
+        # One statement per refund (a cancellation or rejection refunds one order at a time).
+        statements += [
+            "UPDATE payments SET status = 'refunded', "
+            f"refund_id = {sql.escape(refund_id)}, refunded_at = {sql.escape(now)} "
+            f"WHERE order_id = {sql.escape(str(order_id))} AND refund_id IS NULL"
+            for order_id, refund_id in writes.refunds
+        ]
     if writes.levels:
         now = naive_utc(writes.now)
         statements.append(
