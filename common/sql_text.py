@@ -8,6 +8,7 @@ Multi-statement text sends them in one packet. Every value is escaped by the dri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -18,16 +19,27 @@ __all__ = ["Escape", "SqlText", "fast_escape"]
 Escape = Callable[[Any], str]
 
 
+# The characters a MySQL string literal escapes (pymysql's table): text without any of them reads
+# the same with or without NO_BACKSLASH_ESCAPES, so it needs no escaping at all.
+_ESCAPED = re.compile("[\\x00\\n\\r\\x1a'\"\\\\]")
+
+
 def fast_escape(escape: Escape, escape_string: Callable[[str], str]) -> Escape:
-    """The driver's ``escape`` with the types of a batch (text, int, Decimal, naive datetime)
-    rendered directly: the driver's per-value dispatch was a visible share of a batch's CPU.
-    Text still goes through the driver's ``escape_string``, which honours the server's
-    NO_BACKSLASH_ESCAPES mode."""
+    """The driver's ``escape`` with the types of a batch (text, bytes, int, Decimal, naive
+    datetime) rendered directly: the driver's per-value dispatch and its character-by-character
+    escaping were a visible share of a batch's CPU (an event's payload took ~16 us to escape,
+    its hex literal ~0.6 us). Text that needs escaping still goes through the driver's
+    ``escape_string``, which honours the server's NO_BACKSLASH_ESCAPES mode."""
 
     def render(value: Any) -> str:
         kind = type(value)
         if kind is str:
-            return "'" + escape_string(value) + "'"
+            text: str = value if _ESCAPED.search(value) is None else escape_string(value)
+            return "'" + text + "'"
+        if kind is bytes:
+            # A hex literal is the bytes exactly, whatever the connection's character set.
+            digits: str = value.hex()
+            return "X'" + digits + "'"
         if kind is int:
             return str(value)
         if kind is Decimal:
@@ -50,10 +62,10 @@ class SqlText:
         self._row_alias = row_alias
 
     def values(self, rows: Iterable[Sequence[Any]]) -> str:
-        return ",".join(self.row(r) for r in rows)
+        return ",".join(map(self.row, rows))
 
     def row(self, values: Iterable[Any]) -> str:
-        return "(" + ",".join(self.escape(v) for v in values) + ")"
+        return "(" + ",".join(map(self.escape, values)) + ")"
 
     def _new(self, column: str) -> str:
         return f"new.{column}" if self._row_alias else f"VALUES({column})"

@@ -77,3 +77,13 @@ def test_the_fast_escape_renders_a_batch_s_types_as_the_driver_does():
         True,
     ]
     assert [fast(v) for v in values] == [_escape(v) for v in values]
+
+
+def test_the_fast_escape_escapes_text_exactly_where_the_driver_does():
+    fast = fast_escape(_escape, escape_string)
+    texts = ["plain", "ünïcödé", "50%s", "", *(f"a{c}b" for c in "\0\n\r\x1a'\"\\")]
+    assert [fast(t) for t in texts] == [_escape(t) for t in texts]
+
+
+def test_the_fast_escape_writes_bytes_as_a_hex_literal():
+    assert fast_escape(_escape, escape_string)(b"\x00'\\{}") == "X'00275c7b7d'"
