@@ -27,7 +27,11 @@ from common.observability import get_logger
 from common.supervision import Supervisor
 from order_service.domain.scheduling import Hold, next_step
 from order_service.lifecycle import ConcurrencyConflictError, LifecycleService
-from order_service.ports import PaymentGatewayError, PaymentGatewayUnavailableError
+from order_service.ports import (
+    PaymentGatewayError,
+    PaymentGatewayUnavailableError,
+    TransitionOutcomeUnknownError,
+)
 from order_service.saga import FulfilmentRequest, FulfilmentSaga
 from order_service.services import LockTimeoutError
 from order_service.unit_of_work import DatabaseUnavailableError
@@ -37,7 +41,8 @@ __all__ = ["FulfilmentHandler", "FulfilmentWorker", "SchedulerHandler"]
 log = get_logger(__name__)
 
 # The database cannot be reached, or a lock wait timed out (busy): an outage, not the message.
-_DATABASE_DOWN = (DatabaseUnavailableError, LockTimeoutError)
+# A change whose commit could not be confirmed counts as down too: the redelivery finds it.
+_DATABASE_DOWN = (DatabaseUnavailableError, LockTimeoutError, TransitionOutcomeUnknownError)
 
 
 class FulfilmentHandler:

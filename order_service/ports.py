@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from common.messaging.outcomes import DependencyUnavailableError
 from order_service.domain.fulfilment import PaymentRecord, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
@@ -30,6 +31,7 @@ __all__ = [
     "PaymentGatewayUnavailableError",
     "PaymentRecord",
     "RefundResult",
+    "TransitionOutcomeUnknownError",
     "TransitionStore",
     "UnitOfWork",
     "WriteOutcomeUnknownError",
@@ -94,6 +96,16 @@ class WriteOutcomeUnknownError(Exception):
 
     def __init__(self, order_id: uuid.UUID) -> None:
         super().__init__(f"the outcome of writing order {order_id} is not known yet")
+        self.order_id = order_id
+
+
+class TransitionOutcomeUnknownError(DependencyUnavailableError):
+    """A change of the order was sent with its COMMIT, the connection broke before the answer,
+    and the database could not be asked whether it committed: GET the order to find out. A
+    consumer treats it as an outage (the redelivery finds the order as it stands)."""
+
+    def __init__(self, order_id: uuid.UUID) -> None:
+        super().__init__(f"the outcome of changing order {order_id} is not known yet")
         self.order_id = order_id
 
 
@@ -166,7 +178,11 @@ class LockedBatch(Protocol):
     @property
     def timelines(self) -> Mapping[uuid.UUID, Sequence[TimelineEntry]]: ...
 
-    async def commit(self, writes: BatchWrites) -> None: ...
+    async def commit(self, writes: BatchWrites) -> None:
+        """Commit the writes. When the connection breaks after the COMMIT was sent, the store
+        finds out (by the first event's id) before it answers: it returns if the writes are in,
+        raises DatabaseUnavailableError if they are not, TransitionOutcomeUnknownError if the
+        database cannot be asked (DESIGN.md §4 rule 6)."""
 
 
 class TransitionStore(Protocol):

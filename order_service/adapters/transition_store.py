@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common import tracing
 from common.mysql.errors import answered_by_server
+from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
 from common.utc import naive_utc
 from order_service.adapters.rows import (
@@ -35,14 +37,16 @@ from order_service.adapters.rows import (
     payment_row,
     transition_row,
 )
-from order_service.adapters.tables import order_transitions, orders, payments
+from order_service.adapters.tables import order_transitions, orders, outbox, payments
 from order_service.domain.fulfilment import PaymentRecord, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
-from order_service.ports import BatchWrites
+from order_service.ports import BatchWrites, TransitionOutcomeUnknownError
 from order_service.unit_of_work import DatabaseUnavailableError, translate_db_error
 
 __all__ = ["MySqlTransitionStore"]
+
+log = get_logger(__name__)
 
 _ORDER_COLUMNS = ", ".join(c.name for c in orders.c)
 _PAYMENT_COLUMNS = ", ".join(c.name for c in payments.c)
@@ -67,6 +71,9 @@ class _Packets:
         self._conn = conn
         self._driver = driver
         self.sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=False)
+        # The last packet failed after it was sent, with no answer from the server: whatever
+        # it held (a COMMIT too) may have run.
+        self.unanswered = False
 
     async def run(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
         """Send the statements as one packet; the rows of every statement that has any."""
@@ -86,12 +93,14 @@ class _Packets:
                 # Answered by the server, which stopped at the failing statement.
                 await self.rollback()
             else:
+                self.unanswered = True
                 await self._conn.invalidate()
             raise translate_db_error(exc) or exc from exc
         except asyncio.CancelledError:
             await self._conn.invalidate()
             raise
         except Exception as exc:
+            self.unanswered = True
             await self._conn.invalidate()
             raise DatabaseUnavailableError(repr(exc)) from exc
         return results
@@ -105,6 +114,7 @@ class _Packets:
 
 @dataclass
 class _MySqlLockedBatch:
+    store: MySqlTransitionStore
     packets: _Packets
     orders: dict[uuid.UUID, Order]
     payments: dict[uuid.UUID, PaymentRecord]
@@ -114,12 +124,42 @@ class _MySqlLockedBatch:
 
     async def commit(self, writes: BatchWrites) -> None:
         self.finished = True
-        await self.packets.run([*_write_statements(self.packets.sql, writes), "COMMIT"])
+        try:
+            await self.packets.run([*_write_statements(self.packets.sql, writes), "COMMIT"])
+        except DatabaseUnavailableError:
+            if not (self.packets.unanswered and writes.events):
+                raise
+            # DESIGN.md §4 rule 6: the COMMIT may have run; find out before anyone is answered.
+            # Every transition writes an event, so its outbox row says whether the packet did.
+            # (Writes without one, a payment answer or a refund id, are safe to write again.)
+            event = writes.events[0]
+            committed = await self.store.event_committed(event.event_id)
+            if committed is None:
+                raise TransitionOutcomeUnknownError(event.aggregate_id) from None
+            if not committed:
+                raise
 
 
 class MySqlTransitionStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, resolve_attempts: int = 5) -> None:
         self._engine = engine
+        self._resolve_attempts = resolve_attempts
+
+    async def event_committed(self, event_id: uuid.UUID) -> bool | None:
+        """Whether the event's outbox row is in the database; None if it cannot be asked."""
+        delay = 0.1
+        for _ in range(self._resolve_attempts):
+            try:
+                async with self._engine.connect() as conn:
+                    found = await conn.execute(
+                        select(outbox.c.event_id).where(outbox.c.event_id == str(event_id))
+                    )
+                    return found.first() is not None
+            except Exception as exc:
+                log.warning("transition_outcome_check_failed", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return None
 
     @asynccontextmanager
     async def _packets(self) -> AsyncIterator[_Packets]:
@@ -184,6 +224,7 @@ class MySqlTransitionStore:
             for row in entries:
                 timelines.setdefault(uuid.UUID(row["order_id"]), []).append(entry_from_mapping(row))
             batch = _MySqlLockedBatch(
+                self,
                 packets,
                 _by_id(found),
                 _payments_by_id(paid),

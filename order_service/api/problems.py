@@ -13,7 +13,11 @@ from order_service.domain.lifecycle import IllegalTransitionError
 from order_service.domain.scheduling import UnacceptableStartTimeError
 from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
 from order_service.pagination import InvalidCursorError
-from order_service.ports import PaymentGatewayError, WriteOutcomeUnknownError
+from order_service.ports import (
+    PaymentGatewayError,
+    TransitionOutcomeUnknownError,
+    WriteOutcomeUnknownError,
+)
 from order_service.services import (
     IdempotencyKeyInFlightError,
     IdempotencyKeyReusedError,
@@ -95,6 +99,18 @@ def _outcome_unknown(request: AnyRequest, exc: WriteOutcomeUnknownError) -> Resp
     )
 
 
+def _change_unknown(request: AnyRequest, exc: TransitionOutcomeUnknownError) -> Response[Any]:
+    # DESIGN.md §4 rule 6: the order's own resource shows whether the change was made.
+    _count_db_unavailable(request)
+    location = f"/orders/{exc.order_id}"
+    return problem(
+        503,
+        f"the order database did not confirm the change; GET {location} shows whether it was made",
+        headers={**RETRY_SOON, "Location": location},
+        instance=request.url.path,
+    )
+
+
 PROBLEMS: dict[type[Exception], Handler] = {
     OrderNotFoundError: _not_found,
     IllegalTransitionError: _illegal,
@@ -118,6 +134,7 @@ PROBLEMS: dict[type[Exception], Handler] = {
         retry_soon=True,
     ),
     WriteOutcomeUnknownError: _outcome_unknown,
+    TransitionOutcomeUnknownError: _change_unknown,
 }
 
 

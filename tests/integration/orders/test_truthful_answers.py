@@ -13,6 +13,7 @@ import httpx
 import pymysql
 import pytest
 from sqlalchemy import event
+from sqlalchemy import text as sa_text
 
 from tests.integration.orders.test_orders_api import order_body
 
@@ -140,3 +141,122 @@ async def test_a_write_still_undecided_at_its_deadline_answers_503_with_the_id_t
         assert found.status_code == 200, found.text
         assert found.json()["customer_id"] == customer
         assert await _stored(client, customer) == 1
+
+
+# -- a change of an existing order: the cancellation ---------------------------------------
+
+
+def _is_transition_packet(query: object) -> bool:
+    """The cancellation's write packet (new orders are placed before the fault is set up)."""
+    return isinstance(query, str) and "INSERT INTO order_transitions" in query and "COMMIT" in query
+
+
+async def _stored_change(container, order_id: str) -> tuple[str, int]:
+    """The order's status and its OrderCancelled outbox rows, read from order_db itself."""
+    async with container.engine.connect() as conn:
+        status = (
+            await conn.execute(sa_text("SELECT status FROM orders WHERE id = :i"), {"i": order_id})
+        ).scalar_one()
+        cancelled = (
+            await conn.execute(
+                sa_text(
+                    "SELECT COUNT(*) FROM outbox "
+                    "WHERE aggregate_id = :i AND event_type = 'OrderCancelled'"
+                ),
+                {"i": order_id},
+            )
+        ).scalar_one()
+    return str(status), int(cancelled)
+
+
+async def test_a_cancellation_whose_commit_acknowledgement_is_lost_is_answered_200(
+    order_client, monkeypatch: pytest.MonkeyPatch
+):
+    async with order_client(fulfilment_enabled=False) as (client, container):
+        placed = await client.post("/orders", json=order_body())
+        order_id = placed.json()["id"]
+        real_execute = aiomysql.Cursor.execute
+        lost: list[int] = []
+
+        async def execute_then_lose_the_answer(self, query, args=None):
+            result = await real_execute(self, query, args)
+            if _is_transition_packet(query) and not lost:
+                while await self.nextset():
+                    pass
+                lost.append(1)
+                raise ConnectionResetError("connection lost while reading the COMMIT answer")
+            return result
+
+        monkeypatch.setattr(aiomysql.Cursor, "execute", execute_then_lose_the_answer)
+        try:
+            response = await client.post(f"/orders/{order_id}/cancel")
+        finally:
+            monkeypatch.undo()
+        assert lost, "no commit answer was lost: no fault happened"
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "cancelled"
+        assert await _stored_change(container, order_id) == ("cancelled", 1)
+
+
+async def test_a_cancellation_whose_packet_never_ran_is_answered_503_and_changes_nothing(
+    order_client, monkeypatch: pytest.MonkeyPatch
+):
+    async with order_client(fulfilment_enabled=False) as (client, container):
+        placed = await client.post("/orders", json=order_body())
+        order_id = placed.json()["id"]
+        real_execute = aiomysql.Cursor.execute
+        dropped: list[int] = []
+
+        async def lose_the_connection_before_sending(self, query, args=None):
+            if _is_transition_packet(query) and not dropped:
+                dropped.append(1)
+                raise ConnectionResetError("connection lost before the packet was sent")
+            return await real_execute(self, query, args)
+
+        monkeypatch.setattr(aiomysql.Cursor, "execute", lose_the_connection_before_sending)
+        try:
+            response = await client.post(f"/orders/{order_id}/cancel")
+        finally:
+            monkeypatch.undo()
+        assert dropped, "the packet was sent: no fault happened"
+        assert response.status_code == 503, response.text
+        assert "location" not in response.headers  # not committed, known: just retry
+        assert await _stored_change(container, order_id) == ("created", 0)
+        # The retry the answer asks for succeeds.
+        assert (await client.post(f"/orders/{order_id}/cancel")).status_code == 200
+        assert await _stored_change(container, order_id) == ("cancelled", 1)
+
+
+async def test_a_cancellation_whose_outcome_cannot_be_checked_answers_503_with_the_order(
+    order_client, monkeypatch: pytest.MonkeyPatch
+):
+    async with order_client(fulfilment_enabled=False) as (client, container):
+        placed = await client.post("/orders", json=order_body())
+        order_id = placed.json()["id"]
+        real_execute = aiomysql.Cursor.execute
+        lost: list[int] = []
+        checks: list[int] = []
+
+        async def commit_then_refuse_every_check(self, query, args=None):
+            if isinstance(query, str) and "FROM outbox" in query and lost:
+                checks.append(1)
+                raise ConnectionResetError("the database cannot be reached")
+            result = await real_execute(self, query, args)
+            if _is_transition_packet(query) and not lost:
+                while await self.nextset():
+                    pass
+                lost.append(1)
+                raise ConnectionResetError("connection lost while reading the COMMIT answer")
+            return result
+
+        monkeypatch.setattr(aiomysql.Cursor, "execute", commit_then_refuse_every_check)
+        try:
+            response = await client.post(f"/orders/{order_id}/cancel")
+        finally:
+            monkeypatch.undo()
+        assert lost and checks, "the commit answer was not lost or never checked: no fault"
+        assert response.status_code == 503, response.text
+        assert response.headers["location"] == f"/orders/{order_id}"
+        # What the answer points at tells the truth: the cancellation did commit.
+        assert await _stored_change(container, order_id) == ("cancelled", 1)
+        assert (await client.get(response.headers["location"])).json()["status"] == "cancelled"

@@ -23,13 +23,22 @@ from common.events import (
 from common.messaging.consumer import Delivery, PerMessage
 from common.messaging.outcomes import Ack, Retry, Unavailable
 from order_service.fulfilment import FulfilmentHandler, SchedulerHandler
-from order_service.ports import PaymentGatewayError, PaymentGatewayUnavailableError
+from order_service.ports import (
+    PaymentGatewayError,
+    PaymentGatewayUnavailableError,
+    TransitionOutcomeUnknownError,
+)
 from order_service.saga import FulfilmentRequest
 from order_service.services import LockTimeoutError
 from order_service.unit_of_work import DatabaseUnavailableError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-DOWN = (DatabaseUnavailableError("connection refused"), LockTimeoutError("lock wait timeout"))
+DOWN = (
+    DatabaseUnavailableError("connection refused"),
+    LockTimeoutError("lock wait timeout"),
+    # A change sent with its COMMIT whose outcome the database could not be asked about.
+    TransitionOutcomeUnknownError(uuid.uuid4()),
+)
 
 
 def delivery(data: EventData, attempt: int = 1) -> Delivery:
@@ -107,9 +116,10 @@ async def test_a_database_outage_for_the_whole_batch_defers_every_order_without_
     assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
 
 
-async def test_an_order_whose_follow_up_hit_the_outage_is_deferred_and_its_neighbours_acked():
+@pytest.mark.parametrize("error", DOWN, ids=type)
+async def test_an_order_whose_follow_up_hit_the_outage_is_deferred_and_its_neighbours_acked(error):
     stuck = uuid.uuid4()
-    saga = DownSaga(orders={stuck: DatabaseUnavailableError("gone")})
+    saga = DownSaga(orders={stuck: error})
     outcomes = await FulfilmentHandler(cast(Any, saga)).handle_batch(
         [delivery(created()), delivery(created(stuck))]
     )
