@@ -19,15 +19,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pymysql
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
-from common.mysql.errors import answered_by_server
 from common.observability import get_logger
-from common.sql_text import SqlText, fast_escape
+from common.sql_text import SqlText
 from common.utc import naive_utc
+from order_service.adapters.packets import Packets
 from order_service.adapters.rows import (
     entry_from_mapping,
     order_from_mapping,
@@ -64,58 +63,10 @@ _TAKE_ANSWER = ", ".join(
 _DB = {"db.system.name": "mysql", "db.namespace": "order_db"}
 
 
-class _Packets:
-    """One pooled connection's driver, with every failure leaving it outside a transaction."""
-
-    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
-        self._conn = conn
-        self._driver = driver
-        self.sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=False)
-        # The last packet failed after it was sent, with no answer from the server: whatever
-        # it held (a COMMIT too) may have run.
-        self.unanswered = False
-
-    async def run(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
-        """Send the statements as one packet; the rows of every statement that has any."""
-        results: list[list[dict[str, Any]]] = []
-        try:
-            async with self._driver.cursor() as cursor:
-                await cursor.execute(";".join(statements))
-                while True:
-                    if cursor.description is not None:
-                        names = [d[0] for d in cursor.description]
-                        rows = await cursor.fetchall()
-                        results.append([dict(zip(names, r, strict=True)) for r in rows])
-                    if not await cursor.nextset():
-                        break
-        except pymysql.err.MySQLError as exc:
-            if answered_by_server(exc):
-                # Answered by the server, which stopped at the failing statement.
-                await self.rollback()
-            else:
-                self.unanswered = True
-                await self._conn.invalidate()
-            raise translate_db_error(exc) or exc from exc
-        except asyncio.CancelledError:
-            await self._conn.invalidate()
-            raise
-        except Exception as exc:
-            self.unanswered = True
-            await self._conn.invalidate()
-            raise DatabaseUnavailableError(repr(exc)) from exc
-        return results
-
-    async def rollback(self) -> None:
-        try:
-            await self._driver.rollback()
-        except Exception:
-            await self._conn.invalidate()
-
-
 @dataclass
 class _MySqlLockedBatch:
     store: MySqlTransitionStore
-    packets: _Packets
+    packets: Packets
     orders: dict[uuid.UUID, Order]
     payments: dict[uuid.UUID, PaymentRecord]
     levels: dict[str, StockLevel]
@@ -162,7 +113,7 @@ class MySqlTransitionStore:
         return None
 
     @asynccontextmanager
-    async def _packets(self) -> AsyncIterator[_Packets]:
+    async def _packets(self) -> AsyncIterator[Packets]:
         try:
             conn = await self._engine.connect()
         except Exception as exc:
@@ -170,7 +121,7 @@ class MySqlTransitionStore:
         try:
             raw = await conn.get_raw_connection()
             with tracing.span("transaction order_db", kind=tracing.SpanKind.CLIENT, attributes=_DB):
-                yield _Packets(conn, raw.driver_connection)
+                yield Packets(conn, raw.driver_connection)
         finally:
             await conn.close()
 

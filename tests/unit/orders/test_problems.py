@@ -17,7 +17,11 @@ from order_service.domain.order import OrderStatus
 from order_service.domain.scheduling import UnacceptableStartTimeError
 from order_service.lifecycle import ConcurrencyConflictError, OrderNotFoundError
 from order_service.pagination import InvalidCursorError
-from order_service.ports import PaymentGatewayError, WriteOutcomeUnknownError
+from order_service.ports import (
+    PaymentGatewayError,
+    TransitionOutcomeUnknownError,
+    WriteOutcomeUnknownError,
+)
 from order_service.services import (
     IdempotencyKeyInFlightError,
     IdempotencyKeyReusedError,
@@ -105,6 +109,15 @@ CASES: list[tuple[Exception, int, str, str | None, list[dict[str, str]] | None, 
         None,
         True,
     ),
+    (
+        TransitionOutcomeUnknownError(uuid.UUID(ORDER)),
+        503,
+        f"the order database did not confirm the change; GET /orders/{ORDER} shows whether it "
+        "was made",
+        "1",
+        None,
+        True,
+    ),
 ]
 
 
@@ -133,9 +146,13 @@ def test_each_use_case_error_answers_with_its_problem(case):
     assert body.get("instance") == (PATH if has_instance else None)
 
 
-def test_an_unknown_write_outcome_points_at_where_the_order_would_be():
-    response = answer_to(WriteOutcomeUnknownError(uuid.UUID(ORDER)))
-    assert response.headers["location"] == f"/orders/{ORDER}"
+@pytest.mark.parametrize(
+    "error",
+    [WriteOutcomeUnknownError(uuid.UUID(ORDER)), TransitionOutcomeUnknownError(uuid.UUID(ORDER))],
+    ids=type,
+)
+def test_an_unknown_write_outcome_points_at_the_order_that_tells(error):
+    assert answer_to(error).headers["location"] == f"/orders/{ORDER}"
 
 
 def test_every_mapped_error_has_a_case_here():
