@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 import uuid
+from typing import Any
 
 import aiomysql
 import httpx
@@ -169,29 +170,56 @@ async def _stored_change(container, order_id: str) -> tuple[str, int]:
     return str(status), int(cancelled)
 
 
+def _failing_transition_execute(
+    *, before_send: bool = False, refuse_checks: list[int] | None = None
+) -> tuple[Any, list[int]]:
+    """aiomysql's execute, with the cancellation's packet losing its connection once: before
+    it is sent, or after every statement (COMMIT included) ran; ``refuse_checks`` also makes
+    every later look-up of the outbox fail (and counts them)."""
+    real_execute = aiomysql.Cursor.execute
+    faults: list[int] = []
+
+    async def execute(self, query, args=None):
+        if (
+            refuse_checks is not None
+            and faults
+            and isinstance(query, str)
+            and "FROM outbox" in query
+        ):
+            refuse_checks.append(1)
+            raise ConnectionResetError("the database cannot be reached")
+        if before_send and _is_transition_packet(query) and not faults:
+            faults.append(1)
+            raise ConnectionResetError("connection lost before the packet was sent")
+        result = await real_execute(self, query, args)
+        if _is_transition_packet(query) and not faults:
+            while await self.nextset():
+                pass
+            faults.append(1)
+            raise ConnectionResetError("connection lost while reading the COMMIT answer")
+        return result
+
+    return execute, faults
+
+
+async def _cancel_under(client, monkeypatch, execute: Any) -> tuple[str, httpx.Response]:
+    """Place an order, then cancel it with ``execute`` in place of aiomysql's."""
+    placed = await client.post("/orders", json=order_body())
+    order_id = placed.json()["id"]
+    monkeypatch.setattr(aiomysql.Cursor, "execute", execute)
+    try:
+        response = await client.post(f"/orders/{order_id}/cancel")
+    finally:
+        monkeypatch.undo()
+    return order_id, response
+
+
 async def test_a_cancellation_whose_commit_acknowledgement_is_lost_is_answered_200(
     order_client, monkeypatch: pytest.MonkeyPatch
 ):
     async with order_client(fulfilment_enabled=False) as (client, container):
-        placed = await client.post("/orders", json=order_body())
-        order_id = placed.json()["id"]
-        real_execute = aiomysql.Cursor.execute
-        lost: list[int] = []
-
-        async def execute_then_lose_the_answer(self, query, args=None):
-            result = await real_execute(self, query, args)
-            if _is_transition_packet(query) and not lost:
-                while await self.nextset():
-                    pass
-                lost.append(1)
-                raise ConnectionResetError("connection lost while reading the COMMIT answer")
-            return result
-
-        monkeypatch.setattr(aiomysql.Cursor, "execute", execute_then_lose_the_answer)
-        try:
-            response = await client.post(f"/orders/{order_id}/cancel")
-        finally:
-            monkeypatch.undo()
+        execute, lost = _failing_transition_execute()
+        order_id, response = await _cancel_under(client, monkeypatch, execute)
         assert lost, "no commit answer was lost: no fault happened"
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "cancelled"
@@ -202,22 +230,8 @@ async def test_a_cancellation_whose_packet_never_ran_is_answered_503_and_changes
     order_client, monkeypatch: pytest.MonkeyPatch
 ):
     async with order_client(fulfilment_enabled=False) as (client, container):
-        placed = await client.post("/orders", json=order_body())
-        order_id = placed.json()["id"]
-        real_execute = aiomysql.Cursor.execute
-        dropped: list[int] = []
-
-        async def lose_the_connection_before_sending(self, query, args=None):
-            if _is_transition_packet(query) and not dropped:
-                dropped.append(1)
-                raise ConnectionResetError("connection lost before the packet was sent")
-            return await real_execute(self, query, args)
-
-        monkeypatch.setattr(aiomysql.Cursor, "execute", lose_the_connection_before_sending)
-        try:
-            response = await client.post(f"/orders/{order_id}/cancel")
-        finally:
-            monkeypatch.undo()
+        execute, dropped = _failing_transition_execute(before_send=True)
+        order_id, response = await _cancel_under(client, monkeypatch, execute)
         assert dropped, "the packet was sent: no fault happened"
         assert response.status_code == 503, response.text
         assert "location" not in response.headers  # not committed, known: just retry
@@ -231,29 +245,9 @@ async def test_a_cancellation_whose_outcome_cannot_be_checked_answers_503_with_t
     order_client, monkeypatch: pytest.MonkeyPatch
 ):
     async with order_client(fulfilment_enabled=False) as (client, container):
-        placed = await client.post("/orders", json=order_body())
-        order_id = placed.json()["id"]
-        real_execute = aiomysql.Cursor.execute
-        lost: list[int] = []
         checks: list[int] = []
-
-        async def commit_then_refuse_every_check(self, query, args=None):
-            if isinstance(query, str) and "FROM outbox" in query and lost:
-                checks.append(1)
-                raise ConnectionResetError("the database cannot be reached")
-            result = await real_execute(self, query, args)
-            if _is_transition_packet(query) and not lost:
-                while await self.nextset():
-                    pass
-                lost.append(1)
-                raise ConnectionResetError("connection lost while reading the COMMIT answer")
-            return result
-
-        monkeypatch.setattr(aiomysql.Cursor, "execute", commit_then_refuse_every_check)
-        try:
-            response = await client.post(f"/orders/{order_id}/cancel")
-        finally:
-            monkeypatch.undo()
+        execute, lost = _failing_transition_execute(refuse_checks=checks)
+        order_id, response = await _cancel_under(client, monkeypatch, execute)
         assert lost and checks, "the commit answer was not lost or never checked: no fault"
         assert response.status_code == 503, response.text
         assert response.headers["location"] == f"/orders/{order_id}"
