@@ -20,15 +20,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import pymysql
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
-from common.mysql.errors import answered_by_server
 from common.observability import get_logger
-from common.sql_text import SqlText, fast_escape
+from common.sql_text import SqlText
 from common.utc import naive_utc
+from order_service.adapters.packets import Packets
 from order_service.adapters.rows import (
     first_transition_row,
     idempotency_row,
@@ -162,35 +161,15 @@ class GroupCommitOrderWriter:
     async def _insert(self, batch: list[_Item]) -> None:
         """One packet, one round trip: the multi-row inserts and the COMMIT."""
         async with self._engine.connect() as conn:
-            driver: Any = (await conn.get_raw_connection()).driver_connection
-            sql = SqlText(fast_escape(driver.escape, driver.escape_string), row_alias=False)
-            packet = ";".join(_statements(sql, batch))
+            packets = Packets(conn, (await conn.get_raw_connection()).driver_connection)
             try:
-                async with driver.cursor() as cursor:
-                    await cursor.execute(packet)
-                    while await cursor.nextset():
-                        pass
-            except pymysql.err.MySQLError as exc:
-                if not answered_by_server(exc):
-                    await conn.invalidate()
-                    raise _CommitSent() from exc
-                # The server stopped at the failing statement: the COMMIT never ran.
-                try:
-                    await driver.rollback()
-                except Exception:
-                    await conn.invalidate()
-                raise
-            except asyncio.CancelledError:
-                # Stopping: the outcome stays unknown to this writer; its callers' write budget
-                # answers them "outcome unknown" (with the id), and the cancel must propagate or
-                # stop() would wait for a writer that never ends.
-                await conn.invalidate()
-                raise
+                await packets.run(_statements(packets.sql, batch))
             except Exception as exc:
-                # The connection broke after the packet may have been sent: whether the COMMIT
-                # ran is unknown.
-                await conn.invalidate()
-                raise _CommitSent() from exc
+                # Sent, and no answer: whether the COMMIT ran is unknown. (Cancelled when
+                # stopping, the same is true; the callers' write budget answers them.)
+                if packets.unanswered:
+                    raise _CommitSent() from exc
+                raise
 
     async def _find_committed(self, batch: list[_Item]) -> set[uuid.UUID] | None:
         """The orders of the batch that are in the database, or None if it cannot be asked."""

@@ -1,5 +1,7 @@
 """Multi-statement packets on one pooled connection's raw driver: many statements, one round
-trip, with every failure leaving the connection outside a transaction."""
+trip, with every failure leaving the connection outside a transaction. Both writers of order_db
+send through it: the group commit (new orders) and the transition store (every later change);
+``unanswered`` tells them when a packet with a COMMIT may have committed unseen."""
 
 from __future__ import annotations
 
