@@ -121,12 +121,13 @@ class LifecycleService:
         retries the message) and ConcurrencyConflictError if the order keeps changing under us.
         """
         for _ in range(self._max_conflicts):
-            order = await self._load(order_id)
+            orders, payments = await self._store.read([order_id])
+            order, recorded = orders.get(order_id), payments.get(order_id)
             if order is None:
                 return "missing"
             try:
                 if order.status is S.CREATED:
-                    payment = await self._payments.charge(order)
+                    payment = await self._payments.charge(order, recorded)
                     if payment.status == "declined":
                         await self._transition(
                             order,
@@ -145,9 +146,8 @@ class LifecycleService:
                 if order.status is S.CANCELLED:
                     # Cancelled while our charge was in flight: learn the gateway's answer
                     # (by its key) if it was never recorded, and give the money back.
-                    recorded = await self._payments.payment(order)
                     if recorded is not None and recorded.status == PAYMENT_PENDING:
-                        await self._payments.charge(order)
+                        await self._payments.charge(order, recorded)
                     await self._refund_cancelled(order)
                     return "cancelled"
                 return (
@@ -175,14 +175,11 @@ class LifecycleService:
         return "started"
 
     async def still_scheduled(self, order_id: uuid.UUID) -> bool:
-        order = await self._load(order_id)
+        orders, _ = await self._store.read([order_id])
+        order = orders.get(order_id)
         return order is not None and order.status is S.SCHEDULED
 
     # -- steps -----------------------------------------------------------------------------
-    async def _load(self, order_id: uuid.UUID) -> Order | None:
-        orders, _ = await self._store.read([order_id])
-        return orders.get(order_id)
-
     async def _confirm_or_reject(self, order: Order, *, correlation_id: str) -> str:
         """paid -> confirmed with its stock reserved, or (sold out) refunded and rejected: one
         transaction either way, holding the order's and the product's rows."""

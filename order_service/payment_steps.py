@@ -27,12 +27,12 @@ class PaymentSteps:
         self._gateway = gateway
         self._clock = clock
 
-    async def charge(self, order: Order) -> PaymentRecord:
-        """The gateway's answer for this order: recorded once, reused on every retry.
+    async def charge(self, order: Order, known: PaymentRecord | None) -> PaymentRecord:
+        """The gateway's answer for this order (``known``: its payment record as last read):
+        recorded once, reused on every retry.
 
         A pending record commits before the gateway is called, so a charge whose answer was
         never stored is still known (and refunded if the order ends up cancelled)."""
-        known = await self.payment(order)
         if known is not None and known.status != PAYMENT_PENDING:
             return known
         if known is None:
@@ -47,17 +47,15 @@ class PaymentSteps:
             payment_id=result.payment_id,
             decline_reason=result.decline_reason,
         )
-        # Only a pending record takes the answer: a recorded one (a concurrent saga batch's,
-        # the same by the gateway's key) stays, and is what the caller gets.
+        # Under the order's row lock, which every writer of an answer takes: a recorded answer
+        # (a concurrent saga batch's, the same by the gateway's key) stays and is returned;
+        # only a pending record takes ours.
         async with self._store.lock([order.order_id], ()) as locked:
+            stored = locked.payments.get(order.order_id)
+            if stored is not None and stored.status != PAYMENT_PENDING:
+                return stored
             await locked.commit(BatchWrites(now=answer.charged_at, answers=[answer]))
-        stored = await self.payment(order)
-        assert stored is not None
-        return stored
-
-    async def payment(self, order: Order) -> PaymentRecord | None:
-        _, payments = await self._store.read([order.order_id])
-        return payments.get(order.order_id)
+        return answer
 
     async def refund(self, payment: PaymentRecord | None) -> tuple[str | None, str | None]:
         """Refund a charged payment once (keyed by order id); returns (payment_id, refund_id).

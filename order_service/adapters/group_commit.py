@@ -6,8 +6,9 @@ returns only after its own order and outbox row are committed, and a failing bat
 row by row so one bad order never fails its neighbours.
 
 An answer tells the truth about the commit (DESIGN.md §4 rule 6): when a batch fails after its
-COMMIT was sent (the acknowledgement may be lost), the writer looks its orders up before it
-answers anyone; those found are answered as committed. When neither the commit nor the look-up
+COMMIT was sent (the acknowledgement may be lost), the batch's first outbox row is looked up
+before anyone is answered (``Packets.commit``); found, every order of it is answered as
+committed. When neither the commit nor the look-up
 can be completed within the request's write budget, the caller learns that the outcome is
 unknown (with the order id it can look up), never that the order failed.
 """
@@ -16,25 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
 from common.observability import get_logger
 from common.sql_text import SqlText
 from common.utc import naive_utc
-from order_service.adapters.packets import Packets
+from order_service.adapters.packets import CommitOutcomeUnknownError, Packets
 from order_service.adapters.rows import (
     first_transition_row,
     idempotency_row,
     order_row,
     outbox_row,
 )
-from order_service.adapters.tables import orders
 from order_service.domain.order import Order
 from order_service.ports import IdempotencyRecord, OutboxEvent, WriteOutcomeUnknownError
 from order_service.unit_of_work import translate_db_error
@@ -61,10 +59,6 @@ _SPAN: dict[str, Any] = {
 }
 
 
-class _CommitSent(Exception):
-    """A failure after COMMIT was sent: the batch may or may not have committed."""
-
-
 class GroupCommitOrderWriter:
     def __init__(
         self,
@@ -73,11 +67,9 @@ class GroupCommitOrderWriter:
         max_batch: int = 64,
         writers: int = 2,
         timeout: float = 8.0,
-        resolve_attempts: int = 5,
     ) -> None:
         self._engine = engine
         self._timeout = timeout
-        self._resolve_attempts = resolve_attempts
         self._max_batch = max_batch
         self._writers = writers
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -132,25 +124,18 @@ class GroupCommitOrderWriter:
                 "group commit order_db", (item.event.headers for item in batch), **_SPAN
             ):
                 await self._insert(batch)
+        except CommitOutcomeUnknownError:
+            # The database cannot tell whether the batch committed: nobody is told "failed".
+            for item in batch:
+                _settle(item.future, WriteOutcomeUnknownError(item.order.order_id))
+            return
         except Exception as exc:
-            cause = exc.__cause__ if isinstance(exc, _CommitSent) else exc
-            assert cause is not None
-            if isinstance(exc, _CommitSent):
-                committed = await self._find_committed(batch)
-                if committed is None:  # the database cannot tell us: nobody is told "failed"
-                    for item in batch:
-                        _settle(item.future, WriteOutcomeUnknownError(item.order.order_id))
-                    return
-                for item in batch:
-                    if item.order.order_id in committed:
-                        _settle(item.future, None)
-                batch = [item for item in batch if item.order.order_id not in committed]
-                if not batch:
-                    return
+            # Not committed (a lost answer was looked up first: Packets.commit). A failed
+            # connect reaches here untranslated.
             if len(batch) == 1:
-                _settle(batch[0].future, translate_db_error(cause) or cause)
+                _settle(batch[0].future, translate_db_error(exc) or exc)
                 return
-            log.warning("group_commit_batch_failed", size=len(batch), error=repr(cause))
+            log.warning("group_commit_batch_failed", size=len(batch), error=repr(exc))
             # Row by row, so one bad order fails alone and every other one is answered.
             for item in batch:
                 await self._write([item])
@@ -162,29 +147,8 @@ class GroupCommitOrderWriter:
         """One packet, one round trip: the multi-row inserts and the COMMIT."""
         async with self._engine.connect() as conn:
             packets = Packets(conn, (await conn.get_raw_connection()).driver_connection)
-            try:
-                await packets.run(_statements(packets.sql, batch))
-            except Exception as exc:
-                # Sent, and no answer: whether the COMMIT ran is unknown. (Cancelled when
-                # stopping, the same is true; the callers' write budget answers them.)
-                if packets.unanswered:
-                    raise _CommitSent() from exc
-                raise
-
-    async def _find_committed(self, batch: list[_Item]) -> set[uuid.UUID] | None:
-        """The orders of the batch that are in the database, or None if it cannot be asked."""
-        ids = [str(item.order.order_id) for item in batch]
-        delay = 0.1
-        for _ in range(self._resolve_attempts):
-            try:
-                async with self._engine.connect() as conn:
-                    rows = await conn.execute(select(orders.c.id).where(orders.c.id.in_(ids)))
-                    return {uuid.UUID(str(r.id)) for r in rows}
-            except Exception as exc:
-                log.warning("group_commit_outcome_check_failed", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        return None
+            # The batch is one transaction: any one of its outbox rows witnesses all of it.
+            await packets.commit(_statements(packets.sql, batch), witness=batch[0].event.event_id)
 
 
 def _statements(sql: SqlText, batch: list[_Item]) -> list[str]:
@@ -216,7 +180,6 @@ def _statements(sql: SqlText, batch: list[_Item]) -> list[str]:
         statements.append(
             _insert(sql, "idempotency_keys", [idempotency_row(k, now) for k, now in keys])
         )
-    statements.append("COMMIT")
     return statements
 
 

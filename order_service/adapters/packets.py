@@ -1,22 +1,39 @@
 """Multi-statement packets on one pooled connection's raw driver: many statements, one round
 trip, with every failure leaving the connection outside a transaction. Both writers of order_db
-send through it: the group commit (new orders) and the transition store (every later change);
-``unanswered`` tells them when a packet with a COMMIT may have committed unseen."""
+send through it: the group commit (new orders) and the transition store (every later change).
+
+A packet that ends in COMMIT and loses its answer may have committed unseen. ``commit`` finds
+out before its caller answers anyone (DESIGN.md §4 rule 6): every write of an order carries an
+outbox row, so the row of one of its events witnesses whether the packet committed."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import pymysql
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.mysql.errors import answered_by_server
+from common.observability import get_logger
 from common.sql_text import SqlText, fast_escape
+from order_service.adapters.tables import outbox
 from order_service.unit_of_work import DatabaseUnavailableError, translate_db_error
 
-__all__ = ["Packets"]
+__all__ = ["CommitOutcomeUnknownError", "Packets"]
+
+log = get_logger(__name__)
+
+# Look-ups of a lost commit's witness: 0.1, 0.2, 0.4, 0.8, 1 s apart.
+CHECK_ATTEMPTS = 5
+
+
+class CommitOutcomeUnknownError(DatabaseUnavailableError):
+    """A packet was sent with its COMMIT, no answer came, and the database could not be asked
+    whether it committed."""
 
 
 class Packets:
@@ -60,8 +77,41 @@ class Packets:
             raise DatabaseUnavailableError(repr(exc)) from exc
         return results
 
+    async def commit(self, statements: Sequence[str], *, witness: uuid.UUID | None) -> None:
+        """Send the statements and COMMIT as one packet. When the answer is lost after it was
+        sent: return if the ``witness`` event's outbox row is there (it committed), raise the
+        error if it is not, CommitOutcomeUnknownError if the database cannot be asked. Writes
+        without a witness must be safe to send again; their error is raised as it came."""
+        try:
+            await self.run([*statements, "COMMIT"])
+        except Exception:
+            if not self.unanswered or witness is None:
+                raise
+            committed = await _outbox_row_exists(self._conn.engine, witness)
+            if committed is None:
+                raise CommitOutcomeUnknownError(f"commit of event {witness} unconfirmed") from None
+            if not committed:
+                raise
+
     async def rollback(self) -> None:
         try:
             await self._driver.rollback()
         except Exception:
             await self._conn.invalidate()
+
+
+async def _outbox_row_exists(engine: AsyncEngine, event_id: uuid.UUID) -> bool | None:
+    """Whether the event's outbox row is in the database; None if it cannot be asked."""
+    delay = 0.1
+    for _ in range(CHECK_ATTEMPTS):
+        try:
+            async with engine.connect() as conn:
+                found = await conn.execute(
+                    select(outbox.c.event_id).where(outbox.c.event_id == str(event_id))
+                )
+                return found.first() is not None
+        except Exception as exc:
+            log.warning("commit_outcome_check_failed", error=repr(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    return None

@@ -12,21 +12,19 @@ return (``build_engine``), so no connection may go back inside a transaction.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
 from common.observability import get_logger
 from common.sql_text import SqlText
 from common.utc import naive_utc
-from order_service.adapters.packets import Packets
+from order_service.adapters.packets import CommitOutcomeUnknownError, Packets
 from order_service.adapters.rows import (
     entry_from_mapping,
     order_from_mapping,
@@ -36,12 +34,12 @@ from order_service.adapters.rows import (
     payment_row,
     transition_row,
 )
-from order_service.adapters.tables import order_transitions, orders, outbox, payments
+from order_service.adapters.tables import order_transitions, orders, payments
 from order_service.domain.fulfilment import PaymentRecord, StockLevel
 from order_service.domain.lifecycle import TimelineEntry
 from order_service.domain.order import Order
 from order_service.ports import BatchWrites, TransitionOutcomeUnknownError
-from order_service.unit_of_work import DatabaseUnavailableError, translate_db_error
+from order_service.unit_of_work import translate_db_error
 
 __all__ = ["MySqlTransitionStore"]
 
@@ -65,7 +63,6 @@ _DB = {"db.system.name": "mysql", "db.namespace": "order_db"}
 
 @dataclass
 class _MySqlLockedBatch:
-    store: MySqlTransitionStore
     packets: Packets
     orders: dict[uuid.UUID, Order]
     payments: dict[uuid.UUID, PaymentRecord]
@@ -75,42 +72,22 @@ class _MySqlLockedBatch:
 
     async def commit(self, writes: BatchWrites) -> None:
         self.finished = True
+        # Every transition writes an event, whose outbox row witnesses a lost commit; writes
+        # without one (a payment answer, a refund id) are safe to send again.
+        witness = writes.events[0] if writes.events else None
         try:
-            await self.packets.run([*_write_statements(self.packets.sql, writes), "COMMIT"])
-        except DatabaseUnavailableError:
-            if not (self.packets.unanswered and writes.events):
-                raise
-            # DESIGN.md §4 rule 6: the COMMIT may have run; find out before anyone is answered.
-            # Every transition writes an event, so its outbox row says whether the packet did.
-            # (Writes without one, a payment answer or a refund id, are safe to write again.)
-            event = writes.events[0]
-            committed = await self.store.event_committed(event.event_id)
-            if committed is None:
-                raise TransitionOutcomeUnknownError(event.aggregate_id) from None
-            if not committed:
-                raise
+            await self.packets.commit(
+                _write_statements(self.packets.sql, writes),
+                witness=witness.event_id if witness is not None else None,
+            )
+        except CommitOutcomeUnknownError:
+            assert witness is not None
+            raise TransitionOutcomeUnknownError(witness.aggregate_id) from None
 
 
 class MySqlTransitionStore:
-    def __init__(self, engine: AsyncEngine, *, resolve_attempts: int = 5) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._resolve_attempts = resolve_attempts
-
-    async def event_committed(self, event_id: uuid.UUID) -> bool | None:
-        """Whether the event's outbox row is in the database; None if it cannot be asked."""
-        delay = 0.1
-        for _ in range(self._resolve_attempts):
-            try:
-                async with self._engine.connect() as conn:
-                    found = await conn.execute(
-                        select(outbox.c.event_id).where(outbox.c.event_id == str(event_id))
-                    )
-                    return found.first() is not None
-            except Exception as exc:
-                log.warning("transition_outcome_check_failed", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        return None
 
     @asynccontextmanager
     async def _packets(self) -> AsyncIterator[Packets]:
@@ -175,7 +152,6 @@ class MySqlTransitionStore:
             for row in entries:
                 timelines.setdefault(uuid.UUID(row["order_id"]), []).append(entry_from_mapping(row))
             batch = _MySqlLockedBatch(
-                self,
                 packets,
                 _by_id(found),
                 _payments_by_id(paid),
