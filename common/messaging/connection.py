@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika import RobustConnection
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -26,8 +27,10 @@ from yarl import URL
 from common.observability import get_logger
 
 __all__ = [
+    "FRAME_BUFFER_SIZE",
     "FailoverRobustConnection",
     "UrlRotation",
+    "allow_frame_bursts",
     "connect_any",
     "connect_robust_forever",
     "parse_broker_urls",
@@ -82,6 +85,20 @@ def redact(url: URL | str) -> str:
     return str(url.with_password("******")) if url.password else str(url)
 
 
+# Frames a connection may queue for its socket writer. aiormq's default (10) makes the 11th
+# publish of a batch wait for the writer while it holds its channel's lock, and every later one
+# then waits its turn for the lock: one publish per event-loop turn (``ConfirmingPublisher``).
+# A batch's frames now queue at once; the relay's batches bound how many there are.
+FRAME_BUFFER_SIZE = 8192
+
+
+def allow_frame_bursts() -> None:
+    """aiormq reads the bound from its class when a connection (or a reconnect) is made, and
+    offers no other way to set it; every connection of the process gets it."""
+    current = aiormq.Connection.FRAME_BUFFER_SIZE
+    aiormq.Connection.FRAME_BUFFER_SIZE = max(current, FRAME_BUFFER_SIZE)
+
+
 class UrlRotation:
     """Which node to try next: the current one until it fails, then the next, round the list."""
 
@@ -121,6 +138,7 @@ class FailoverRobustConnection(RobustConnection):
         **kwargs: Any,
     ) -> None:
         self.rotation = UrlRotation(urls)
+        allow_frame_bursts()
         super().__init__(self.rotation.current, loop=loop, **kwargs)
 
     async def _RobustConnection__connect_transport(self) -> None:
@@ -194,6 +212,7 @@ async def connect_any(url: str | Sequence[str], *, timeout: float = 10.0) -> Abs
     """A plain (not robust) connection to the first node of the list that answers, for short
     command-line jobs (the parking-lot CLI)."""
     last: BaseException | None = None
+    allow_frame_bursts()
     for candidate in parse_broker_urls(url):
         try:
             return await aio_pika.connect(candidate, timeout=timeout)

@@ -7,10 +7,11 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from common.messaging.connection import connect_robust_forever
 from common.messaging.topology import Topology, declare_for_publishing
@@ -65,37 +66,45 @@ class ConfirmingPublisher:
     def __init__(self, channel: AbstractChannel, exchange_name: str) -> None:
         self._channel = channel
         self._exchange_name = exchange_name
-        self._exchanges: dict[str, AbstractExchange] = {}
-
-    async def _exchange(self, name: str) -> AbstractExchange:
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            if name == "":
-                exchange = self._channel.default_exchange
-            else:
-                exchange = await self._channel.get_exchange(name, ensure=False)
-            self._exchanges[name] = exchange
-        return exchange
 
     async def publish_many(
         self, messages: Sequence[OutgoingMessage], timeout: float = 10.0
     ) -> list[PublishResult]:
-        """Send all, then await all confirms together: serial confirms cap at ~1k msg/s."""
+        """Send all, then await all confirms together: serial confirms cap at ~1k msg/s.
+
+        The frames go to aiormq's channel directly, with ``wait=False``. aio-pika's
+        ``Exchange.publish`` waits for each message's frame to reach the socket while holding
+        the channel's lock, so a batch's publishes went one event-loop turn each: with the
+        order service's loop busy with requests and the saga, a 500-row relay batch took
+        1-2.5 s instead of ~60 ms, and the outbox backlog, not the broker, set the end-to-end
+        latency. The guarantee is the confirm, which every message still awaits.
+        """
         if not messages:
             return []
-        waits = []
-        for message in messages:
-            name = self._exchange_name if message.exchange is None else message.exchange
-            exchange = await self._exchange(name)
-            waits.append(
-                exchange.publish(
-                    message.to_amqp(),
+        try:
+            if self._channel.is_closed:  # a robust channel would wait for its reconnect
+                raise aio_pika.exceptions.ChannelInvalidStateError(f"{self._channel!r} closed")
+            async with asyncio.timeout(timeout):
+                # The concrete channel: the abstract one does not declare ``wait``.
+                channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        except (aio_pika.exceptions.ChannelInvalidStateError, TimeoutError) as exc:
+            # The broker is away: every message of the batch failed, nothing was sent.
+            return [PublishResult(m.message_id, ok=False, error=repr(exc)) for m in messages]
+        outcomes: list[object] = await asyncio.gather(
+            *(
+                channel.basic_publish(
+                    message.body,
+                    exchange=self._exchange_name if message.exchange is None else message.exchange,
                     routing_key=message.routing_key,
+                    properties=message.to_amqp().properties,
                     mandatory=True,
                     timeout=timeout,
+                    wait=False,
                 )
-            )
-        outcomes = await asyncio.gather(*waits, return_exceptions=True)
+                for message in messages
+            ),
+            return_exceptions=True,
+        )
         results: list[PublishResult] = []
         for message, outcome in zip(messages, outcomes, strict=True):
             if isinstance(outcome, aio_pika.exceptions.PublishError):
