@@ -7,7 +7,13 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from common.messaging.publisher import OutgoingMessage, open_confirming_publisher
+from aio_pika.abc import AbstractRobustConnection
+
+from common.messaging.publisher import (
+    ConfirmingPublisher,
+    OutgoingMessage,
+    open_confirming_publisher,
+)
 from common.messaging.topology import TopologySettings
 from tests.conftest import RABBITMQ_URL
 
@@ -15,6 +21,14 @@ BATCH = 500
 # What every turn of the event loop costs besides the publishes: the order service's loop
 # serves requests, the saga and the relay at once.
 OTHER_WORK_PER_TURN = 0.002
+
+
+async def _open(
+    settings: TopologySettings,
+) -> tuple[AbstractRobustConnection, ConfirmingPublisher]:
+    return await open_confirming_publisher(
+        RABBITMQ_URL, client_name="test-publisher", topology=settings.topology()
+    )
 
 
 def _hold_the_loop(seconds: float) -> None:
@@ -37,10 +51,7 @@ def _message(n: int, routing_key: str) -> OutgoingMessage:
 async def test_a_batch_is_published_in_a_few_loop_turns_while_the_loop_is_busy(
     cleanup_topology: TopologySettings,
 ) -> None:
-    topology = cleanup_topology.topology()
-    connection, publisher = await open_confirming_publisher(
-        RABBITMQ_URL, client_name="test-publisher", topology=topology
-    )
+    connection, publisher = await _open(cleanup_topology)
     turns = 0
     stop = asyncio.Event()
 
@@ -72,10 +83,7 @@ async def test_a_batch_is_published_in_a_few_loop_turns_while_the_loop_is_busy(
 async def test_an_unroutable_message_in_a_batch_is_reported_returned_and_the_rest_confirmed(
     cleanup_topology: TopologySettings,
 ) -> None:
-    topology = cleanup_topology.topology()
-    connection, publisher = await open_confirming_publisher(
-        RABBITMQ_URL, client_name="test-publisher", topology=topology
-    )
+    connection, publisher = await _open(cleanup_topology)
     try:
         messages = [
             _message(0, "order.created"),
@@ -92,10 +100,7 @@ async def test_an_unroutable_message_in_a_batch_is_reported_returned_and_the_res
 async def test_a_closed_channel_fails_every_message_of_the_batch_without_raising(
     cleanup_topology: TopologySettings,
 ) -> None:
-    topology = cleanup_topology.topology()
-    connection, publisher = await open_confirming_publisher(
-        RABBITMQ_URL, client_name="test-publisher", topology=topology
-    )
+    connection, publisher = await _open(cleanup_topology)
     await connection.close()
 
     results = await publisher.publish_many(
