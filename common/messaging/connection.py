@@ -27,10 +27,8 @@ from yarl import URL
 from common.observability import get_logger
 
 __all__ = [
-    "FRAME_BUFFER_SIZE",
     "FailoverRobustConnection",
     "UrlRotation",
-    "allow_frame_bursts",
     "connect_any",
     "connect_robust_forever",
     "parse_broker_urls",

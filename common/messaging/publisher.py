@@ -36,15 +36,17 @@ class OutgoingMessage:
     headers: dict[str, Any] = field(default_factory=dict)
     exchange: str | None = None  # None: the publisher's default exchange
 
-    def to_amqp(self) -> aio_pika.Message:
-        return aio_pika.Message(
-            body=self.body,
+    def properties(self) -> aiormq.spec.Basic.Properties:
+        """The AMQP properties, built directly: an ``aio_pika.Message`` per publish was built
+        only to be turned into these (the same fields, priority 0 as aio-pika sets it)."""
+        return aiormq.spec.Basic.Properties(
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=self.message_id,
-            type=self.event_type,
-            timestamp=self.timestamp,
             headers=self.headers,
+            message_id=self.message_id,
+            message_type=self.event_type,
+            priority=0,
+            timestamp=self.timestamp,
         )
 
 
@@ -96,7 +98,7 @@ class ConfirmingPublisher:
                     message.body,
                     exchange=self._exchange_name if message.exchange is None else message.exchange,
                     routing_key=message.routing_key,
-                    properties=message.to_amqp().properties,
+                    properties=message.properties(),
                     mandatory=True,
                     timeout=timeout,
                     wait=False,
