@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["build_engine", "driver_connection"]
+__all__ = ["build_engine", "driver_connection", "pooled"]
 
 
 def build_engine(
@@ -51,11 +51,32 @@ def build_engine(
 
 
 @contextlib.asynccontextmanager
+async def pooled(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``engine.connect()`` that gives its connection back in the same event-loop turn.
+
+    ``AsyncConnection``'s own exit closes in a task of its own (so that a cancellation cannot
+    abandon the close partway): one more loop turn per checkout, which under load is a wait
+    behind everything else the loop runs (7 ms per group-commit batch at 400 orders/s, on
+    every request of the batch). Without a transaction, and with no reset on return (every
+    engine of ``build_engine(reset_on_return=False)``), the close does no I/O, so nothing can
+    interrupt it; a connection still in a transaction is closed SQLAlchemy's way.
+    """
+    conn = await engine.connect()
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction():
+            await conn.__aexit__(None, None, None)
+        else:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[tuple[Any, bool]]:
     """The pooled connection's driver (aiomysql) connection, for multi-statement text that
     commits itself, and whether the server wants ``AS new`` row aliases in upserts. An error
     rolls back, or discards the connection when even that fails."""
-    async with engine.connect() as conn:
+    async with pooled(engine) as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         # Set by SQLAlchemy's MySQL dialect from the server version when it first connects.
         alias = bool(getattr(engine.dialect, "_requires_alias_for_on_duplicate_key", False))

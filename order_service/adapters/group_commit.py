@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
+from common.mysql.engine import pooled
 from common.observability import get_logger
 from common.sql_text import SqlText
 from common.utc import naive_utc
@@ -145,7 +146,7 @@ class GroupCommitOrderWriter:
 
     async def _insert(self, batch: list[_Item]) -> None:
         """One packet, one round trip: the multi-row inserts and the COMMIT."""
-        async with self._engine.connect() as conn:
+        async with pooled(self._engine) as conn:
             packets = Packets(conn, (await conn.get_raw_connection()).driver_connection)
             # The batch is one transaction: any one of its outbox rows witnesses all of it.
             await packets.commit(_statements(packets.sql, batch), witness=batch[0].event.event_id)

@@ -5,6 +5,7 @@ before anything closes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -209,3 +210,17 @@ async def test_each_process_names_every_supervised_task_in_readiness(process):
         assert not tasks & required
     # Not started: no task runs, so each reports not ready.
     assert [await checks[n]() for n in sorted(tasks)] == [False] * len(tasks)
+
+
+async def test_a_started_host_freezes_the_heap_it_was_built_with():
+    # What the process built to last stays out of the collector's full passes (~100 ms each).
+    gc.unfreeze()
+    host, _ = hosted("consumer:orders")
+    built = object.__new__(FakeConsumer)  # an object that exists before the start
+    await host.start()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(built)
+        assert not any(o is built for o in gc.get_objects())  # in the frozen generation
+    finally:
+        await host.stop()
