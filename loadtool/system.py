@@ -49,12 +49,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Procfile process name -> the env var its HTTP port is read from (each service's settings).
 PORT_ENV = {
     "order": "ORDER_HTTP_PORT",
+    "order-fulfilment": "ORDER_FULFILMENT_HTTP_PORT",
     "analytics-api": "ANALYTICS_HTTP_PORT",
     "analytics-consumer": "ANALYTICS_CONSUMER_HTTP_PORT",
     "notifications": "NOTIFY_HTTP_PORT",
 }
 DEFAULT_PORTS = {
     "order": 8080,
+    "order-fulfilment": 8084,
     "analytics-api": 8081,
     "analytics-consumer": 8083,
     "notifications": 8082,

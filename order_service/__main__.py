@@ -1,4 +1,4 @@
-"""python -m order_service [serve|migrate|outbox list|replay|purge]"""
+"""python -m order_service [serve|fulfilment|migrate|outbox list|replay|purge]"""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import sys
 
 from common.settings import Env, SettingsError
 
-USAGE = "usage: python -m order_service [serve|migrate|outbox]"
+USAGE = "usage: python -m order_service [serve|fulfilment|migrate|outbox]"
 
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
-    if command not in ("serve", "migrate", "outbox"):
+    if command not in ("serve", "fulfilment", "migrate", "outbox"):
         print(f"{USAGE} (got {command!r})", file=sys.stderr)
         return 2
     try:
         from order_service.settings import OrderSettings
 
-        if command == "serve":
+        if command in ("serve", "fulfilment"):
             settings = OrderSettings.from_env()
         else:
             # The one-off commands need the database only (a migrate job has no broker user).
@@ -41,6 +41,15 @@ def main(argv: list[str]) -> int:
         return outbox_main(argv[1:], database_url, exchange)
     from common.serve import serve_http
 
+    if command == "fulfilment":
+        # One process: its consumers compete with any other fulfilment process on the queue.
+        serve_http(
+            "order_service.fulfilment_app:app_from_env",
+            factory=True,
+            host=settings.http_host,
+            port=settings.fulfilment_http_port,
+        )
+        return 0
     serve_http(
         "order_service.app:app_from_env",
         factory=True,

@@ -30,9 +30,13 @@ from order_service.services import OrderService
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import SqlUnitOfWork
 
-__all__ = ["Container", "OrderMetrics"]
+__all__ = ["API", "FULFILMENT", "Container", "OrderMetrics"]
 
 log = get_logger(__name__)
+
+# The process a container is built for: `python -m order_service` or `... fulfilment`.
+API = "api"
+FULFILMENT = "fulfilment"
 
 
 class OrderMetrics:
@@ -91,8 +95,14 @@ class Container:
     supervisor: Supervisor
     relay_supervisor: Supervisor
 
+    # API: the order routes' writer and the pruner, and the consumers too if fulfilment runs
+    # in the API process; FULFILMENT: only the consumers (and the relay of what they commit).
+    role: str = API
+
     @classmethod
-    def build(cls, settings: OrderSettings, registry_metrics: Metrics) -> Container:
+    def build(
+        cls, settings: OrderSettings, registry_metrics: Metrics, *, role: str = API
+    ) -> Container:
         metrics = OrderMetrics(registry_metrics)
         engine = build_engine(settings)
         tracing.instrument_engine(engine)
@@ -161,7 +171,7 @@ class Container:
         if relay is not None:
             relay.register(relay_supervisor)
         fulfilment = None
-        if settings.fulfilment_enabled:
+        if settings.fulfilment_enabled and (role == FULFILMENT or settings.fulfilment_in_api):
             topology = settings.topology.topology()
             scheduler_spec = topology.queue(settings.topology.scheduler_queue)
             fulfilment = FulfilmentWorker(
@@ -208,13 +218,15 @@ class Container:
             fulfilment,
             supervisor,
             relay_supervisor,
+            role,
         )
 
     async def start(self) -> None:
-        self.writer.start()
+        if self.role == API:
+            self.writer.start()
+            self.pruner.start()
         if self.relay is not None:
             self.relay_supervisor.start()
-        self.pruner.start()
         if self.fulfilment is not None:
             self.fulfilment.start()
 

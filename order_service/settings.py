@@ -155,12 +155,29 @@ class OrderSettings:
     workers: int = setting(
         "ORDER_WORKERS",
         1,
-        "uvicorn worker processes (each runs its own relay; SKIP LOCKED keeps them apart)",
+        "uvicorn worker processes (each runs its own relay; SKIP LOCKED keeps them apart). Each"
+        " worker answers `/metrics` for itself only, so above 1 a scrape sees one worker",
         min_value=1,
     )
     # Order lifecycle (docs/lifecycle.md).
     fulfilment_enabled: bool = setting(
         "ORDER_FULFILMENT_ENABLED", True, "run the fulfilment and scheduler consumers here"
+    )
+    # Off in `make run`: on two cores the saga in a process of its own let the pipeline sustain
+    # 458 orders/s instead of 238-300, one process's loop having carried requests, saga and
+    # relay alone (docs/benchmark.md).
+    fulfilment_in_api: bool = setting(
+        "ORDER_FULFILMENT_IN_API",
+        True,
+        "the API process runs the fulfilment and scheduler consumers; false: only"
+        " `python -m order_service fulfilment` does",
+    )
+    fulfilment_http_port: int = setting(
+        "ORDER_FULFILMENT_HTTP_PORT",
+        8084,
+        "health and metrics port of `python -m order_service fulfilment`",
+        min_value=1,
+        read_by="order fulfilment",
     )
     fulfilment_prefetch: int = setting(
         "ORDER_FULFILMENT_PREFETCH", 400, "fulfilment: unacked messages", min_value=1

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NEEDS = {
     ("order_service", "migrate"): {"ORDER_DATABASE_URL"},
     ("order_service", "serve"): {"ORDER_DATABASE_URL", "RABBITMQ_URL", "REDIS_URL"},
+    ("order_service", "fulfilment"): {"ORDER_DATABASE_URL", "RABBITMQ_URL", "REDIS_URL"},
     ("analytics_service", "migrate"): {"ANALYTICS_DATABASE_URL"},
     ("analytics_service", "api"): {"ANALYTICS_DATABASE_URL", "RABBITMQ_URL", "REDIS_URL"},
     ("analytics_service", "consumer"): {"ANALYTICS_DATABASE_URL", "RABBITMQ_URL", "REDIS_URL"},

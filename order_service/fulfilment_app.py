@@ -1,0 +1,51 @@
+"""``python -m order_service fulfilment``: the fulfilment saga and the order scheduler in a
+process of their own, with the relay of what they commit; health and metrics only over HTTP.
+
+The API process then leaves them out (``ORDER_FULFILMENT_IN_API=false``, as ``make run`` sets
+it): the saga's batches and the relay of its events no longer share the request path's event
+loop, and the two processes use two cores (docs/benchmark.md)."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from common.hosting import Host
+from common.observability import Metrics, configure_logging
+from common.tracing import configure_tracing
+from order_service.container import FULFILMENT, Container
+from order_service.settings import OrderSettings
+
+__all__ = ["app_from_env", "create_fulfilment_app"]
+
+SERVICE = "order_service"
+PROCESS = "order-fulfilment"
+
+
+def create_fulfilment_app(settings: OrderSettings, *, configure_logs: bool = True) -> Litestar:
+    """Consumes in the app's lifespan, drains and acks on SIGTERM; ready only while MySQL and
+    the broker answer and every consumer consumes (its job is consuming, unlike the API's)."""
+    if configure_logs:
+        configure_logging(PROCESS, settings.log_level)
+        configure_tracing(PROCESS)
+    metrics = Metrics(SERVICE)
+    container = Container.build(settings, metrics, role=FULFILMENT)
+    host = Host(
+        PROCESS,
+        container,
+        supervisors=(container.supervisor, container.relay_supervisor),
+        checks={
+            "mysql": container.mysql_up,
+            "redis": container.redis_up,
+            "rabbitmq": container.rabbitmq_up,
+        },
+        required={"mysql", "rabbitmq"},
+    )
+    app = host.app(metrics)
+    app.state.container = container
+    app.state.host = host
+    return app
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn."""
+    return create_fulfilment_app(OrderSettings.from_env())
