@@ -1,9 +1,9 @@
 """``python -m order_service fulfilment``: the fulfilment saga and the order scheduler in a
 process of their own, with the relay of what they commit; health and metrics only over HTTP.
 
-The API process then leaves them out (``ORDER_FULFILMENT_IN_API=false``, as ``make run`` sets
-it): the saga's batches and the relay of its events no longer share the request path's event
-loop, and the two processes use two cores (docs/benchmark.md)."""
+The API process then leaves them out (``ORDER_FULFILMENT_IN_API=false``): the saga's batches and
+the relay of its events no longer share the request path's event loop. Not what ``make run``
+does: on its two shared cores this gave no steady gain (docs/benchmark.md)."""
 
 from __future__ import annotations
 

@@ -163,9 +163,9 @@ class OrderSettings:
     fulfilment_enabled: bool = setting(
         "ORDER_FULFILMENT_ENABLED", True, "run the fulfilment and scheduler consumers here"
     )
-    # Off in `make run`: on two cores the saga in a process of its own let the pipeline sustain
-    # 458 orders/s instead of 238-300, one process's loop having carried requests, saga and
-    # relay alone (docs/benchmark.md).
+    # On by default: on two shared cores a process of its own for the saga gave no steady gain
+    # and a worse e2e tail at 300 orders/s (docs/benchmark.md); with cores of its own it takes
+    # the saga's batches off the request path's event loop.
     fulfilment_in_api: bool = setting(
         "ORDER_FULFILMENT_IN_API",
         True,

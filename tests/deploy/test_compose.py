@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 APP_SERVICES = {
     "order-service": 8080,
-    "order-fulfilment": 8084,
     "analytics-api": 8081,
     "analytics-consumer": 8083,
     "notification-worker": 8082,
@@ -108,7 +107,6 @@ def test_each_service_connects_to_rabbitmq_as_its_own_user(config: dict[str, Any
     }
     assert users == {
         "order-service": "order-service",
-        "order-fulfilment": "order-service",
         "analytics-api": "analytics-service",
         "analytics-consumer": "analytics-service",
         "notification-worker": "notification-worker",
@@ -124,7 +122,6 @@ def test_services_listen_on_all_interfaces_inside_their_containers(
 ) -> None:
     hosts = {
         "order-service": "ORDER_HTTP_HOST",
-        "order-fulfilment": "ORDER_HTTP_HOST",
         "analytics-api": "ANALYTICS_HTTP_HOST",
         "analytics-consumer": "ANALYTICS_CONSUMER_HTTP_HOST",
         "notification-worker": "NOTIFY_HTTP_HOST",

@@ -36,7 +36,6 @@ def test_prometheus_scrapes_every_process_and_rabbitmq() -> None:
     }
     assert {
         "order-service:8080",
-        "order-fulfilment:8084",
         "analytics-api:8081",
         "analytics-consumer:8083",
         "notification-worker:8082",
