@@ -9,7 +9,6 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 
 from common import tracing
 from common.asyncapi import asyncapi_handler, build_asyncapi
-from common.hosting import Host
 from common.http import (
     HttpMetrics,
     RequestContextMiddleware,
@@ -23,6 +22,7 @@ from order_service.api.cached_reads import CachedOrderReads
 from order_service.api.problems import order_problem_handlers
 from order_service.api.routes import cancel_order, create_order, get_order, list_orders
 from order_service.container import Container
+from order_service.process_host import order_host
 from order_service.settings import OrderSettings
 
 __all__ = ["app_from_env", "create_app"]
@@ -41,21 +41,8 @@ def create_app(settings: OrderSettings, *, configure_logs: bool = True) -> Lites
 
     # The common host (issue 14): the consumers, the relay and the writer start in the app's
     # lifespan (each uvicorn worker process runs its own) and drain on SIGTERM; readiness names
-    # every supervised task (rule 9). The broker link and the tasks that need it are reported,
-    # not required: this process's job is taking orders, and a broker outage only delays their
-    # events (DESIGN.md §4 rule 1), so a replica started during one must still get traffic.
-    host = Host(
-        "order-service",
-        container,
-        supervisors=(container.supervisor, container.relay_supervisor),
-        checks={
-            "mysql": container.mysql_up,
-            "redis": container.redis_up,
-            "rabbitmq": container.rabbitmq_up,
-        },
-        required={"mysql"},
-        tasks_required=False,
-    )
+    # every supervised task (rule 9).
+    host = order_host("order-service", container)
     http_metrics = HttpMetrics(metrics)
     # A cache hit is answered before the request is built, unless every request must first
     # pass the API-key or rate-limit layers.

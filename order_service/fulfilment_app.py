@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from litestar import Litestar
 
-from common.hosting import Host
 from common.observability import Metrics, configure_logging
 from common.tracing import configure_tracing
 from order_service.container import FULFILMENT, Container
+from order_service.process_host import order_host
 from order_service.settings import OrderSettings
 
 __all__ = ["app_from_env", "create_fulfilment_app"]
@@ -29,17 +29,7 @@ def create_fulfilment_app(settings: OrderSettings, *, configure_logs: bool = Tru
         configure_tracing(PROCESS)
     metrics = Metrics(SERVICE)
     container = Container.build(settings, metrics, role=FULFILMENT)
-    host = Host(
-        PROCESS,
-        container,
-        supervisors=(container.supervisor, container.relay_supervisor),
-        checks={
-            "mysql": container.mysql_up,
-            "redis": container.redis_up,
-            "rabbitmq": container.rabbitmq_up,
-        },
-        required={"mysql", "rabbitmq"},
-    )
+    host = order_host(PROCESS, container)
     app = host.app(metrics)
     app.state.container = container
     app.state.host = host
