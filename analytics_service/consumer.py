@@ -137,7 +137,6 @@ def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = T
     )
     app = host.app(metrics)
     app.state.consumer = consumer
-    app.state.host = host
     return app
 
 

@@ -109,10 +109,13 @@ class Host:
         return [*health_handlers(checks, required=required), metrics_handler(metrics)]
 
     def app(self, metrics: Metrics, **litestar: Any) -> Litestar:
-        """A minimal app: the host's routes (plus ``route_handlers``), run in its lifespan."""
+        """A minimal app: the host's routes (plus ``route_handlers``), run in its lifespan, with
+        the host in ``app.state.host``."""
         handlers = [*litestar.pop("route_handlers", ()), *self.routes(metrics)]
         litestar.setdefault("openapi_config", None)
-        return Litestar(route_handlers=handlers, lifespan=[self.lifespan], debug=False, **litestar)
+        app = Litestar(route_handlers=handlers, lifespan=[self.lifespan], debug=False, **litestar)
+        app.state.host = self
+        return app
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:

@@ -41,21 +41,14 @@ def main(argv: list[str]) -> int:
         return outbox_main(argv[1:], database_url, exchange)
     from common.serve import serve_http
 
-    if command == "fulfilment":
-        # One process: its consumers compete with any other fulfilment process on the queue.
-        serve_http(
-            "order_service.fulfilment_app:app_from_env",
-            factory=True,
-            host=settings.http_host,
-            port=settings.fulfilment_http_port,
-        )
-        return 0
+    # The fulfilment process is one process: more of them compete on the queue.
+    fulfilment = command == "fulfilment"
     serve_http(
-        "order_service.app:app_from_env",
+        f"order_service.{'fulfilment_app' if fulfilment else 'app'}:app_from_env",
         factory=True,
         host=settings.http_host,
-        port=settings.http_port,
-        workers=settings.workers,
+        port=settings.fulfilment_http_port if fulfilment else settings.http_port,
+        workers=1 if fulfilment else settings.workers,
     )
     return 0
 

@@ -32,7 +32,6 @@ def create_fulfilment_app(settings: OrderSettings, *, configure_logs: bool = Tru
     host = order_host(PROCESS, container)
     app = host.app(metrics)
     app.state.container = container
-    app.state.host = host
     return app
 
 

@@ -10,6 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 __all__ = ["build_engine", "driver_connection", "pooled"]
 
+# An engine option of our own (SQLAlchemy keeps unknown ones): whether a connection's return to
+# the pool does I/O (a rollback). ``pooled`` may skip SQLAlchemy's shielded close only when not.
+_RESETS_ON_RETURN = "orderflow_resets_on_return"
+
 
 def build_engine(
     url: str,
@@ -46,6 +50,7 @@ def build_engine(
         pool_pre_ping=pre_ping,
         pool_reset_on_return="rollback" if reset_on_return else None,
         connect_args={"connect_timeout": connect_timeout, "init_command": init_command},
+        execution_options={_RESETS_ON_RETURN: reset_on_return},
         **options,
     )
 
@@ -57,15 +62,17 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     ``AsyncConnection``'s own exit closes in a task of its own (so that a cancellation cannot
     abandon the close partway): one more loop turn per checkout, which under load is a wait
     behind everything else the loop runs (7 ms per group-commit batch at 400 orders/s, on
-    every request of the batch). Without a transaction, and with no reset on return (every
-    engine of ``build_engine(reset_on_return=False)``), the close does no I/O, so nothing can
-    interrupt it; a connection still in a transaction is closed SQLAlchemy's way.
+    every request of the batch). Outside a transaction, on an engine built here without reset
+    on return, the close does no I/O, so nothing can interrupt it; any other connection (in a
+    transaction, or on an engine that rolls back on return or that ``build_engine`` did not
+    build) is closed SQLAlchemy's way.
     """
     conn = await engine.connect()
     try:
         yield conn
     finally:
-        if conn.in_transaction():
+        resets = engine.get_execution_options().get(_RESETS_ON_RETURN, True)
+        if conn.in_transaction() or resets:
             await conn.__aexit__(None, None, None)
         else:
             await conn.close()

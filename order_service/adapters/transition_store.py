@@ -12,6 +12,7 @@ return (``build_engine``), so no connection may go back inside a transaction.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import tracing
+from common.mysql.engine import pooled
 from common.observability import get_logger
 from common.sql_text import SqlText
 from common.utc import naive_utc
@@ -91,16 +93,14 @@ class MySqlTransitionStore:
 
     @asynccontextmanager
     async def _packets(self) -> AsyncIterator[Packets]:
-        try:
-            conn = await self._engine.connect()
-        except Exception as exc:
-            raise translate_db_error(exc) or exc from exc
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(pooled(self._engine))
+            except Exception as exc:
+                raise translate_db_error(exc) or exc from exc
             raw = await conn.get_raw_connection()
             with tracing.span("transaction order_db", kind=tracing.SpanKind.CLIENT, attributes=_DB):
                 yield Packets(conn, raw.driver_connection)
-        finally:
-            await conn.close()
 
     async def read(
         self, order_ids: Sequence[uuid.UUID]
