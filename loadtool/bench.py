@@ -28,7 +28,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from rich.table import Table
 
 from loadtool import cpu
 from loadtool.audit import SAGA_FINAL_STATES, AuditConfig, Auditor
+from loadtool.bench_databases import BenchDatabases
 from loadtool.ceiling import CeilingConfig, mysql_ceiling, rabbit_ceiling, redis_ceiling
 from loadtool.cli import install_uvloop
 from loadtool.client import HttpConnection, HttpError, parse_target
@@ -54,8 +55,9 @@ from loadtool.system import (
     Endpoints,
     ProcfileSystem,
     RunningSystem,
-    prepare_infra,
+    migrate,
     procfile_env,
+    start_infra,
 )
 
 __all__ = ["TARGETS", "BenchConfig", "headline", "kept_up", "ladder", "main", "run_bench"]
@@ -622,8 +624,8 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
         )
     try:
         if not cfg.use_running and not cfg.skip_infra:
-            console.print("[cyan]infrastructure as make run sets it up (infra, migrate) ...[/]")
-            result["prepared"] = await prepare_infra()
+            console.print("[cyan]infrastructure as make run sets it up (make infra) ...[/]")
+            result["prepared"] = await start_infra()
         if not cfg.skip_ceiling:
             console.print("[cyan]measuring the infrastructure ceiling ...[/]")
             result["ceiling"] = await measure_ceiling_with_cpu(cfg)
@@ -664,11 +666,27 @@ async def _one_configuration(
                     sink = await stack.enter_async_context(OtlpSink())
                     endpoint = sink.url
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+        env.update(await stack.enter_async_context(_fresh_databases(console)))
         conf = await _run_procfile(cfg, name, env, log_dir, console, loadgen)
         conf["otel"] = {"exporter": cfg.otel, "endpoint": env.get("OTEL_EXPORTER_OTLP_ENDPOINT")}
         if sink is not None:
             conf["otel"].update(export_requests=sink.requests, export_bytes=sink.bytes)
     return conf
+
+
+@contextlib.asynccontextmanager
+async def _fresh_databases(console: Console) -> AsyncIterator[dict[str, str]]:
+    """Empty databases of the bench's own for one configuration, migrated as ``make migrate``
+    does, dropped afterwards (loadtool/bench_databases.py): the settings that point there."""
+    databases = BenchDatabases.from_env()
+    names = ", ".join(d.name for d in databases.databases)
+    console.print(f"[cyan]fresh databases {names} (migrated; dropped after the run) ...[/]")
+    await databases.create()
+    try:
+        await migrate(databases.env())
+        yield databases.env()
+    finally:
+        await databases.drop()
 
 
 async def _run_procfile(
@@ -831,7 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saga-only", action="store_true", help="skip the fulfilment-off pass")
     p.add_argument("--skip-ceiling", action="store_true")
     p.add_argument(
-        "--skip-infra", action="store_true", help="do not run deploy/local-infra.sh and migrations"
+        "--skip-infra",
+        action="store_true",
+        help="do not run deploy/local-infra.sh (the bench's own databases are still made)",
     )
     p.add_argument("--concurrency", type=int, default=16, help="closed-loop phases")
     p.add_argument(

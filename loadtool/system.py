@@ -41,8 +41,9 @@ __all__ = [
     "ProcfileSystem",
     "RunningSystem",
     "exit_codes",
-    "prepare_infra",
+    "migrate",
     "procfile_env",
+    "start_infra",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,8 @@ DEFAULT_PORTS = {
 # The process runner ``make run`` uses, relative to the repository (its command line names it).
 RUNNER_SCRIPT = "deploy/procfile_run.py"
 # procfile_run's last line: "procfile_run: exit codes {'order': 0, 'analytics-api': -9}".
+# scheme://user:password@ -> scheme://user:***@
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 _EXIT_CODES = re.compile(r"^procfile_run: exit codes (\{.*\})\s*$", re.MULTILINE)
 
 
@@ -116,19 +119,29 @@ def procfile_env(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-async def prepare_infra(root: Path = ROOT, python: str = sys.executable) -> list[str]:
-    """What ``make run`` does before the runner (``infra`` and ``migrate``); the commands run."""
+async def start_infra(root: Path = ROOT) -> list[str]:
+    """What ``make infra`` does: MariaDB, Redis and RabbitMQ up, with users and definitions."""
+    return await _run_steps([["bash", str(root / "deploy" / "local-infra.sh")]], root, {})
+
+
+async def migrate(
+    env: Mapping[str, str], root: Path = ROOT, python: str = sys.executable
+) -> list[str]:
+    """What ``make migrate`` does, with ``env`` over the environment (the bench's databases)."""
     steps = [
-        ["bash", str(root / "deploy" / "local-infra.sh")],
         [python, "-m", "order_service", "migrate"],
         [python, "-m", "analytics_service", "migrate"],
     ]
+    return await _run_steps(steps, root, env)
+
+
+async def _run_steps(steps: list[list[str]], root: Path, env: Mapping[str, str]) -> list[str]:
     for argv in steps:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=str(root),
             # As the Makefile exports it: the local credential defaults apply.
-            env={"ORDERFLOW_ENV": "local", **os.environ},
+            env={"ORDERFLOW_ENV": "local", **os.environ, **env},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -245,7 +258,10 @@ class ProcfileSystem:
 
     @property
     def command(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.overrides.items()) + " " + " ".join(self.argv)
+        """How to start the same system by hand (printed, and kept in the bench's JSON: a URL's
+        password is masked)."""
+        shown = (k + "=" + _URL_PASSWORD.sub(r"\1***@", v) for k, v in self.overrides.items())
+        return " ".join(shown) + " " + " ".join(self.argv)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -1,7 +1,8 @@
 """The CI-sized benchmark: `python -m loadtool.bench --quick` starts the system as `make run` does
 (deploy/procfile_run.py, Procfile, fulfilment saga on, info logs), runs a few hundred orders,
-prints every figure and CPU per order, and loses and doubles nothing. Figures are printed, never
-asserted (machines differ)."""
+prints every figure and CPU per order, and loses and doubles nothing, on databases of its own that
+it drops after: make run's are left as they were. Figures are printed, never asserted (machines
+differ)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import asyncio
 import json
 import sys
 
+import aiomysql
 import pytest
+
+from loadtool.bench_databases import BenchDatabases
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +29,23 @@ FIGURES = {
 
 # The run has its own bound (420 s below); the suite's default of 180 s is too short for it on a
 # slow 2-core CI machine.
+async def _rows_in_make_runs_databases() -> dict[str, int]:
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        async with conn.cursor() as cur:
+            counts = {}
+            for table in ("order_db.orders", "order_db.outbox", "analytics_db.order_facts"):
+                await cur.execute(f"SELECT COUNT(*) FROM {table}")
+                (counts[table],) = await cur.fetchone()
+            return counts
+    finally:
+        conn.close()
+
+
 @pytest.mark.timeout(480)
 async def test_quick_benchmark_reports_every_figure_and_loses_nothing(tmp_path):
     out = tmp_path / "bench.json"
+    before = await _rows_in_make_runs_databases()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -51,3 +69,5 @@ async def test_quick_benchmark_reports_every_figure_and_loses_nothing(tmp_path):
         assert phase["audit"]["doubled"] == 0, phase["audit"]
         assert phase["cpu"]["order"]["ms_per_order"] > 0, phase["cpu"]
     assert proc.returncode == 0, text
+    assert await _rows_in_make_runs_databases() == before
+    assert not any((await BenchDatabases.from_env().exists()).values())
