@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from analytics_service.adapters.cache import RedisSummaryCache
+from analytics_service.adapters.cache import RedisSummaryCache, summary_namespace
 from analytics_service.adapters.database import build_engine
 from analytics_service.adapters.fact_store import MySqlAnalyticsStore
 from analytics_service.adapters.reader import MySqlAnalyticsReader
@@ -50,6 +50,7 @@ class Adapters:
         redis = redis_client(settings.redis_url, timeout=settings.redis_timeout)
         cache = RedisSummaryCache(
             redis,
+            namespace=summary_namespace(settings.database_url),
             ttl_seconds=settings.summary_ttl_seconds,
             fallback_ttl_seconds=settings.summary_fallback_ttl_seconds,
             requests=cache_requests,

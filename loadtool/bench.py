@@ -39,7 +39,6 @@ from rich.table import Table
 
 from loadtool import cpu
 from loadtool.audit import SAGA_FINAL_STATES, AuditConfig, Auditor
-from loadtool.bench_databases import BenchDatabases
 from loadtool.ceiling import CeilingConfig, mysql_ceiling, rabbit_ceiling, redis_ceiling
 from loadtool.cli import install_uvloop
 from loadtool.client import HttpConnection, HttpError, parse_target
@@ -49,6 +48,7 @@ from loadtool.otlp_sink import OtlpSink
 from loadtool.quiet import wait_until_quiet
 from loadtool.report import report_json
 from loadtool.runner import LoadConfig, run_load
+from loadtool.scratch_databases import ScratchDatabases
 from loadtool.stats import rate, summarize
 from loadtool.system import (
     BenchLock,
@@ -677,8 +677,8 @@ async def _one_configuration(
 @contextlib.asynccontextmanager
 async def _fresh_databases(console: Console) -> AsyncIterator[dict[str, str]]:
     """Empty databases of the bench's own for one configuration, migrated as ``make migrate``
-    does, dropped afterwards (loadtool/bench_databases.py): the settings that point there."""
-    databases = BenchDatabases.from_env()
+    does, dropped afterwards (loadtool/scratch_databases.py): the settings that point there."""
+    databases = ScratchDatabases.for_bench()
     names = ", ".join(d.name for d in databases.databases)
     console.print(f"[cyan]fresh databases {names} (migrated; dropped after the run) ...[/]")
     await databases.create()

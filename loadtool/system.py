@@ -125,14 +125,13 @@ async def start_infra(root: Path = ROOT) -> list[str]:
 
 
 async def migrate(
-    env: Mapping[str, str], root: Path = ROOT, python: str = sys.executable
+    env: Mapping[str, str],
+    services: tuple[str, ...] = ("order_service", "analytics_service"),
+    root: Path = ROOT,
+    python: str = sys.executable,
 ) -> list[str]:
-    """What ``make migrate`` does, with ``env`` over the environment (the bench's databases)."""
-    steps = [
-        [python, "-m", "order_service", "migrate"],
-        [python, "-m", "analytics_service", "migrate"],
-    ]
-    return await _run_steps(steps, root, env)
+    """What ``make migrate`` does, with ``env`` over the environment (scratch databases)."""
+    return await _run_steps([[python, "-m", s, "migrate"] for s in services], root, env)
 
 
 async def _run_steps(steps: list[list[str]], root: Path, env: Mapping[str, str]) -> list[str]:

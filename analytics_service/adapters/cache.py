@@ -3,20 +3,29 @@
 A reader that computed a summary from data older than a commit stores it under the old
 generation, which nobody reads again, so invalidation cannot be undone by a slow reader. The
 short TTL bounds staleness when the consumer could not reach Redis to bump the generation.
+
+The keys name the database the summary is computed from: deployments sharing one Redis (make
+run and the benchmark's own databases, a staging copy) neither read nor invalidate each other's
+summaries.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
 
 from common.cache_breaker import CacheBreaker
 
-__all__ = ["RedisSummaryCache"]
+__all__ = ["RedisSummaryCache", "summary_namespace"]
 
 _PREFIX = "analytics:v1:summary"
-GENERATION_KEY = f"{_PREFIX}:generation"
-FALLBACK_KEY = f"{_PREFIX}:last"
+
+
+def summary_namespace(database_url: str) -> str:
+    """The database a summary is computed from, as part of its keys: host:port/name."""
+    url = make_url(database_url)
+    return f"{url.host or 'localhost'}:{url.port or 3306}/{url.database or ''}"
 
 
 class RedisSummaryCache:
@@ -24,6 +33,7 @@ class RedisSummaryCache:
         self,
         redis: Redis,
         *,
+        namespace: str,
         ttl_seconds: float,
         fallback_ttl_seconds: int,
         requests: Counter | None = None,
@@ -31,6 +41,9 @@ class RedisSummaryCache:
         cooldown: float = 1.0,
     ) -> None:
         self._redis = redis
+        self._prefix = f"{_PREFIX}:{namespace}"
+        self._generation_key = f"{self._prefix}:generation"
+        self._fallback_key = f"{self._prefix}:last"
         self._ttl_ms = max(1, round(ttl_seconds * 1000))
         self._fallback_ttl = fallback_ttl_seconds
         self._requests = requests
@@ -47,9 +60,9 @@ class RedisSummaryCache:
             self._count("bypassed")
             return None, ""
         try:
-            raw_generation = await self._redis.get(GENERATION_KEY)
+            raw_generation = await self._redis.get(self._generation_key)
             generation = _text(raw_generation) if raw_generation is not None else "0"
-            body = _bytes(await self._redis.get(f"{_PREFIX}:{generation}"))
+            body = _bytes(await self._redis.get(f"{self._prefix}:{generation}"))
         except Exception as exc:
             self._count("error")
             self._breaker.failed("get", exc)
@@ -62,8 +75,8 @@ class RedisSummaryCache:
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(f"{_PREFIX}:{generation}", body, px=self._ttl_ms)
-                pipe.set(FALLBACK_KEY, body, ex=self._fallback_ttl)
+                pipe.set(f"{self._prefix}:{generation}", body, px=self._ttl_ms)
+                pipe.set(self._fallback_key, body, ex=self._fallback_ttl)
                 await pipe.execute()
         except Exception as exc:
             self._breaker.failed("set", exc)
@@ -71,7 +84,7 @@ class RedisSummaryCache:
     async def fallback(self) -> bytes | None:
         """The last summary computed, to answer while the database is down."""
         try:
-            value = _bytes(await self._redis.get(FALLBACK_KEY))
+            value = _bytes(await self._redis.get(self._fallback_key))
         except Exception as exc:
             self._breaker.failed("get_fallback", exc)
             return None
@@ -87,7 +100,7 @@ class RedisSummaryCache:
                 self._invalidations.labels("skipped").inc()
             return
         try:
-            await self._redis.incr(GENERATION_KEY)
+            await self._redis.incr(self._generation_key)
         except Exception as exc:
             if self._invalidations is not None:
                 self._invalidations.labels("error").inc()

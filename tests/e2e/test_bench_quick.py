@@ -13,7 +13,7 @@ import sys
 import aiomysql
 import pytest
 
-from loadtool.bench_databases import BenchDatabases
+from loadtool.scratch_databases import ScratchDatabases
 
 pytestmark = pytest.mark.e2e
 
@@ -70,4 +70,4 @@ async def test_quick_benchmark_reports_every_figure_and_loses_nothing(tmp_path):
         assert phase["cpu"]["order"]["ms_per_order"] > 0, phase["cpu"]
     assert proc.returncode == 0, text
     assert await _rows_in_make_runs_databases() == before
-    assert not any((await BenchDatabases.from_env().exists()).values())
+    assert not any((await ScratchDatabases.for_bench().exists()).values())

@@ -40,9 +40,9 @@ class Partition:
 
     @property
     def redis_db(self) -> int:
-        # The analytics API caches its summary (and the fallback it serves while MySQL is down)
-        # under fixed keys: a Redis database other than the shared 0 keeps other systems'
-        # summaries out of this run's answers.
+        # The summary cache's keys name this run's analytics database already; a Redis database
+        # other than the shared 0 also keeps the run's order cache and sent-store records apart
+        # from other systems'.
         return 1 + int(self.run_id, 16) % 15
 
     def redis_url(self, port: int = 6379) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtool.bench_databases import BenchDatabases
+from loadtool.scratch_databases import ScratchDatabases
 from loadtool.system import ProcfileSystem
 
 
@@ -12,24 +12,24 @@ def test_bench_urls_keep_each_services_user_and_server_and_change_only_the_datab
     env = {
         "ORDER_DATABASE_URL": "mysql+aiomysql://shop:s3cret@db.internal:3307/shop_orders",
     }
-    urls = BenchDatabases.from_env(env).env()
+    urls = ScratchDatabases.for_bench(env).env()
     assert urls == {
         "ORDER_DATABASE_URL": "mysql+aiomysql://shop:s3cret@db.internal:3307/order_db_bench",
         "ANALYTICS_DATABASE_URL": (
             "mysql+aiomysql://analytics_svc:analytics_svc_local@127.0.0.1:3306/analytics_db_bench"
         ),
     }
-    assert [d.user for d in BenchDatabases.from_env(env).databases] == ["shop", "analytics_svc"]
+    assert [d.user for d in ScratchDatabases.for_bench(env).databases] == ["shop", "analytics_svc"]
 
 
 def test_a_service_already_on_the_bench_database_is_refused() -> None:
     env = {"ANALYTICS_DATABASE_URL": "mysql+aiomysql://a:b@127.0.0.1/analytics_db_bench"}
     with pytest.raises(ValueError, match="ANALYTICS_DATABASE_URL"):
-        BenchDatabases.from_env(env)
+        ScratchDatabases.for_bench(env)
 
 
 def test_the_printed_command_masks_every_database_password(tmp_path) -> None:
-    system = ProcfileSystem(BenchDatabases.from_env({}).env(), log_path=tmp_path / "log")
+    system = ProcfileSystem(ScratchDatabases.for_bench({}).env(), log_path=tmp_path / "log")
     assert "order_svc_local" not in system.command
     assert "analytics_svc_local" not in system.command
     assert "ORDER_DATABASE_URL=mysql+aiomysql://order_svc:***@127.0.0.1:3306/order_db_bench" in (

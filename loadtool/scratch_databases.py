@@ -1,13 +1,14 @@
-"""The benchmark's own databases: every bench run starts the system on a fresh, empty pair
-(created before the run, dropped after it), beside the databases of ``make run``.
+"""Databases made for one run and dropped after it, beside the databases of ``make run``: the
+benchmark's (``ScratchDatabases.for_bench``) and a fault scenario's analytics partition.
 
-Without them each run added its orders to ``make run``'s databases: ~100,000 orders and facts a
-run, a 2 GB outbox after a dozen runs. The tables' size then moved the next run's figures, and
-``make test``'s whole-table checks (the analytics rebuild) took minutes instead of seconds.
+Without them each bench run added its orders to ``make run``'s databases: ~100,000 orders and
+facts a run, a 2 GB outbox after a dozen runs. The tables' size then moved the next run's
+figures, and ``make test``'s whole-table checks (the analytics rebuild) took minutes instead of
+seconds.
 
 The services still connect as their own users (the URLs keep user, password and host; only the
-database name changes), granted on the bench databases only while they exist. Creating,
-granting and dropping take the MySQL administrator of the ceiling probe (``BENCH_MYSQL_*``).
+database name changes), granted on a scratch database only while it exists. Creating, granting
+and dropping take a MySQL administrator (the bench: the ceiling probe's ``BENCH_MYSQL_*``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 import aiomysql
 from sqlalchemy.engine import make_url
 
-__all__ = ["DATABASE_SETTINGS", "BenchDatabases"]
+__all__ = ["BENCH_DATABASES", "ScratchDatabase", "ScratchDatabases"]
 
 # Setting -> (make run's URL when the setting is unset, the bench's database name).
-DATABASE_SETTINGS: dict[str, tuple[str, str]] = {
+BENCH_DATABASES: dict[str, tuple[str, str]] = {
     "ORDER_DATABASE_URL": (
         "mysql+aiomysql://order_svc:order_svc_local@127.0.0.1:3306/order_db",
         "order_db_bench",
@@ -41,30 +42,31 @@ def _quoted(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class BenchDatabase:
+class ScratchDatabase:
     setting: str
-    url: str  # the service's URL with the bench's database name
+    url: str  # the service's URL with the scratch database's name
     name: str
     user: str
 
 
 @dataclass(frozen=True)
-class BenchDatabases:
-    databases: tuple[BenchDatabase, ...]
+class ScratchDatabases:
+    databases: tuple[ScratchDatabase, ...]
     admin_host: str = "127.0.0.1"
     admin_port: int = 3306
     admin_user: str = "root"
     admin_password: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> BenchDatabases:
+    def for_bench(cls, env: Mapping[str, str] = os.environ) -> ScratchDatabases:
+        """The bench's pair, each service's URL (or its local default) with the bench's name."""
         databases = []
-        for setting, (default_url, name) in DATABASE_SETTINGS.items():
+        for setting, (default_url, name) in BENCH_DATABASES.items():
             url = make_url(env.get(setting) or default_url)
             if url.database == name:
                 raise ValueError(f"{setting} already names the bench's database {name}")
             databases.append(
-                BenchDatabase(
+                ScratchDatabase(
                     setting=setting,
                     url=url.set(database=name).render_as_string(hide_password=False),
                     name=name,
@@ -80,7 +82,7 @@ class BenchDatabases:
         )
 
     def env(self) -> dict[str, str]:
-        """The settings that point the services (and their migrations) at the bench's databases."""
+        """The settings that point the services (and their migrations) at these databases."""
         return {d.setting: d.url for d in self.databases}
 
     async def create(self) -> None:

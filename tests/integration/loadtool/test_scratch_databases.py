@@ -6,17 +6,17 @@ import aiomysql
 import pytest
 
 from common.testing import unique_name
-from loadtool.bench_databases import BenchDatabase, BenchDatabases
+from loadtool.scratch_databases import ScratchDatabase, ScratchDatabases
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "order_svc", "order_svc_local"
 
 
-def _databases() -> BenchDatabases:
+def _databases() -> ScratchDatabases:
     name = unique_name("bench_db").replace("-", "_")
     url = f"mysql+aiomysql://{USER}:{PASSWORD}@127.0.0.1:3306/{name}"
-    return BenchDatabases((BenchDatabase("ORDER_DATABASE_URL", url, name, USER),))
+    return ScratchDatabases((ScratchDatabase("ORDER_DATABASE_URL", url, name, USER),))
 
 
 async def _as_service(db: str, *sql: str) -> list[tuple[object, ...]]:
@@ -32,7 +32,7 @@ async def _as_service(db: str, *sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-async def _grants(databases: BenchDatabases) -> list[str]:
+async def _grants(databases: ScratchDatabases) -> list[str]:
     async with databases._admin() as cur:
         await cur.execute("SHOW GRANTS FOR %s@%s", (USER, "localhost"))
         return [row[0] for row in await cur.fetchall()]
@@ -61,8 +61,8 @@ async def test_the_bench_database_is_made_empty_for_the_services_user_and_droppe
 
 async def test_a_user_that_does_not_exist_is_named_in_the_error() -> None:
     name = unique_name("bench_db").replace("-", "_")
-    databases = BenchDatabases(
-        (BenchDatabase("ORDER_DATABASE_URL", "mysql+aiomysql://nobody@x/y", name, "nobody_x"),)
+    databases = ScratchDatabases(
+        (ScratchDatabase("ORDER_DATABASE_URL", "mysql+aiomysql://nobody@x/y", name, "nobody_x"),)
     )
     try:
         with pytest.raises(RuntimeError, match=r"nobody_x.*make infra"):
