@@ -91,7 +91,9 @@ def bucket_floor(moment: datetime, granularity: Granularity = "hour") -> datetim
 
 
 def _contributions(fact: OrderFact) -> Iterator[tuple[AggregateKind, Key]]:
-    """The aggregate rows one order in its current state adds ``Totals(1, amount, qty)`` to."""
+    """The aggregate rows one order in its current state adds ``Totals(1, amount, qty)`` to.
+
+    The rebuild sums the same in SQL (adapters/rebuilder.py); a test holds the two equal."""
     yield "status", (fact.currency, fact.state)
     if fact.booked:
         yield "currency", (fact.currency,)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
-from analytics_service.adapters.tables import product_totals
+from analytics_service.adapters.database import build_engine
+from analytics_service.adapters.fact_rows import FACT_COLUMNS, fact_values
+from analytics_service.adapters.rebuilder import MySqlAggregateRebuilder
+from analytics_service.adapters.tables import order_facts, product_totals
+from analytics_service.aggregation import ORDER_STATES, OrderFact, aggregate
 from analytics_service.rebuild import rebuild
 from common.testing import unique_name
+from common.utc import naive_utc
 from tests.integration.analytics.conftest import order_event
+from tests.support.analytics_db import ANALYTICS_DB_URL, PORT, fresh_analytics_database
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +50,46 @@ async def test_rebuild_gives_the_same_aggregates_and_corrects_a_damaged_row(
     assert len(mine) == 1 and mine[0].kind == "product"
     assert mine[0].actual is not None and mine[0].actual.order_count == 7
     assert await db.totals("product_totals", "product_id", [product]) == applied
+
+
+async def test_mysql_adds_the_facts_up_as_the_domain_does() -> None:
+    """The rebuild's sums come from SQL written after aggregation's rules: every state (and a
+    status the lifecycle does not know, with and without a trailing space), several hours,
+    currencies, products, customers and amount scales, against aggregate() in Python."""
+    base = datetime(2026, 3, 1, 9, 59, 59, tzinfo=UTC)
+    statuses = [*ORDER_STATES, "PENDING", "confirmed ", "Confirmed"]
+    facts = [
+        OrderFact(
+            order_id=uuid.uuid4(),
+            event_id=uuid.uuid4(),
+            customer_id=f"cust-{i % 7}",
+            product_id=f"prod-{i % 5}",
+            quantity=1 + i % 4,
+            total_amount=Decimal(f"{10 + i}.{i % 10}") if i % 3 else Decimal(f"{i}.1234"),
+            currency=("USD", "EUR", "JPY")[i % 3],
+            status=statuses[i % len(statuses)],
+            created_at=base + timedelta(minutes=17 * i),
+            occurred_at=base + timedelta(minutes=17 * i),
+            status_changed_at=base + timedelta(minutes=17 * i + 41 * (i % 4)),
+        )
+        for i in range(120)
+    ]
+    async with fresh_analytics_database() as name:
+        engine = build_engine(
+            ANALYTICS_DB_URL.format(port=PORT, database=name), pool_size=1, connect_timeout=5
+        )
+        try:
+            now = naive_utc(datetime.now(UTC))
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(order_facts),
+                    [dict(zip(FACT_COLUMNS, fact_values(f, now), strict=True)) for f in facts],
+                )
+            async with engine.begin() as conn:
+                summed = await MySqlAggregateRebuilder.locked_sums(conn)
+        finally:
+            await engine.dispose()
+    expected = aggregate(facts)
+    for kind, rows in expected.kinds():
+        assert summed.get(kind) == rows, kind
+    assert summed == expected
