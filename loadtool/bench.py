@@ -45,12 +45,14 @@ from loadtool.client import HttpConnection, HttpError, parse_target
 from loadtool.generator import GeneratorConfig, OrderGenerator
 from loadtool.metrics import parse_counters, sum_counter
 from loadtool.otlp_sink import OtlpSink
+from loadtool.queue_guard import QueuesInUseError, procfile_queues, refuse_if_consumed
 from loadtool.quiet import wait_until_quiet
 from loadtool.report import report_json
 from loadtool.runner import LoadConfig, run_load
 from loadtool.scratch_databases import ScratchDatabases
 from loadtool.stats import rate, summarize
 from loadtool.system import (
+    ROOT,
     BenchLock,
     Endpoints,
     ProcfileSystem,
@@ -63,6 +65,7 @@ from loadtool.system import (
 __all__ = ["TARGETS", "BenchConfig", "headline", "kept_up", "ladder", "main", "run_bench"]
 
 SAGA_ON = "saga on"
+EXIT_QUEUES_IN_USE = 3
 SAGA_OFF = "saga off"
 # Issue 11's targets: (today, must reach, goal), printed beside what was measured.
 TARGETS: dict[str, tuple[str, str, str]] = {
@@ -626,6 +629,9 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
         if not cfg.use_running and not cfg.skip_infra:
             console.print("[cyan]infrastructure as make run sets it up (make infra) ...[/]")
             result["prepared"] = await start_infra()
+        if not cfg.use_running:
+            procfile = (ROOT / "Procfile").read_text()
+            await refuse_if_consumed(procfile_queues(procfile_env(procfile)))
         if not cfg.skip_ceiling:
             console.print("[cyan]measuring the infrastructure ceiling ...[/]")
             result["ceiling"] = await measure_ceiling_with_cpu(cfg)
@@ -885,7 +891,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     install_uvloop()
     console = Console(width=None if sys.stdout.isatty() else 200)
-    result = asyncio.run(run_bench(cfg, console))
+    try:
+        result = asyncio.run(run_bench(cfg, console))
+    except QueuesInUseError as exc:
+        console.print(f"[bold red]{exc}[/]")
+        return EXIT_QUEUES_IN_USE
     render(result, console)
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as fh:
