@@ -2,8 +2,8 @@
 
 Every system started from the Procfile works on the same queues of vhost ``orderflow``. A
 ``make run`` left running would take part of the benchmark's deliveries: its saga and
-consumers work on orders its databases do not hold (one parked in its dead-letter queue), and
-the bench waits for orders it will never see (seen: a ``--quick`` run with ``make run`` up
+consumers work on orders its databases do not hold (one was parked in its dead-letter queue),
+and the bench waits for orders it will never see (seen: a ``--quick`` run with ``make run`` up
 counted 142 of 350 orders lost and was stopped by its timeout). So the bench refuses at once,
 naming the queue and what to do.
 """
