@@ -13,7 +13,6 @@ import pytest
 
 from common.testing import wait_until
 from order_service.domain.order import OrderStatus
-from order_service.lifecycle import ConcurrencyConflictError, _Change
 from order_service.unit_of_work import SqlUnitOfWork
 from tests.integration.orders.conftest import metric_value
 from tests.integration.orders.lifecycle_helpers import (
@@ -192,33 +191,37 @@ async def test_concurrent_cancels_of_one_order_succeed_exactly_once(order_client
         assert await event_types(container, created["id"]) == ["OrderCreated", "OrderCancelled"]
 
 
-async def test_two_transitions_decided_from_the_same_version_never_both_commit(order_client):
-    async with order_client(fulfilment_enabled=False) as (client, container):
+async def test_a_payment_decided_on_a_version_a_cancel_replaced_is_never_committed(order_client):
+    """The one-order path (LifecycleService.fulfil) decides ``paid`` from the order it read
+    before the charge; a cancel commits while the charge is in flight. Under the row lock the
+    version no longer matches: the decision is dropped, not written over the cancel."""
+    async with order_client(fulfilment_enabled=False, payment_latency_seconds=0.5) as (
+        client,
+        container,
+    ):
         created = await place(client)
-        order_id = uuid.UUID(created["id"])
-        async with SqlUnitOfWork(container.engine) as uow:
-            snapshot = await uow.orders.get(order_id)
-        assert snapshot is not None
+        fulfilling = asyncio.create_task(
+            container.lifecycle.fulfil(uuid.UUID(created["id"]), correlation_id="r")
+        )
 
-        async def decide(target: OrderStatus) -> bool:
-            """Both decided from the same snapshot, as two racing consumers would."""
-            try:
-                await container.lifecycle._transition(snapshot, _Change(target), correlation_id="r")
-            except ConcurrencyConflictError:
-                return False
-            return True
+        async def charging() -> bool:
+            return container.gateway.charge_calls >= 1
 
-        results = await asyncio.gather(decide(OrderStatus.PAID), decide(OrderStatus.CANCELLED))
-        assert sorted(results) == [False, True]
+        await wait_until(charging, timeout=10, message="the charge to start")
+        response = await client.post(f"/orders/{created['id']}/cancel")
+        assert response.status_code == 200, response.text
+        assert not fulfilling.done()  # the cancel committed while the charge was in flight
+
+        assert await fulfilling == "cancelled"
         async with SqlUnitOfWork(container.engine) as uow:
-            stored = await uow.orders.get(order_id)
-            timeline = await uow.orders.timeline(order_id)
-        assert stored is not None and stored.order_version == 2
-        assert [e.status for e in timeline] == [OrderStatus.CREATED, stored.status]
-        assert await event_types(container, created["id"]) == [
-            "OrderCreated",
-            "OrderPaid" if stored.status is OrderStatus.PAID else "OrderCancelled",
-        ]
+            stored = await uow.orders.get(uuid.UUID(created["id"]))
+            timeline = await uow.orders.timeline(uuid.UUID(created["id"]))
+        assert stored is not None and stored.status is OrderStatus.CANCELLED
+        assert stored.order_version == 2
+        assert [e.status for e in timeline] == [OrderStatus.CREATED, OrderStatus.CANCELLED]
+        assert await event_types(container, created["id"]) == ["OrderCreated", "OrderCancelled"]
+        payment = await payment_row(container, created["id"])
+        assert payment is not None and payment["status"] == "refunded"
 
 
 async def test_orders_can_be_listed_by_every_state(order_client):
