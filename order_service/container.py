@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -30,13 +31,20 @@ from order_service.services import OrderService
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import SqlUnitOfWork
 
-__all__ = ["API", "FULFILMENT", "Container", "OrderMetrics"]
+__all__ = ["API", "FULFILMENT", "Container", "OrderMetrics", "Role"]
 
 log = get_logger(__name__)
 
+
 # The process a container is built for: `python -m order_service` or `... fulfilment`.
-API = "api"
-FULFILMENT = "fulfilment"
+class Role(StrEnum):
+    """Which order-service process a container is built for."""
+
+    API = "api"
+    FULFILMENT = "fulfilment"
+
+
+API, FULFILMENT = Role.API, Role.FULFILMENT
 
 
 class OrderMetrics:
@@ -97,11 +105,11 @@ class Container:
 
     # API: the order routes' writer and the pruner, and the consumers too if fulfilment runs
     # in the API process; FULFILMENT: only the consumers (and the relay of what they commit).
-    role: str = API
+    role: Role = API
 
     @classmethod
     def build(
-        cls, settings: OrderSettings, registry_metrics: Metrics, *, role: str = API
+        cls, settings: OrderSettings, registry_metrics: Metrics, *, role: Role = API
     ) -> Container:
         metrics = OrderMetrics(registry_metrics)
         engine = build_engine(settings)
