@@ -134,6 +134,7 @@ def create_consumer_app(settings: AnalyticsSettings, *, configure_logs: bool = T
             "redis": consumer.adapters.redis_up,
         },
         required={"mysql", "rabbitmq"},
+        drain_first=True,
     )
     app = host.app(metrics)
     app.state.consumer = consumer

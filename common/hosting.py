@@ -4,14 +4,17 @@ notification worker share one lifecycle.
 Start: the process's supervised tasks start and HTTP is served at once (a consumer waiting for
 the broker holds nothing up). Ready: only while every required dependency answers and every
 supervised task runs (a consumer: started on the broker), each named in /health/ready
-(DESIGN.md §4 rule 9). SIGTERM or SIGINT (common.serve): uvicorn stops accepting requests and
-finishes those in flight, then the host reports not ready, and the process stops taking
-deliveries, drains and settles what it holds, flushes, closes its connections and pools, and
-exits 0 (rule 4).
+(DESIGN.md §4 rule 9). SIGTERM or SIGINT (common.serve): the host reports not ready, and the
+process stops taking deliveries, drains and settles what it holds, flushes, closes its
+connections and pools, and exits 0 (rule 4). A process that serves requests (an API) stops
+accepting them and finishes those in flight first; a process whose HTTP only reports on its
+work (``drain_first``: a consumer, the notification worker) drains first, so /metrics and
+/health still answer while it does, and uvicorn stops after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -69,8 +72,11 @@ class Host:
         checks: Mapping[str, Check],
         required: Iterable[str] = (),
         tasks_required: bool = True,
+        drain_first: bool = False,
     ) -> None:
         self.name = name
+        self.drain_first = drain_first
+        self._stopped: asyncio.Future[None] | None = None
         self._tasks_required = tasks_required
         self._hosted = hosted
         self._supervisors = tuple(supervisors)
@@ -127,6 +133,7 @@ class Host:
 
     async def start(self) -> None:
         self.stopping = False
+        self._stopped = None
         if self._lag is not None:
             self._lag.start()
         await self._hosted.start()
@@ -134,6 +141,13 @@ class Host:
         log.info("host_started", process=self.name)
 
     async def stop(self) -> None:
+        """Once per start: a drain begun on SIGTERM (``drain_first``) and the lifespan's
+        shutdown after it wait for the same stop."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self) -> None:
         # Supervisors report every task not ready once their stop begins (rule 9 readiness).
         self.stopping = True
         log.info("host_stopping", process=self.name)

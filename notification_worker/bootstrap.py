@@ -196,7 +196,14 @@ def create_worker_app(settings: NotificationSettings, *, configure_logs: bool = 
         "redis": worker.store.ping,
         "channels": _channels_ready(worker.channels),
     }
-    host = Host(SERVICE, worker, supervisors=(worker.supervisor,), checks=checks, required=checks)
+    host = Host(
+        SERVICE,
+        worker,
+        supervisors=(worker.supervisor,),
+        checks=checks,
+        required=checks,
+        drain_first=True,
+    )
     app = create_app(worker.store, worker.metrics, host, api_keys=settings.api_keys)
     app.state.worker = worker
     app.state.host = host

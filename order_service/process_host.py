@@ -27,4 +27,5 @@ def order_host(name: str, container: Container) -> Host:
         },
         required={"mysql"} if api else {"mysql", "rabbitmq"},
         tasks_required=not api,
+        drain_first=not api,
     )

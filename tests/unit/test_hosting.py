@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from litestar import Litestar
 
+from analytics_service.app import create_app as create_analytics_api_app
 from analytics_service.consumer import create_consumer_app
 from analytics_service.settings import AnalyticsSettings
 from common.hosting import Host
@@ -21,6 +22,7 @@ from common.testing_http import serve_app
 from notification_worker.bootstrap import create_worker_app
 from notification_worker.settings import NotificationSettings
 from order_service.app import create_app as create_order_app
+from order_service.fulfilment_app import create_fulfilment_app
 from order_service.settings import OrderSettings
 
 
@@ -224,3 +226,26 @@ async def test_a_started_host_freezes_the_heap_it_was_built_with():
         assert not any(o is built for o in gc.get_objects())  # in the frozen generation
     finally:
         await host.stop()
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_only_processes_whose_http_reports_on_their_work_drain_before_it_stops(process):
+    make_app, _, gating = PROCESSES[process]
+    assert make_app().state.host.drain_first is gating
+
+
+def test_the_fulfilment_process_drains_before_its_http_stops_and_the_analytics_api_does_not():
+    fulfilment = create_fulfilment_app(OrderSettings(), configure_logs=False)
+    assert fulfilment.state.host.drain_first is True
+    api = create_analytics_api_app(AnalyticsSettings(), configure_logs=False)
+    assert api.state.host.drain_first is False
+
+
+async def test_a_stop_begun_on_a_signal_and_the_lifespans_stop_are_one_stop():
+    host, process = hosted("consumer:a")
+    await host.start()
+    first = asyncio.create_task(host.stop())
+    second = asyncio.create_task(host.stop())
+    await asyncio.wait_for(asyncio.gather(first, second), 10)
+    await host.stop()
+    assert process.steps == ["drained", "closed"]
