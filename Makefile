@@ -58,7 +58,7 @@ test-faults: install infra migrate ## Run the full fault-injection suite (long)
 test-chaos: install infra migrate ## A 15-minute randomized fault run under load (CHAOS_SEED replays, CHAOS_SECONDS)
 	$(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
-bench: install infra migrate ## Full benchmark of what make run starts (saga on, then off; CPU/order; bench-results.json)
+bench: install infra migrate ## Full benchmark of what make run starts, on databases of its own (saga on, then off; CPU/order; bench-results.json)
 	$(PY) -m loadtool.bench --json bench-results.json
 
 bench-quick: install infra migrate ## A one-minute benchmark smoke, saga on (the one make test runs)
