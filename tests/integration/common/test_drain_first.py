@@ -5,8 +5,10 @@ process stops taking requests first (the control)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,10 @@ from loadtool.processes import free_port
 pytestmark = pytest.mark.integration
 
 
-async def _start(drain_first: bool, directory: Path) -> tuple[asyncio.subprocess.Process, str]:
+@contextlib.asynccontextmanager
+async def _running(
+    drain_first: bool, directory: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -37,11 +42,18 @@ async def _start(drain_first: bool, directory: Path) -> tuple[asyncio.subprocess
         except httpx.HTTPError:
             return False
 
-    await wait_until(live, timeout=20, message="the process to serve")
-    return proc, base
+    try:
+        await wait_until(live, timeout=20, message="the process to serve")
+        yield proc, base
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
-async def _terminate_and_wait_for_the_drain(proc: asyncio.subprocess.Process, directory: Path):
+async def _terminate_and_wait_for_the_drain(
+    proc: asyncio.subprocess.Process, directory: Path
+) -> None:
     proc.send_signal(signal.SIGTERM)
 
     async def draining() -> bool:
@@ -51,33 +63,26 @@ async def _terminate_and_wait_for_the_drain(proc: asyncio.subprocess.Process, di
     assert proc.returncode is None  # still draining: the fault under test is in place
 
 
+async def _release(proc: asyncio.subprocess.Process, directory: Path) -> int:
+    (directory / "release").write_text("go")
+    return await asyncio.wait_for(proc.wait(), 20)
+
+
 async def test_a_draining_consumer_process_still_answers_metrics_and_health(tmp_path) -> None:
-    proc, base = await _start(True, tmp_path)
-    try:
+    async with _running(True, tmp_path) as (proc, base):
         await _terminate_and_wait_for_the_drain(proc, tmp_path)
         async with httpx.AsyncClient() as client:
             metrics = await client.get(f"{base}/metrics")
             live = await client.get(f"{base}/health/live")
         assert metrics.status_code == 200 and "draining_event_loop_lag_seconds" in metrics.text
         assert live.status_code == 200
-        (tmp_path / "release").write_text("go")
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert await _release(proc, tmp_path) == 0
 
 
 async def test_an_api_process_stops_taking_requests_before_it_drains(tmp_path) -> None:
-    proc, base = await _start(False, tmp_path)
-    try:
+    async with _running(False, tmp_path) as (proc, base):
         await _terminate_and_wait_for_the_drain(proc, tmp_path)
         async with httpx.AsyncClient() as client:
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"{base}/metrics")
-        (tmp_path / "release").write_text("go")
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert await _release(proc, tmp_path) == 0
