@@ -22,10 +22,13 @@ class GracefulServer(uvicorn.Server):
     """
 
     _draining: asyncio.Task[None] | None = None
+    _drain_requested = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         host = _host_of(getattr(self.config, "loaded_app", None))
-        if host is not None and host.drain_first and self._draining is None and self.started:
+        if host is not None and host.drain_first and not self._drain_requested and self.started:
+            # Marked here, not in the callback: a second signal before it runs stops serving.
+            self._drain_requested = True
             loop = asyncio.get_event_loop()
             loop.call_soon_threadsafe(self._drain_then_exit, host, sig, frame)
             return
