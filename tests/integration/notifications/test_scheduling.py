@@ -49,8 +49,12 @@ async def test_a_scheduled_notification_is_sent_at_its_time(
         lambda: asyncio.sleep(0, receiver.successes()), timeout=6, message="the scheduled send"
     )
     assert abs(receiver.successes()[0].at - due_at) <= 1.0
-    assert len(receiver.received) == 1
+    # The worker records a send after the receiver answered: wait for the record, not the POST.
+    await wait_until(
+        lambda: audit_of(worker, order_id), timeout=5, message="the scheduled send's record"
+    )
     assert await audit_of(worker, order_id) == {"webhook": 1}
+    assert len(receiver.received) == 1
     await wait_until(
         lambda: asyncio.sleep(0, metric(worker, "scheduled_pending") == 0),
         timeout=2,
