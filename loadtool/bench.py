@@ -57,7 +57,6 @@ from loadtool.system import (
     Endpoints,
     ProcfileSystem,
     RunningSystem,
-    migrate,
     procfile_env,
     start_infra,
 )
@@ -682,17 +681,13 @@ async def _one_configuration(
 
 @contextlib.asynccontextmanager
 async def _fresh_databases(console: Console) -> AsyncIterator[dict[str, str]]:
-    """Empty databases of the bench's own for one configuration, migrated as ``make migrate``
-    does, dropped afterwards (loadtool/scratch_databases.py): the settings that point there."""
+    """Empty databases of the bench's own for one configuration (loadtool/scratch_databases.py):
+    the settings that point there."""
     databases = ScratchDatabases.for_bench()
     names = ", ".join(d.name for d in databases.databases)
     console.print(f"[cyan]fresh databases {names} (migrated; dropped after the run) ...[/]")
-    await databases.create()
-    try:
-        await migrate(databases.env())
-        yield databases.env()
-    finally:
-        await databases.drop()
+    async with databases.fresh(("order_service", "analytics_service")) as env:
+        yield env
 
 
 async def _run_procfile(

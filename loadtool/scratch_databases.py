@@ -13,6 +13,7 @@ and dropping take a MySQL administrator (the bench: the ceiling probe's ``BENCH_
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import warnings
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import aiomysql
 from sqlalchemy.engine import make_url
+
+from loadtool.system import migrate
 
 __all__ = ["BENCH_DATABASES", "ScratchDatabase", "ScratchDatabases"]
 
@@ -37,16 +40,25 @@ BENCH_DATABASES: dict[str, tuple[str, str]] = {
 }
 
 
+MIGRATE_TIMEOUT_SECONDS = 120.0
+
+
 def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
 @dataclass(frozen=True)
 class ScratchDatabase:
-    setting: str
+    setting: str  # the service's setting that points at it, e.g. ORDER_DATABASE_URL
     url: str  # the service's URL with the scratch database's name
-    name: str
-    user: str
+
+    @property
+    def name(self) -> str:
+        return make_url(self.url).database or ""
+
+    @property
+    def user(self) -> str:
+        return make_url(self.url).username or ""
 
 
 @dataclass(frozen=True)
@@ -67,10 +79,7 @@ class ScratchDatabases:
                 raise ValueError(f"{setting} already names the bench's database {name}")
             databases.append(
                 ScratchDatabase(
-                    setting=setting,
-                    url=url.set(database=name).render_as_string(hide_password=False),
-                    name=name,
-                    user=url.username or "",
+                    setting, url.set(database=name).render_as_string(hide_password=False)
                 )
             )
         return cls(
@@ -104,6 +113,19 @@ class ScratchDatabases:
                     await cur.execute(
                         f"GRANT ALL PRIVILEGES ON {_quoted(d.name)}.* TO %s@%s", (d.user, host)
                     )
+
+    @contextlib.asynccontextmanager
+    async def fresh(self, services: tuple[str, ...]) -> AsyncIterator[dict[str, str]]:
+        """Created empty, migrated by ``services``' own ``migrate`` commands, dropped after:
+        yields the settings that point there. A failed drop is left for the next create,
+        which drops first (the run's own verdict is what matters)."""
+        await self.create()
+        try:
+            await asyncio.wait_for(migrate(self.env(), services), MIGRATE_TIMEOUT_SECONDS)
+            yield self.env()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.drop()
 
     async def drop(self) -> None:
         async with self._admin() as cur:

@@ -31,20 +31,16 @@ from order_service.services import OrderService
 from order_service.settings import OrderSettings
 from order_service.unit_of_work import SqlUnitOfWork
 
-__all__ = ["API", "FULFILMENT", "Container", "OrderMetrics", "Role"]
+__all__ = ["Container", "OrderMetrics", "Role"]
 
 log = get_logger(__name__)
 
 
-# The process a container is built for: `python -m order_service` or `... fulfilment`.
 class Role(StrEnum):
-    """Which order-service process a container is built for."""
+    """The process a container is built for: ``python -m order_service`` or ``... fulfilment``."""
 
     API = "api"
     FULFILMENT = "fulfilment"
-
-
-API, FULFILMENT = Role.API, Role.FULFILMENT
 
 
 class OrderMetrics:
@@ -105,11 +101,11 @@ class Container:
 
     # API: the order routes' writer and the pruner, and the consumers too if fulfilment runs
     # in the API process; FULFILMENT: only the consumers (and the relay of what they commit).
-    role: Role = API
+    role: Role = Role.API
 
     @classmethod
     def build(
-        cls, settings: OrderSettings, registry_metrics: Metrics, *, role: Role = API
+        cls, settings: OrderSettings, registry_metrics: Metrics, *, role: Role = Role.API
     ) -> Container:
         metrics = OrderMetrics(registry_metrics)
         engine = build_engine(settings)
@@ -179,7 +175,7 @@ class Container:
         if relay is not None:
             relay.register(relay_supervisor)
         fulfilment = None
-        if settings.fulfilment_enabled and (role == FULFILMENT or settings.fulfilment_in_api):
+        if settings.fulfilment_enabled and (role is Role.FULFILMENT or settings.fulfilment_in_api):
             topology = settings.topology.topology()
             scheduler_spec = topology.queue(settings.topology.scheduler_queue)
             fulfilment = FulfilmentWorker(
@@ -230,7 +226,7 @@ class Container:
         )
 
     async def start(self) -> None:
-        if self.role == API:
+        if self.role is Role.API:
             self.writer.start()
             self.pruner.start()
         if self.relay is not None:

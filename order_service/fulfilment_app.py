@@ -11,7 +11,7 @@ from litestar import Litestar
 
 from common.observability import Metrics, configure_logging
 from common.tracing import configure_tracing
-from order_service.container import FULFILMENT, Container
+from order_service.container import Container, Role
 from order_service.process_host import order_host
 from order_service.settings import OrderSettings
 
@@ -28,7 +28,7 @@ def create_fulfilment_app(settings: OrderSettings, *, configure_logs: bool = Tru
         configure_logging(PROCESS, settings.log_level)
         configure_tracing(PROCESS)
     metrics = Metrics(SERVICE)
-    container = Container.build(settings, metrics, role=FULFILMENT)
+    container = Container.build(settings, metrics, role=Role.FULFILMENT)
     host = order_host(PROCESS, container)
     app = host.app(metrics)
     app.state.container = container

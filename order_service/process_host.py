@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.hosting import Host
-from order_service.container import API, Container
+from order_service.container import Container, Role
 
 __all__ = ["order_host"]
 
@@ -15,7 +15,7 @@ def order_host(name: str, container: Container) -> Host:
     delays their events (DESIGN.md §4 rule 1), so a replica started during one must still get
     traffic; its tasks report, they do not gate. The fulfilment process's job is consuming: the
     broker and every consumer must be up for it to be ready."""
-    api = container.role == API
+    api = container.role is Role.API
     return Host(
         name,
         container,

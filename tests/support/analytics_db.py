@@ -8,15 +8,12 @@ grants (loadtool/scratch_databases.py, as the bench's databases).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from common.testing import unique_name
 from loadtool.scratch_databases import ScratchDatabase, ScratchDatabases
-from loadtool.system import migrate
 
 __all__ = ["ANALYTICS_DB_URL", "fresh_analytics_database"]
 
@@ -36,18 +33,11 @@ async def fresh_analytics_database() -> AsyncIterator[str]:
     name = unique_name("analytics_run").replace("-", "_").replace(".", "_")[:64]
     url = ANALYTICS_DB_URL.format(port=PORT, database=name)
     databases = ScratchDatabases(
-        (ScratchDatabase("ANALYTICS_DATABASE_URL", url, name, USER),),
+        (ScratchDatabase("ANALYTICS_DATABASE_URL", url),),
         admin_host=HOST,
         admin_port=PORT,
         admin_user=ROOT_USER,
         admin_password=ROOT_PASSWORD,
     )
-    await databases.create()
-    try:
-        await asyncio.wait_for(migrate(databases.env(), ("analytics_service",)), 120)
+    async with databases.fresh(("analytics_service",)):
         yield name
-    finally:
-        # After a fault the server may still be coming back: the scenario's verdict, not the
-        # cleanup, is what the test reports.
-        with contextlib.suppress(Exception):
-            await databases.drop()

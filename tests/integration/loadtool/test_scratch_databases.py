@@ -16,7 +16,7 @@ USER, PASSWORD = "order_svc", "order_svc_local"
 def _databases() -> ScratchDatabases:
     name = unique_name("bench_db").replace("-", "_")
     url = f"mysql+aiomysql://{USER}:{PASSWORD}@127.0.0.1:3306/{name}"
-    return ScratchDatabases((ScratchDatabase("ORDER_DATABASE_URL", url, name, USER),))
+    return ScratchDatabases((ScratchDatabase("ORDER_DATABASE_URL", url),))
 
 
 async def _as_service(db: str, *sql: str) -> list[tuple[object, ...]]:
@@ -62,7 +62,7 @@ async def test_the_bench_database_is_made_empty_for_the_services_user_and_droppe
 async def test_a_user_that_does_not_exist_is_named_in_the_error() -> None:
     name = unique_name("bench_db").replace("-", "_")
     databases = ScratchDatabases(
-        (ScratchDatabase("ORDER_DATABASE_URL", "mysql+aiomysql://nobody@x/y", name, "nobody_x"),)
+        (ScratchDatabase("ORDER_DATABASE_URL", f"mysql+aiomysql://nobody_x@x/{name}"),)
     )
     try:
         with pytest.raises(RuntimeError, match=r"nobody_x.*make infra"):
