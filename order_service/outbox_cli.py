@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from common.utc import aware_utc
-from order_service.adapters.tables import outbox
+from order_service.adapters.tables import UNPUBLISHED, outbox
 
 __all__ = ["list_parked", "main", "purge_parked", "replay_parked"]
 
@@ -25,7 +25,7 @@ __all__ = ["list_parked", "main", "purge_parked", "replay_parked"]
 def _parked(exchange: str, ids: Sequence[int] | None) -> list[Any]:
     where = [
         outbox.c.exchange == exchange,
-        outbox.c.published_at.is_(None),
+        outbox.c.published_at == UNPUBLISHED,
         outbox.c.parked_at.is_not(None),
     ]
     if ids is not None:

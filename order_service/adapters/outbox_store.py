@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.messaging.publisher import OutgoingMessage, PublishResult
 from common.observability import Metrics, get_logger
 from common.utc import aware_utc, naive_utc
-from order_service.adapters.tables import outbox
+from order_service.adapters.tables import UNPUBLISHED, outbox
 from order_service.ports import OutboxEvent
 
 __all__ = [
@@ -121,7 +121,7 @@ class OutboxStore:
         if parked:
             values["parked_at"] = naive_utc(now)
         await conn.execute(
-            update(outbox).where(where, outbox.c.published_at.is_(None)).values(**values)
+            update(outbox).where(where, outbox.c.published_at == UNPUBLISHED).values(**values)
         )
         if parked:
             self._metrics.parked.inc()
@@ -148,7 +148,7 @@ class OutboxStore:
             )
             .where(
                 outbox.c.exchange == self._exchange,
-                outbox.c.published_at.is_(None),
+                outbox.c.published_at == UNPUBLISHED,
                 outbox.c.parked_at.is_(None),
                 # Younger rows are on their way through a relay's memory (handoff).
                 outbox.c.occurred_at < now - self._grace_delta,
@@ -175,7 +175,7 @@ class OutboxStore:
 
     async def measure_backlog(self) -> None:
         """Pending rows and their age (parked rows excluded: they have their own gauge)."""
-        mine = (outbox.c.exchange == self._exchange, outbox.c.published_at.is_(None))
+        mine = (outbox.c.exchange == self._exchange, outbox.c.published_at == UNPUBLISHED)
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(

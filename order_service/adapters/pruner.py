@@ -4,7 +4,8 @@ Each DELETE is bounded (``LIMIT batch_size``, one short transaction, few locks h
 repeats it while full batches come back, with a short pause between, so a run clears whatever
 accumulated since the last one and pruning keeps pace with any write rate the database takes.
 A run is capped at ``max_batches`` per table so one run cannot hold the task forever; the next
-run goes on. Parked and pending outbox rows are never pruned (``published_at`` is NULL).
+run goes on. Parked and pending outbox rows are never pruned: their ``published_at`` is
+``UNPUBLISHED``, in the year 9999.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["PruneResult", "Pruner", "PrunerMetrics"]
 log = get_logger(__name__)
 
 _OUTBOX = (
-    "DELETE FROM outbox WHERE exchange = :exchange AND published_at IS NOT NULL "
+    "DELETE FROM outbox WHERE exchange = :exchange "
     "AND published_at < UTC_TIMESTAMP(6) - INTERVAL :retention SECOND LIMIT {limit}"
 )
 _IDEMPOTENCY = "DELETE FROM idempotency_keys WHERE expires_at < UTC_TIMESTAMP(6) LIMIT {limit}"

@@ -23,7 +23,7 @@ from common.testing import unique_name, wait_until
 from common.utc import naive_utc
 from order_service.adapters.outbox_relay import OutboxMetrics, OutboxRelay
 from order_service.adapters.pruner import Pruner, PrunerMetrics
-from order_service.adapters.tables import idempotency_keys, outbox
+from order_service.adapters.tables import UNPUBLISHED, idempotency_keys, outbox
 from order_service.container import build_engine
 from order_service.outbox_cli import list_parked, main, purge_parked, replay_parked
 from order_service.ports import OutboxEvent
@@ -147,7 +147,7 @@ async def test_an_unroutable_row_is_parked_after_its_attempts_while_200_others_f
 
         await wait_until(parked, timeout=10, message="the poison row parked")
         row = await _row(engine, poison)
-        assert row.published_at is None
+        assert row.published_at == UNPUBLISHED
         assert row.attempts == 3
         assert "unroutable" in row.last_error
         assert relay._metrics.parked._value.get() == 1
@@ -184,7 +184,7 @@ async def test_a_handed_over_row_the_broker_returns_spends_one_attempt_and_stops
         relay.handoff(good[10:])
         await wait_until(lambda: arrivals.has_all(good), timeout=3, message="handed-over rows")
         row = await _row(engine, poison)
-        assert (row.attempts, row.published_at, row.parked_at) == (1, None, None)
+        assert (row.attempts, row.published_at, row.parked_at) == (1, UNPUBLISHED, None)
         assert row.next_attempt_at is not None
     finally:
         await relay.stop()
@@ -219,7 +219,7 @@ async def test_parked_rows_are_listed_replayed_to_the_broker_and_purged(
         await wait_until(lambda: arrivals.has_all([to_replay]), timeout=5, message="replayed row")
 
         async def published() -> bool:
-            return (await _row(engine, to_replay)).published_at is not None
+            return (await _row(engine, to_replay)).published_at != UNPUBLISHED
 
         await wait_until(published, timeout=5, message="replayed row marked sent")
         assert str(to_purge.event_id) not in arrivals.ids  # still parked
