@@ -72,8 +72,8 @@ outbox = Table(
     Column("occurred_at", TS, nullable=False),
     # When the broker confirmed it; UNPUBLISHED until then. Not NULL, so that marking a row
     # sent rewrites eight bytes in place: InnoDB stores a NULL in no bytes, so filling it grew
-    # each ~1 KB row, and the page it no longer fitted was rebuilt and logged whole (~5 KB of
-    # redo per mark, 0.2 KB now; docs/benchmark.md, "Outbox marks in place").
+    # each ~1 KB row, which it could not rewrite in place (~5 KB of redo per mark, 0.2 KB now;
+    # docs/benchmark.md, "Outbox marks in place").
     Column(
         "published_at",
         TS,

@@ -1,8 +1,8 @@
 """outbox.published_at NOT NULL: a row not sent yet holds the year-9999 mark, not NULL
 
 Marking a row sent then rewrites eight bytes in place. InnoDB stores a NULL in no bytes, so
-filling it grew each ~1 KB row, and the page it no longer fitted was rebuilt and logged whole:
-~5 KB of redo per mark against ~0.2 KB (docs/benchmark.md, "Outbox marks in place").
+filling it grew each ~1 KB row, which it could not rewrite in place: ~5 KB of redo per mark
+against ~0.2 KB (docs/benchmark.md, "Outbox marks in place").
 
 Stop the previous version's relays before upgrading: they look for unsent rows by NULL.
 

@@ -1,7 +1,7 @@
 """Marking outbox rows sent rewrites them in place: redo counted where it lands, in MariaDB.
 
-A NULL ``published_at`` took no bytes in the row, so each mark grew a ~1 KB row and rebuilt the
-page it no longer fitted: ~5 KB of redo log per marked row on the old schema, against ~0.2 KB
+A NULL ``published_at`` took no bytes in the row, so each mark grew a ~1 KB row, which InnoDB
+could not rewrite in place: ~5 KB of redo log per marked row on the old schema, against ~0.2 KB
 now (migration 0005).
 """
 
