@@ -4,7 +4,10 @@ Marking a row sent then rewrites eight bytes in place. InnoDB stores a NULL in n
 filling it grew each ~1 KB row, which it could not rewrite in place: ~5 KB of redo per mark
 against ~0.2 KB (docs/benchmark.md, "Outbox marks in place").
 
-Stop the previous version's relays before upgrading: they look for unsent rows by NULL.
+A previous version still running during the upgrade goes on publishing its new rows and marking
+them sent; only its recovery pass finds nothing (it looks for NULL), and the new version's relays
+recover every unsent row, old or new. The default changes first, so a row the previous version
+inserts between the UPDATE and the ALTER is not left NULL.
 
 Revision ID: 0005
 Revises: 0004
@@ -28,6 +31,7 @@ UNPUBLISHED = "9999-12-31 23:59:59"
 
 
 def upgrade() -> None:
+    op.alter_column("outbox", "published_at", existing_type=TS, server_default=UNPUBLISHED)
     op.execute(f"UPDATE outbox SET published_at = '{UNPUBLISHED}' WHERE published_at IS NULL")
     op.alter_column(
         "outbox",
