@@ -43,6 +43,8 @@ from loadtool.ceiling import CeilingConfig, mysql_ceiling, rabbit_ceiling, redis
 from loadtool.cli import install_uvloop
 from loadtool.client import HttpConnection, HttpError, parse_target
 from loadtool.generator import GeneratorConfig, OrderGenerator
+from loadtool.mariadb_counters import MariaDbCounters
+from loadtool.mariadb_counters import per_order as mariadb_per_order
 from loadtool.metrics import parse_counters, sum_counter
 from loadtool.otlp_sink import OtlpSink
 from loadtool.queue_guard import QueuesInUseError, procfile_queues, refuse_if_consumed
@@ -190,12 +192,14 @@ class Phases:
         components: Callable[[], dict[str, list[int]]],
         final_states: frozenset[str] | None,
         console: Console,
+        counters: MariaDbCounters,
     ) -> None:
         self.cfg = cfg
         self.endpoints = endpoints
         self.components = components
         self.final_states = final_states
         self.console = console
+        self.counters = counters
         self.seed = 100
 
     def audit_config(self) -> AuditConfig:
@@ -234,11 +238,13 @@ class Phases:
 
         async with Auditor(self.audit_config()) as auditor:
             summary_before = await auditor.summary()
+            counted = await self.counters.read()
             snaps["before"] = cpu.snapshot(components, time.monotonic())
             result = await run_load(load, OrderGenerator(GeneratorConfig(), self.seed))
             audit = await auditor.run(result.accepted, summary_before, on_complete=close_window)
         if "after" not in snaps:
             close_window()
+        mariadb = mariadb_per_order(counted, await self.counters.read(), len(result.accepted))
         data = report_json(result, audit)
         data["name"] = name
         data["_ids"] = [o.order_id for o in result.accepted]
@@ -252,12 +258,15 @@ class Phases:
         data["kept_up"] = kept_up(data, bound)
         data["cpu"] = cpu.cpu_delta(snaps["before"], snaps["after"], len(result.accepted))
         data["cpu"]["pipeline"] = _pipeline(data["cpu"], len(result.accepted))
+        data["mariadb"] = mariadb
         a = data["audit"]
+        redo = "-" if mariadb is None else f"{mariadb['redo_kb_per_order']:.1f}"
         self.console.print(
             f"  accepted {data['load']['accepted']} ({data['load']['accepted_per_s']:.0f}/s), "
             f"drain {data.get('drain_s', '-')} s, lost {a['lost']}, doubled {a['doubled']}, "
             f"not final {a['unfinished']}, final states {a['final_states']}, "
-            f"CPU {data['cpu']['pipeline']['ms_per_order']:.2f} ms/order (pipeline)"
+            f"CPU {data['cpu']['pipeline']['ms_per_order']:.2f} ms/order (pipeline), "
+            f"MariaDB redo {redo} KB/order"
         )
         return data
 
@@ -386,7 +395,14 @@ async def run_configuration(
     console: Console,
 ) -> dict[str, Any]:
     saga = name == SAGA_ON or (name == "running" and await _saga_running(endpoints))
-    phases = Phases(cfg, endpoints, components, SAGA_FINAL_STATES if saga else None, console)
+    phases = Phases(
+        cfg,
+        endpoints,
+        components,
+        SAGA_FINAL_STATES if saga else None,
+        console,
+        MariaDbCounters.from_env(),
+    )
     out: dict[str, Any] = {"name": name, "saga": saga, "phases": []}
     found = components()
     out["components"] = dict(found)
@@ -836,6 +852,13 @@ def _render_cpu(conf: dict[str, Any], ceiling: dict[str, Any], console: Console)
         table.add_row(name, *cells, ref)
     cores = [_fmt((p["cpu"].get("machine (all processes)") or {}).get("cores")) for p in phases]
     table.add_row("[dim]machine cores busy[/]", *cores, "")
+    # Not CPU: what MariaDB did for it, from the server's own counters.
+    for figure, label in (
+        ("redo_kb_per_order", "MariaDB redo KB per order"),
+        ("statements_per_order", "MariaDB statements per order"),
+    ):
+        cells = [_fmt((p.get("mariadb") or {}).get(figure)) for p in phases]
+        table.add_row(f"[dim]{label}[/]", *cells, "server-wide (SHOW GLOBAL STATUS)")
     console.print(table)
 
 

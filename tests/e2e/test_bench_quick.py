@@ -68,6 +68,7 @@ async def test_quick_benchmark_reports_every_figure_and_loses_nothing(tmp_path):
         assert phase["audit"]["lost"] == 0, phase["audit"]
         assert phase["audit"]["doubled"] == 0, phase["audit"]
         assert phase["cpu"]["order"]["ms_per_order"] > 0, phase["cpu"]
+        assert phase["mariadb"]["redo_kb_per_order"] > 0, phase["mariadb"]
     assert proc.returncode == 0, text
     assert await _rows_in_make_runs_databases() == before
     assert not any((await ScratchDatabases.for_bench().exists()).values())
