@@ -21,6 +21,7 @@ class GracefulServer(uvicorn.Server):
     shutdown still waits for the drain).
     """
 
+    # Held so the drain task is not collected while it runs (the loop keeps only weak refs).
     _draining: asyncio.Task[None] | None = None
     _drain_requested = False
 

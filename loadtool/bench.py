@@ -43,9 +43,10 @@ from loadtool.ceiling import CeilingConfig, mysql_ceiling, rabbit_ceiling, redis
 from loadtool.cli import install_uvloop
 from loadtool.client import HttpConnection, HttpError, parse_target
 from loadtool.generator import GeneratorConfig, OrderGenerator
-from loadtool.mariadb_counters import MariaDbCounters
 from loadtool.mariadb_counters import per_order as mariadb_per_order
+from loadtool.mariadb_counters import read_counters
 from loadtool.metrics import parse_counters, sum_counter
+from loadtool.mysql_admin import MySqlAdmin
 from loadtool.otlp_sink import OtlpSink
 from loadtool.queue_guard import QueuesInUseError, procfile_queues, refuse_if_consumed
 from loadtool.quiet import wait_until_quiet
@@ -192,14 +193,14 @@ class Phases:
         components: Callable[[], dict[str, list[int]]],
         final_states: frozenset[str] | None,
         console: Console,
-        counters: MariaDbCounters,
+        admin: MySqlAdmin,
     ) -> None:
         self.cfg = cfg
         self.endpoints = endpoints
         self.components = components
         self.final_states = final_states
         self.console = console
-        self.counters = counters
+        self.admin = admin
         self.seed = 100
 
     def audit_config(self) -> AuditConfig:
@@ -238,13 +239,13 @@ class Phases:
 
         async with Auditor(self.audit_config()) as auditor:
             summary_before = await auditor.summary()
-            counted = await self.counters.read()
+            counted = await read_counters(self.admin)
             snaps["before"] = cpu.snapshot(components, time.monotonic())
             result = await run_load(load, OrderGenerator(GeneratorConfig(), self.seed))
             audit = await auditor.run(result.accepted, summary_before, on_complete=close_window)
         if "after" not in snaps:
             close_window()
-        mariadb = mariadb_per_order(counted, await self.counters.read(), len(result.accepted))
+        mariadb = mariadb_per_order(counted, await read_counters(self.admin), len(result.accepted))
         data = report_json(result, audit)
         data["name"] = name
         data["_ids"] = [o.order_id for o in result.accepted]
@@ -401,7 +402,7 @@ async def run_configuration(
         components,
         SAGA_FINAL_STATES if saga else None,
         console,
-        MariaDbCounters.from_env(),
+        MySqlAdmin.from_env(),
     )
     out: dict[str, Any] = {"name": name, "saga": saga, "phases": []}
     found = components()

@@ -15,10 +15,11 @@ import os
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loadtool.mysql_admin import MySqlAdmin
 from loadtool.stats import LatencySummary, rate, summarize
 
 __all__ = ["CeilingConfig", "measure_ceiling", "mysql_ceiling", "rabbit_ceiling", "redis_ceiling"]
@@ -28,10 +29,7 @@ __all__ = ["CeilingConfig", "measure_ceiling", "mysql_ceiling", "rabbit_ceiling"
 class CeilingConfig:
     concurrency: int = 16
     duration: float = 8.0  # per probe
-    mysql_host: str = "127.0.0.1"
-    mysql_port: int = 3306
-    mysql_user: str = "root"
-    mysql_password: str = ""
+    mysql: MySqlAdmin = field(default_factory=MySqlAdmin)
     mysql_database: str = "bench_db"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -44,10 +42,7 @@ class CeilingConfig:
         return cls(
             concurrency=concurrency,
             duration=duration,
-            mysql_host=e.get("BENCH_MYSQL_HOST", "127.0.0.1"),
-            mysql_port=int(e.get("BENCH_MYSQL_PORT", "3306")),
-            mysql_user=e.get("BENCH_MYSQL_USER", "root"),
-            mysql_password=e.get("BENCH_MYSQL_PASSWORD", ""),
+            mysql=MySqlAdmin.from_env(e),
             mysql_database=e.get("BENCH_MYSQL_DATABASE", "bench_db"),
             rabbitmq_url=e.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -80,18 +75,10 @@ def _payload(order_id: str) -> bytes:
 
 async def mysql_ceiling(cfg: CeilingConfig) -> dict[str, Any]:
     """Order row + outbox row, one transaction each, ``concurrency`` connections, raw aiomysql."""
-    import aiomysql
 
     tag = uuid.uuid4().hex[:8]
     orders, outbox = f"bench_orders_{tag}", f"bench_outbox_{tag}"
-    admin = await aiomysql.connect(
-        host=cfg.mysql_host,
-        port=cfg.mysql_port,
-        user=cfg.mysql_user,
-        password=cfg.mysql_password,
-        autocommit=True,
-        connect_timeout=5,
-    )
+    admin = await cfg.mysql.connect(autocommit=True, connect_timeout=5)
     try:
         async with admin.cursor() as cur:
             with warnings.catch_warnings():  # "database exists" is a note, not a problem
@@ -125,14 +112,8 @@ async def mysql_ceiling(cfg: CeilingConfig) -> dict[str, Any]:
         stop_at = time.monotonic() + cfg.duration
 
         async def worker() -> None:
-            conn = await aiomysql.connect(
-                host=cfg.mysql_host,
-                port=cfg.mysql_port,
-                user=cfg.mysql_user,
-                password=cfg.mysql_password,
-                db=cfg.mysql_database,
-                autocommit=False,
-                connect_timeout=5,
+            conn = await cfg.mysql.connect(
+                db=cfg.mysql_database, autocommit=False, connect_timeout=5
             )
             try:
                 async with conn.cursor() as cur:

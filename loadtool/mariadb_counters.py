@@ -6,19 +6,19 @@ outbox's marks showed up: ~5 KB of log per marked row while a row holds ~1 KB
 
 The counters are the server's (``SHOW GLOBAL STATUS``): they count every database on it, and
 the audit's reads, beside the system under test. On a shared server read them as an upper
-bound. The bench reads them with its administrator (``BENCH_MYSQL_*``, as the ceiling probe);
+bound. The bench reads them with its administrator (loadtool/mysql_admin.py);
 a server that does not answer leaves the figures out, never the run.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiomysql
 
-__all__ = ["COUNTERS", "MariaDbCounters", "per_order"]
+from loadtool.mysql_admin import MySqlAdmin
+
+__all__ = ["COUNTERS", "per_order", "read_counters"]
 
 # Global status variable -> (the figure it gives per order, the unit it is divided into).
 COUNTERS: dict[str, tuple[str, float]] = {
@@ -27,38 +27,16 @@ COUNTERS: dict[str, tuple[str, float]] = {
 }
 
 
-@dataclass(frozen=True)
-class MariaDbCounters:
-    host: str = "127.0.0.1"
-    port: int = 3306
-    user: str = "root"
-    password: str = ""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> MariaDbCounters:
-        return cls(
-            host=env.get("BENCH_MYSQL_HOST", "127.0.0.1"),
-            port=int(env.get("BENCH_MYSQL_PORT", "3306")),
-            user=env.get("BENCH_MYSQL_USER", "root"),
-            password=env.get("BENCH_MYSQL_PASSWORD", ""),
-        )
-
-    async def read(self) -> dict[str, int] | None:
-        """The counters now, or None when the server cannot be asked (the caller says so)."""
-        try:
-            conn = await aiomysql.connect(
-                host=self.host, port=self.port, user=self.user, password=self.password
-            )
-        except (OSError, aiomysql.Error):
-            return None
-        try:
-            async with conn.cursor() as cur:
-                names = ", ".join(f"'{name}'" for name in COUNTERS)
-                await cur.execute(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
-                values = {str(name): int(value) for name, value in await cur.fetchall()}
-        finally:
-            conn.close()
-        return values if set(values) == set(COUNTERS) else None
+async def read_counters(admin: MySqlAdmin) -> dict[str, int] | None:
+    """The counters now, or None when the server cannot be asked (the caller says so)."""
+    try:
+        async with admin.cursor() as cur:
+            names = ", ".join(f"'{name}'" for name in COUNTERS)
+            await cur.execute(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
+            values = {str(name): int(value) for name, value in await cur.fetchall()}
+    except (OSError, aiomysql.Error):
+        return None
+    return values if set(values) == set(COUNTERS) else None
 
 
 def per_order(

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import warnings
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomysql
 from sqlalchemy.engine import make_url
 
+from loadtool.mysql_admin import MySqlAdmin
 from loadtool.system import migrate
 
 __all__ = ["BENCH_DATABASES", "ScratchDatabase", "ScratchDatabases"]
@@ -64,10 +64,7 @@ class ScratchDatabase:
 @dataclass(frozen=True)
 class ScratchDatabases:
     databases: tuple[ScratchDatabase, ...]
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 3306
-    admin_user: str = "root"
-    admin_password: str = ""
+    admin: MySqlAdmin = field(default_factory=MySqlAdmin)
 
     @classmethod
     def for_bench(cls, env: Mapping[str, str] = os.environ) -> ScratchDatabases:
@@ -82,13 +79,7 @@ class ScratchDatabases:
                     setting, url.set(database=name).render_as_string(hide_password=False)
                 )
             )
-        return cls(
-            tuple(databases),
-            admin_host=env.get("BENCH_MYSQL_HOST", "127.0.0.1"),
-            admin_port=int(env.get("BENCH_MYSQL_PORT", "3306")),
-            admin_user=env.get("BENCH_MYSQL_USER", "root"),
-            admin_password=env.get("BENCH_MYSQL_PASSWORD", ""),
-        )
+        return cls(tuple(databases), MySqlAdmin.from_env(env))
 
     def env(self) -> dict[str, str]:
         """The settings that point the services (and their migrations) at these databases."""
@@ -98,7 +89,7 @@ class ScratchDatabases:
         """Drops what an interrupted run left, then creates each database empty and grants its
         service's user on it (every host the user is declared for, as deploy/local-infra.sh
         creates them)."""
-        async with self._admin() as cur:
+        async with self.admin.cursor() as cur:
             for d in self.databases:
                 await cur.execute(f"DROP DATABASE IF EXISTS {_quoted(d.name)}")
                 await cur.execute(
@@ -128,7 +119,7 @@ class ScratchDatabases:
                 await self.drop()
 
     async def drop(self) -> None:
-        async with self._admin() as cur:
+        async with self.admin.cursor() as cur:
             for d in self.databases:
                 await cur.execute(f"DROP DATABASE IF EXISTS {_quoted(d.name)}")
                 for host in await self._hosts(cur, d.user):
@@ -140,7 +131,7 @@ class ScratchDatabases:
                         )
 
     async def exists(self) -> dict[str, bool]:
-        async with self._admin() as cur:
+        async with self.admin.cursor() as cur:
             await cur.execute(
                 "SELECT schema_name FROM information_schema.schemata WHERE schema_name IN %s",
                 (tuple(d.name for d in self.databases),),
@@ -152,21 +143,3 @@ class ScratchDatabases:
     async def _hosts(cur: aiomysql.Cursor, user: str) -> list[str]:
         await cur.execute("SELECT Host FROM mysql.user WHERE User = %s ORDER BY Host", (user,))
         return [row[0] for row in await cur.fetchall()]
-
-    @contextlib.asynccontextmanager
-    async def _admin(self) -> AsyncIterator[aiomysql.Cursor]:
-        conn = await aiomysql.connect(
-            host=self.admin_host,
-            port=self.admin_port,
-            user=self.admin_user,
-            password=self.admin_password,
-            autocommit=True,
-        )
-        try:
-            # DROP ... IF EXISTS of nothing is a note, not news.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", aiomysql.Warning)
-                async with conn.cursor() as cur:
-                    yield cur
-        finally:
-            conn.close()

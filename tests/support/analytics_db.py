@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from common.testing import unique_name
+from loadtool.mysql_admin import MySqlAdmin
 from loadtool.scratch_databases import ScratchDatabase, ScratchDatabases
 
 __all__ = ["ANALYTICS_DB_URL", "fresh_analytics_database"]
@@ -34,10 +35,7 @@ async def fresh_analytics_database() -> AsyncIterator[str]:
     url = ANALYTICS_DB_URL.format(port=PORT, database=name)
     databases = ScratchDatabases(
         (ScratchDatabase("ANALYTICS_DATABASE_URL", url),),
-        admin_host=HOST,
-        admin_port=PORT,
-        admin_user=ROOT_USER,
-        admin_password=ROOT_PASSWORD,
+        MySqlAdmin(HOST, PORT, ROOT_USER, ROOT_PASSWORD),
     )
     async with databases.fresh(("analytics_service",)):
         yield name

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 
-import aiomysql
 import pytest
 
 from common.testing import unique_name
-from loadtool.mariadb_counters import MariaDbCounters, per_order
+from loadtool.mariadb_counters import per_order, read_counters
+from loadtool.mysql_admin import MySqlAdmin
 
 pytestmark = pytest.mark.integration
 
@@ -16,23 +16,19 @@ ROW_BYTES = 200_000
 
 
 async def _admin(*sql: str) -> None:
-    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
-    try:
-        async with conn.cursor() as cur:
-            for statement in sql:
-                await cur.execute(statement)
-    finally:
-        conn.close()
+    async with MySqlAdmin().cursor() as cur:
+        for statement in sql:
+            await cur.execute(statement)
 
 
 async def test_a_row_written_between_two_reads_shows_in_the_redo_and_the_statements() -> None:
-    counters = MariaDbCounters()
+    admin = MySqlAdmin()
     db = unique_name("counters").replace("-", "_")
     await _admin(f"CREATE DATABASE {db}", f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v LONGBLOB)")
     try:
-        before = await counters.read()
+        before = await read_counters(admin)
         await _admin(f"INSERT INTO {db}.t VALUES (1, REPEAT('x', {ROW_BYTES}))")
-        after = await counters.read()
+        after = await read_counters(admin)
     finally:
         await _admin(f"DROP DATABASE {db}")
     figures = per_order(before, after, 1)
@@ -45,4 +41,4 @@ async def test_a_server_that_does_not_answer_gives_no_counters() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    assert await MariaDbCounters(port=port).read() is None
+    assert await read_counters(MySqlAdmin(port=port)) is None

@@ -33,7 +33,7 @@ async def _as_service(db: str, *sql: str) -> list[tuple[object, ...]]:
 
 
 async def _grants(databases: ScratchDatabases) -> list[str]:
-    async with databases._admin() as cur:
+    async with databases.admin.cursor() as cur:
         await cur.execute("SHOW GRANTS FOR %s@%s", (USER, "localhost"))
         return [row[0] for row in await cur.fetchall()]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from loadtool.mariadb_counters import MariaDbCounters, per_order
+from loadtool.mariadb_counters import per_order
+from loadtool.mysql_admin import MySqlAdmin
 
 
 def test_counter_growth_is_divided_by_the_orders_in_kilobytes_and_statements() -> None:
@@ -21,12 +22,12 @@ def test_a_failed_read_or_a_phase_without_orders_gives_no_figures() -> None:
     assert per_order(counted, counted, 0) is None
 
 
-def test_the_administrator_is_the_ceiling_probes() -> None:
+def test_the_administrator_comes_from_the_bench_settings() -> None:
     env = {
         "BENCH_MYSQL_HOST": "db",
         "BENCH_MYSQL_PORT": "3307",
         "BENCH_MYSQL_USER": "admin",
         "BENCH_MYSQL_PASSWORD": "pw",
     }
-    assert MariaDbCounters.from_env(env) == MariaDbCounters("db", 3307, "admin", "pw")
-    assert MariaDbCounters.from_env({}) == MariaDbCounters()
+    assert MySqlAdmin.from_env(env) == MySqlAdmin("db", 3307, "admin", "pw")
+    assert MySqlAdmin.from_env({}) == MySqlAdmin()
