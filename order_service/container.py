@@ -243,6 +243,8 @@ class Container:
         if self.relay is not None:
             await self.relay.stop()
         with contextlib.suppress(Exception):
+            await self.cache.aclose()
+        with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.engine.dispose()
         log.info("order_service_stopped")
