@@ -4,7 +4,7 @@ the wire go out together in the next one, one write for the batch and one parse 
 Why: redis-py spends ~50 µs of CPU on each command (a pool checkout and return, a retry wrapper,
 timers and telemetry hooks) and ~9 µs per GET sent this way (a micro-benchmark of 16 concurrent
 readers). A cached order read cost ~150 µs of the order service's CPU in all, so the client was a
-third of it (docs/benchmark.md, "Cached reads on a pipelined connection").
+third of it (docs/benchmark.md, "Cached reads on a pipelined Redis connection").
 
 A failure is the caller's, as with the client: a batch that cannot be sent or read fails every
 GET of it (the connection is dropped; the next batch opens a new one), and the client's socket
