@@ -67,4 +67,10 @@ async def test_a_cached_read_is_traced_like_a_read_from_the_database(order_clien
     assert len(transactions) == 1
     assert transactions[0].parent is not None
     assert transactions[0].parent.span_id == servers[0].context.span_id
+    # Each read asked Redis once, a child of its request (the pipelined GETs trace themselves).
+    gets = [s for s in finished if s.name == "GET" and trace_of(s) in reads]
+    assert sorted(s.parent.span_id for s in gets if s.parent) == sorted(
+        s.context.span_id for s in servers
+    )
+    assert all((s.attributes or {})["db.system.name"] == "redis" for s in gets)
     assert (transactions[0].attributes or {})["db.transaction.outcome"] in ("commit", "rollback")
