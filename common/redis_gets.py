@@ -8,8 +8,9 @@ third of it (docs/benchmark.md, "Cached reads on a pipelined Redis connection").
 
 A failure is the caller's, as with the client: a batch that cannot be sent or read fails every
 GET of it (the connection is dropped; the next batch opens a new one), and the client's socket
-timeout bounds each connect, write and read. A caller that stops waiting leaves its reply to be
-read and dropped, so the replies stay in step with the requests.
+timeout bounds each connect, write and read. Only a connection found closed when reused is
+replaced at once and the batch sent again, as redis-py's pool does. A caller that stops waiting
+leaves its reply to be read and dropped, so the replies stay in step with the requests.
 """
 
 from __future__ import annotations
@@ -98,21 +99,35 @@ class PipelinedRedisGets:
                 await self._send(batch)
 
     async def _send(self, batch: list[_Waiter]) -> None:
+        reused = self._connection is not None
         try:
-            connection = await self._connected()
-            await connection.send_packed_command(
-                connection.pack_commands([("GET", key) for key, _ in batch]), check_health=False
-            )
-            for _, future in batch:
-                value = await connection.read_response()
-                if not future.done():
-                    future.set_result(value)
+            try:
+                await self._exchange(batch)
+            except RedisConnectionError:
+                if not reused:
+                    raise
+                # A connection the server closed while it was idle (its idle timeout, a
+                # restart): GETs change nothing, so the batch goes once more on a new one. A
+                # timeout is not retried (common/redis_client.py).
+                await self._drop_connection()
+                await self._exchange(batch)
         except BaseException as exc:
             # The connection may hold a part of a reply: it is of no use to the next batch.
             await self._drop_connection()
             _fail(batch, f"pipelined GET failed: {exc!r}")
             if not isinstance(exc, Exception):
                 raise
+
+    async def _exchange(self, batch: list[_Waiter]) -> None:
+        """Sends the batch and reads a reply for each GET, also for callers gone meanwhile."""
+        connection = await self._connected()
+        await connection.send_packed_command(
+            connection.pack_commands([("GET", key) for key, _ in batch]), check_health=False
+        )
+        for _, future in batch:
+            value = await connection.read_response()
+            if not future.done():
+                future.set_result(value)
 
     async def _connected(self) -> _Connection:
         if self._connection is None:

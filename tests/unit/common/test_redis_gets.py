@@ -9,19 +9,27 @@ from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.redis_gets import PipelinedRedisGets
 
 
 class FakeConnection:
-    def __init__(self, store: dict[str, bytes], log: list[list[str]]) -> None:
-        self.store = store
-        self.log = log
+    """Fails as redis-py's does: ConnectionError once the server closed it, TimeoutError when
+    told to."""
+
+    def __init__(self, pool: FakePool) -> None:
+        self.pool = pool
+        self.store = pool.store
+        self.log = pool.writes
         self.replies: list[bytes | None] = []
         self.reply_gate: asyncio.Event | None = None
         self.connected = False
+        self.times_out = False
 
     async def connect(self) -> None:
+        if self.pool.refuse:
+            raise RedisConnectionError("connection refused")
         self.connected = True
 
     async def disconnect(self) -> None:
@@ -37,8 +45,10 @@ class FakeConnection:
     async def read_response(self) -> bytes | None:
         if self.reply_gate is not None:
             await self.reply_gate.wait()
+        if self.times_out:
+            raise RedisTimeoutError("Timeout reading from socket")
         if not self.connected:
-            raise ConnectionError("closed")
+            raise RedisConnectionError("Connection closed by server.")
         return self.replies.pop(0)
 
 
@@ -47,9 +57,10 @@ class FakePool:
         self.store = store
         self.writes: list[list[str]] = []
         self.made: list[FakeConnection] = []
+        self.refuse = False
 
     def make_connection(self) -> FakeConnection:
-        connection = FakeConnection(self.store, self.writes)
+        connection = FakeConnection(self)
         self.made.append(connection)
         return connection
 
@@ -84,16 +95,51 @@ async def test_gets_asked_while_a_batch_is_on_the_wire_go_out_in_the_next_write(
     await gets.aclose()
 
 
-async def test_a_failed_batch_fails_each_of_its_gets_and_the_next_uses_a_new_connection():
+async def test_a_connection_found_closed_is_replaced_and_the_batch_sent_again():
+    pool = FakePool({"a": b"1", "b": b"2"})
+    gets = gets_on(pool)
+    assert await gets.get("a") == b"1"
+    pool.made[0].connected = False  # closed by the server while idle
+    assert list(await asyncio.gather(gets.get("a"), gets.get("b"))) == [b"1", b"2"]
+    assert len(pool.made) == 2
+    assert pool.writes == [["a"], ["a", "b"], ["a", "b"]]
+    await gets.aclose()
+
+
+async def test_a_batch_fails_each_of_its_gets_when_no_new_connection_can_be_made():
     pool = FakePool({"a": b"1"})
     gets = gets_on(pool)
     assert await gets.get("a") == b"1"
-    pool.made[0].connected = False  # the server went away
+    pool.made[0].connected = False
+    pool.refuse = True  # the server is gone, not just the connection
     results = await asyncio.gather(gets.get("a"), gets.get("a"), return_exceptions=True)
     assert all(isinstance(r, RedisConnectionError) for r in results)
     assert results[0] is not results[1]
+    pool.refuse = False
     assert await gets.get("a") == b"1"
+    await gets.aclose()
+
+
+async def test_a_timeout_fails_the_batch_without_a_second_try():
+    pool = FakePool({"a": b"1"})
+    gets = gets_on(pool)
+    assert await gets.get("a") == b"1"
+    pool.made[0].times_out = True
+    with pytest.raises(RedisConnectionError):
+        await gets.get("a")
+    assert pool.writes == [["a"], ["a"]]
+    assert await gets.get("a") == b"1"  # on a new connection
     assert len(pool.made) == 2
+    await gets.aclose()
+
+
+async def test_a_new_connection_that_fails_is_not_tried_again_for_the_same_batch():
+    pool = FakePool({"a": b"1"})
+    pool.refuse = True
+    gets = gets_on(pool)
+    with pytest.raises(RedisConnectionError):
+        await gets.get("a")
+    assert len(pool.made) == 1
     await gets.aclose()
 
 
