@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from common import tracing
 
@@ -125,7 +126,14 @@ class PipelinedRedisGets:
             connection.pack_commands([("GET", key) for key, _ in batch]), check_health=False
         )
         for _, future in batch:
-            value = await connection.read_response()
+            try:
+                value = await connection.read_response()
+            except ResponseError as exc:
+                # An error reply (a key of another type) is this GET's alone, and read whole.
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+                continue
             if not future.done():
                 future.set_result(value)
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from common.redis_client import redis_client
 from common.redis_gets import PipelinedRedisGets
@@ -146,3 +147,24 @@ async def test_closing_closes_the_connection_and_refuses_new_gets(redis, keys):
     assert await own_connections(redis, name) == []
     with pytest.raises(RedisConnectionError):
         await gets.get(key)
+
+
+async def test_a_key_of_another_type_fails_its_own_get_only(redis, keys):
+    gets = named_gets(redis)
+    name = redis.connection_pool.connection_kwargs["client_name"]
+    hash_key = f"test:gets:hash:{uuid.uuid4().hex}"
+    await redis.hset(hash_key, "field", "value")
+    names = list(keys)[:50]
+    try:
+        results = await asyncio.gather(
+            *(gets.get(k) for k in names[:25]),
+            gets.get(hash_key),
+            *(gets.get(k) for k in names[25:]),
+            return_exceptions=True,
+        )
+        assert isinstance(results[25], ResponseError)
+        assert [r for i, r in enumerate(results) if i != 25] == [keys[k] for k in names]
+        assert len(await own_connections(redis, name)) == 1
+    finally:
+        await gets.aclose()
+        await redis.delete(hash_key)

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.redis_gets import PipelinedRedisGets
+
+WRONG_TYPE = b"<a hash>"
 
 
 class FakeConnection:
@@ -49,7 +52,10 @@ class FakeConnection:
             raise RedisTimeoutError("Timeout reading from socket")
         if not self.connected:
             raise RedisConnectionError("Connection closed by server.")
-        return self.replies.pop(0)
+        reply = self.replies.pop(0)
+        if reply == WRONG_TYPE:
+            raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        return reply
 
 
 class FakePool:
@@ -92,6 +98,19 @@ async def test_gets_asked_while_a_batch_is_on_the_wire_go_out_in_the_next_write(
     gate.set()
     assert await asyncio.gather(first, *later) == [b"1", b"2", b"3"]
     assert pool.writes == [["a"], ["a"], ["b", "c"]]
+    await gets.aclose()
+
+
+async def test_an_error_reply_fails_its_own_get_only():
+    pool = FakePool({"a": b"1", "h": WRONG_TYPE, "b": b"2"})
+    gets = gets_on(pool)
+    results = await asyncio.gather(
+        gets.get("a"), gets.get("h"), gets.get("b"), return_exceptions=True
+    )
+    assert results[0] == b"1" and results[2] == b"2"
+    assert isinstance(results[1], ResponseError)
+    assert await gets.get("b") == b"2"
+    assert len(pool.made) == 1  # the connection stayed in step
     await gets.aclose()
 
 
