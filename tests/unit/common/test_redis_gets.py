@@ -75,6 +75,14 @@ def gets_on(pool: FakePool) -> PipelinedRedisGets:
     return PipelinedRedisGets(pool)
 
 
+async def connected(store: dict[str, bytes]) -> tuple[FakePool, PipelinedRedisGets]:
+    """Pipelined GETs whose connection has served one GET already (so it is reused next)."""
+    pool = FakePool(store)
+    gets = gets_on(pool)
+    assert await gets.get("a") == store["a"]
+    return pool, gets
+
+
 async def test_gets_asked_together_go_out_in_one_write():
     pool = FakePool({f"k{i}": f"v{i}".encode() for i in range(50)})
     gets = gets_on(pool)
@@ -85,9 +93,7 @@ async def test_gets_asked_together_go_out_in_one_write():
 
 
 async def test_gets_asked_while_a_batch_is_on_the_wire_go_out_in_the_next_write():
-    pool = FakePool({"a": b"1", "b": b"2", "c": b"3"})
-    gets = gets_on(pool)
-    assert await gets.get("a") == b"1"
+    pool, gets = await connected({"a": b"1", "b": b"2", "c": b"3"})
     gate = asyncio.Event()
     pool.made[0].reply_gate = gate
     first = asyncio.ensure_future(gets.get("a"))
@@ -115,9 +121,7 @@ async def test_an_error_reply_fails_its_own_get_only():
 
 
 async def test_a_connection_found_closed_is_replaced_and_the_batch_sent_again():
-    pool = FakePool({"a": b"1", "b": b"2"})
-    gets = gets_on(pool)
-    assert await gets.get("a") == b"1"
+    pool, gets = await connected({"a": b"1", "b": b"2"})
     pool.made[0].connected = False  # closed by the server while idle
     assert list(await asyncio.gather(gets.get("a"), gets.get("b"))) == [b"1", b"2"]
     assert len(pool.made) == 2
@@ -126,9 +130,7 @@ async def test_a_connection_found_closed_is_replaced_and_the_batch_sent_again():
 
 
 async def test_a_batch_fails_each_of_its_gets_when_no_new_connection_can_be_made():
-    pool = FakePool({"a": b"1"})
-    gets = gets_on(pool)
-    assert await gets.get("a") == b"1"
+    pool, gets = await connected({"a": b"1"})
     pool.made[0].connected = False
     pool.refuse = True  # the server is gone, not just the connection
     results = await asyncio.gather(gets.get("a"), gets.get("a"), return_exceptions=True)
@@ -140,9 +142,7 @@ async def test_a_batch_fails_each_of_its_gets_when_no_new_connection_can_be_made
 
 
 async def test_a_timeout_fails_the_batch_without_a_second_try():
-    pool = FakePool({"a": b"1"})
-    gets = gets_on(pool)
-    assert await gets.get("a") == b"1"
+    pool, gets = await connected({"a": b"1"})
     pool.made[0].times_out = True
     with pytest.raises(RedisConnectionError):
         await gets.get("a")
@@ -163,9 +163,7 @@ async def test_a_new_connection_that_fails_is_not_tried_again_for_the_same_batch
 
 
 async def test_closing_fails_a_waiting_get():
-    pool = FakePool({"a": b"1"})
-    gets = gets_on(pool)
-    assert await gets.get("a") == b"1"
+    pool, gets = await connected({"a": b"1"})
     pool.made[0].reply_gate = asyncio.Event()  # never set: the reply does not come
     waiting = asyncio.ensure_future(gets.get("a"))
     await asyncio.sleep(0)
