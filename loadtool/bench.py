@@ -394,16 +394,10 @@ async def run_configuration(
     endpoints: Endpoints,
     components: Callable[[], dict[str, list[int]]],
     console: Console,
+    admin: MySqlAdmin,
 ) -> dict[str, Any]:
     saga = name == SAGA_ON or (name == "running" and await _saga_running(endpoints))
-    phases = Phases(
-        cfg,
-        endpoints,
-        components,
-        SAGA_FINAL_STATES if saga else None,
-        console,
-        MySqlAdmin.from_env(),
-    )
+    phases = Phases(cfg, endpoints, components, SAGA_FINAL_STATES if saga else None, console, admin)
     out: dict[str, Any] = {"name": name, "saga": saga, "phases": []}
     found = components()
     out["components"] = dict(found)
@@ -472,9 +466,9 @@ async def _purge_fulfilment_queue(order_amqp_url: str, console: Console) -> None
 # -- ceiling ------------------------------------------------------------------------------------
 
 
-async def measure_ceiling_with_cpu(cfg: BenchConfig) -> dict[str, Any]:
+async def measure_ceiling_with_cpu(cfg: BenchConfig, admin: MySqlAdmin) -> dict[str, Any]:
     """Each probe in turn, with the CPU it cost the infrastructure per operation."""
-    ccfg = CeilingConfig.from_env(cfg.concurrency, cfg.ceiling_duration)
+    ccfg = CeilingConfig.from_env(cfg.concurrency, cfg.ceiling_duration, admin)
     result: dict[str, Any] = {"concurrency": ccfg.concurrency, "duration_s": ccfg.duration}
     probes: tuple[tuple[str, Callable[[CeilingConfig], Awaitable[dict[str, Any]]], str], ...] = (
         ("mysql", mysql_ceiling, "txns"),
@@ -635,6 +629,8 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
     }
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix="orderflow-bench-"))
     result["log_dir"] = str(log_dir)
+    # Read once: the ceiling probe, the scratch databases and the server's counters use it.
+    admin = MySqlAdmin.from_env()
     lock: BenchLock | None = None
     if not cfg.use_running:
         lock = BenchLock()
@@ -650,9 +646,11 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
             await refuse_if_consumed(procfile_queues(procfile_env(procfile)))
         if not cfg.skip_ceiling:
             console.print("[cyan]measuring the infrastructure ceiling ...[/]")
-            result["ceiling"] = await measure_ceiling_with_cpu(cfg)
+            result["ceiling"] = await measure_ceiling_with_cpu(cfg, admin)
         for name in cfg.configurations:
-            result["configurations"].append(await _one_configuration(cfg, name, log_dir, console))
+            result["configurations"].append(
+                await _one_configuration(cfg, name, log_dir, console, admin)
+            )
     finally:
         if lock is not None:
             lock.release()
@@ -667,13 +665,13 @@ async def run_bench(cfg: BenchConfig, console: Console) -> dict[str, Any]:
 
 
 async def _one_configuration(
-    cfg: BenchConfig, name: str, log_dir: Path, console: Console
+    cfg: BenchConfig, name: str, log_dir: Path, console: Console, admin: MySqlAdmin
 ) -> dict[str, Any]:
     loadgen = os.getpid()
     if cfg.use_running:
         running = RunningSystem(Endpoints.from_env(os.environ))
         measured = await run_configuration(
-            cfg, name, running.endpoints, lambda: running.components(loadgen), console
+            cfg, name, running.endpoints, lambda: running.components(loadgen), console, admin
         )
         measured["command"] = running.command
         return measured
@@ -688,8 +686,8 @@ async def _one_configuration(
                     sink = await stack.enter_async_context(OtlpSink())
                     endpoint = sink.url
                 env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
-        env.update(await stack.enter_async_context(_fresh_databases(console)))
-        conf = await _run_procfile(cfg, name, env, log_dir, console, loadgen)
+        env.update(await stack.enter_async_context(_fresh_databases(console, admin)))
+        conf = await _run_procfile(cfg, name, env, log_dir, console, loadgen, admin)
         conf["otel"] = {"exporter": cfg.otel, "endpoint": env.get("OTEL_EXPORTER_OTLP_ENDPOINT")}
         if sink is not None:
             conf["otel"].update(export_requests=sink.requests, export_bytes=sink.bytes)
@@ -697,10 +695,10 @@ async def _one_configuration(
 
 
 @contextlib.asynccontextmanager
-async def _fresh_databases(console: Console) -> AsyncIterator[dict[str, str]]:
+async def _fresh_databases(console: Console, admin: MySqlAdmin) -> AsyncIterator[dict[str, str]]:
     """Empty databases of the bench's own for one configuration (loadtool/scratch_databases.py):
     the settings that point there."""
-    databases = ScratchDatabases.for_bench()
+    databases = ScratchDatabases.for_bench(admin=admin)
     names = ", ".join(d.name for d in databases.databases)
     console.print(f"[cyan]fresh databases {names} (migrated; dropped after the run) ...[/]")
     async with databases.fresh(("order_service", "analytics_service")) as env:
@@ -714,6 +712,7 @@ async def _run_procfile(
     log_dir: Path,
     console: Console,
     loadgen: int,
+    admin: MySqlAdmin,
 ) -> dict[str, Any]:
     system = ProcfileSystem(env, log_path=log_dir / f"{name.replace(' ', '-')}.log")
     console.print(f"[cyan]{name}: {system.command}[/]")
@@ -721,7 +720,7 @@ async def _run_procfile(
     try:
         await system.start(within=cfg.startup_timeout)
         conf = await run_configuration(
-            cfg, name, system.endpoints, lambda: system.components(loadgen), console
+            cfg, name, system.endpoints, lambda: system.components(loadgen), console, admin
         )
     finally:
         conf["exit_codes"] = await system.stop()

@@ -37,12 +37,12 @@ class CeilingConfig:
     prefetch: int = 500
 
     @classmethod
-    def from_env(cls, concurrency: int, duration: float) -> CeilingConfig:
+    def from_env(cls, concurrency: int, duration: float, mysql: MySqlAdmin) -> CeilingConfig:
         e = os.environ
         return cls(
             concurrency=concurrency,
             duration=duration,
-            mysql=MySqlAdmin.from_env(e),
+            mysql=mysql,
             mysql_database=e.get("BENCH_MYSQL_DATABASE", "bench_db"),
             rabbitmq_url=e.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),

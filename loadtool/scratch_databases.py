@@ -67,8 +67,11 @@ class ScratchDatabases:
     admin: MySqlAdmin = field(default_factory=MySqlAdmin)
 
     @classmethod
-    def for_bench(cls, env: Mapping[str, str] = os.environ) -> ScratchDatabases:
-        """The bench's pair, each service's URL (or its local default) with the bench's name."""
+    def for_bench(
+        cls, env: Mapping[str, str] = os.environ, admin: MySqlAdmin | None = None
+    ) -> ScratchDatabases:
+        """The bench's pair, each service's URL (or its local default) with the bench's name;
+        created by ``admin`` (by default the one ``env`` names)."""
         databases = []
         for setting, (default_url, name) in BENCH_DATABASES.items():
             url = make_url(env.get(setting) or default_url)
@@ -79,7 +82,7 @@ class ScratchDatabases:
                     setting, url.set(database=name).render_as_string(hide_password=False)
                 )
             )
-        return cls(tuple(databases), MySqlAdmin.from_env(env))
+        return cls(tuple(databases), admin or MySqlAdmin.from_env(env))
 
     def env(self) -> dict[str, str]:
         """The settings that point the services (and their migrations) at these databases."""
