@@ -1,7 +1,7 @@
 """Claim, send and record: a batch's sends through the sent store and the channels.
 
 A batch asks the sent store once for all its claims and once for all its records (one
-pipelined round trip each). Channels send concurrently and each has its own bound on sends in
+script call each). Channels send concurrently and each has its own bound on sends in
 flight and its own timeout, so a slow channel delays only its own sends (and the acks of its
 batch, up to the channel's timeout). A send the channel accepted but Redis would not record is
 never sent again because Redis blinked: it stays carried as unrecorded (progress.py).
