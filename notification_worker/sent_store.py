@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ from redis.exceptions import (
     ConnectionError as RedisConnectionError,
 )
 from redis.exceptions import (
-    NoScriptError,
     ReadOnlyError,
     TryAgainError,
 )
@@ -179,8 +177,12 @@ class RedisSentStore:
         self._prefix = prefix
         self._sent_ttl = sent_ttl_seconds
         self._audit_ttl = audit_ttl_seconds
-        self._claim_sha = _Script(_CLAIM)
-        self._record_sha = _Script(_RECORD)
+        # A batch in one script call: one command to pack and one for Redis to parse, where a
+        # pipeline of a call per request cost ~35 µs of the worker's CPU per request against ~14
+        # (docs/benchmark.md). redis-py loads a script Redis does not know (a restart, SCRIPT
+        # FLUSH) and calls it again: NOSCRIPT means nothing ran.
+        self._claim = redis.register_script(_CLAIM)
+        self._record = redis.register_script(_RECORD)
         self._release = redis.register_script(_RELEASE)
 
     def _sent_key(self, key: str, channel: str) -> str:
@@ -200,7 +202,7 @@ class RedisSentStore:
             return []
         keys = [self._sent_key(r.key, r.channel) for r in requests]
         lease_ms = max(1, round(lease * 1000))
-        answers = await self._eval(self._claim_sha, keys, [lease_ms, *(r.token for r in requests)])
+        answers = await self._claim(keys=keys, args=[lease_ms, *(r.token for r in requests)])
         return [a if isinstance(a, Exception) else Claim(_text(a)) for a in answers]
 
     async def record_many(self, requests: Sequence[RecordRequest]) -> None:
@@ -214,21 +216,9 @@ class RedisSentStore:
             else:
                 keys.append(self._audit_key(r.order_id))
                 args += [r.token, len(keys), r.audit_field]
-        for answer in await self._eval(self._record_sha, keys, args):
+        for answer in await self._record(keys=keys, args=args):
             if isinstance(answer, Exception):
                 raise answer
-
-    async def _eval(self, script: _Script, keys: list[str], args: list[Any]) -> list[Any]:
-        """A batch in one script call: one command to pack and one for Redis to parse, where a
-        pipeline of a call per request cost ~35 µs of the worker's CPU per request against
-        ~14 (docs/benchmark.md). Loads the script when Redis does not know it (a restart or
-        SCRIPT FLUSH), without the SCRIPT EXISTS round trip redis-py's scripts add."""
-        try:
-            return list(await self._redis.evalsha(script.sha, len(keys), *keys, *args))
-        except NoScriptError:
-            # Nothing ran: load the script and run the batch once.
-            await self._redis.script_load(script.source)
-            return list(await self._redis.evalsha(script.sha, len(keys), *keys, *args))
 
     async def release(self, key: str, channel: str, token: str) -> None:
         await self._release(keys=[self._sent_key(key, channel)], args=[token])
@@ -259,12 +249,6 @@ class RedisSentStore:
 
     async def ping(self) -> bool:
         return bool(await asyncio.wait_for(self._redis.ping(), 1.0))
-
-
-class _Script:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()  # Redis names a script by its SHA1
 
 
 def _text(value: bytes | str) -> str:

@@ -10,11 +10,11 @@ from redis.exceptions import ResponseError
 
 from common.testing import unique_name
 from notification_worker.sent_store import (
+    _CLAIM,
     Claim,
     ClaimRequest,
     RecordRequest,
     RedisSentStore,
-    _Script,
 )
 from tests.integration.notifications.conftest import REDIS_URL
 
@@ -70,7 +70,7 @@ async def test_a_script_redis_does_not_know_yet_is_loaded_and_the_batch_runs_onc
     store: RedisSentStore,
 ):
     # A script body Redis has never seen stands for a Redis that restarted or flushed scripts.
-    store._claim_sha = _Script(f"-- {unique_name('fresh')}\n" + store._claim_sha.source)
+    store._claim = store._redis.register_script(f"-- {unique_name('fresh')}\n" + _CLAIM)
     requests = [ClaimRequest(unique_name("event"), "log", "t1") for _ in range(2)]
     assert await store.claim_many(requests, lease=5) == [Claim.CLAIMED] * 2
 
