@@ -24,6 +24,7 @@ from order_service.adapters.payments import SimulatedPaymentGateway
 from order_service.adapters.pruner import Pruner, PrunerMetrics
 from order_service.adapters.transition_store import MySqlTransitionStore
 from order_service.api.schemas import render_order
+from order_service.burst_hold import BurstHold, HoldMetrics, IntakeGauge
 from order_service.fulfilment import FulfilmentHandler, FulfilmentWorker, SchedulerHandler
 from order_service.lifecycle import LifecycleService
 from order_service.saga import FulfilmentSaga
@@ -98,6 +99,8 @@ class Container:
     # Every long-running consumer task (rule 9): restarted with backoff, named in readiness.
     supervisor: Supervisor
     relay_supervisor: Supervisor
+    # POST /orders in flight (the routes count them): the relay's hold reads it.
+    intake: IntakeGauge
 
     # API: the order routes' writer and the pruner, and the consumers too if fulfilment runs
     # in the API process; FULFILMENT: only the consumers (and the relay of what they commit).
@@ -114,6 +117,7 @@ class Container:
         cache = RedisOrderCache(
             redis, ttl_seconds=settings.cache_ttl_seconds, requests=metrics.cache_requests
         )
+        intake = IntakeGauge()
         relay = None
         if settings.relay_enabled:
             relay = OutboxRelay(
@@ -127,6 +131,14 @@ class Container:
                 linger_seconds=settings.relay_linger_seconds,
                 max_attempts=settings.outbox_max_attempts,
                 retry_base_seconds=settings.outbox_retry_seconds,
+                # Only the API process takes POSTs: the fulfilment process never holds.
+                hold=BurstHold(
+                    intake,
+                    concurrency=settings.relay_hold_concurrency,
+                    min_rate=settings.relay_hold_min_rate,
+                    max_hold=settings.relay_hold_max_seconds if role is Role.API else 0.0,
+                    metrics=HoldMetrics(registry_metrics),
+                ),
             )
         pruner = Pruner(
             engine,
@@ -222,6 +234,7 @@ class Container:
             fulfilment,
             supervisor,
             relay_supervisor,
+            intake,
             role,
         )
 

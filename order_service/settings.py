@@ -65,6 +65,31 @@ class OrderSettings:
         " batch (off: it did not help in the benchmark)",
         min_value=0.0,
     )
+    # On a host shared with the saga, the consumers, MariaDB and RabbitMQ, publishing during a
+    # burst takes the CPU the next POSTs wait for; the events are safe in the outbox meanwhile
+    # (order_service/burst_hold.py, docs/benchmark.md). Below the bound of OutboxBacklogTooOld.
+    relay_hold_max_seconds: float = setting(
+        "ORDER_RELAY_HOLD_MAX_SECONDS",
+        20.0,
+        "while the API is saturated the relay holds committed events back for at most this"
+        " long, then publishes them (0: never hold)",
+        min_value=0.0,
+    )
+    relay_hold_concurrency: float = setting(
+        "ORDER_RELAY_HOLD_CONCURRENCY",
+        10.0,
+        "POST /orders in flight in this process, averaged over each half second of the last two,"
+        " at or above which the relay may hold events back (it stops below half of it)",
+        min_value=1.0,
+    )
+    # Loads the host sustains keep their events flowing: the e2e target is at 300 orders/s.
+    relay_hold_min_rate: float = setting(
+        "ORDER_RELAY_HOLD_MIN_RATE",
+        350.0,
+        "orders accepted per second in this process (each half second of the last two) below"
+        " which the relay never holds events back",
+        min_value=0.0,
+    )
     outbox_retention_seconds: int = setting(
         "ORDER_OUTBOX_RETENTION_SECONDS", 86400, "how long sent outbox rows are kept", min_value=60
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,8 +47,12 @@ class HandoffPipeline:
         self._on_batch_done = on_batch_done
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
+        self._max_rows = max_rows
         # Bounded: past it, committed rows simply wait for recovery instead of memory.
         self.rows: deque[OutboxEvent] = deque(maxlen=max_rows)
+        # Set when rows fell out of memory (they wait in the outbox for recovery); the relay
+        # clears it before a recovery pass, which publishes them.
+        self.overflowed = False
         # Each batch in flight with the time its oldest row occurred (what recovery could claim).
         self._in_flight: dict[asyncio.Task[int], datetime] = {}
 
@@ -63,8 +67,14 @@ class HandoffPipeline:
             times.append(min(row.occurred_at for row in self.rows))
         return min(times, default=None)
 
-    def add(self, events: Iterable[OutboxEvent]) -> None:
+    def add(self, events: Sequence[OutboxEvent]) -> None:
+        if len(self.rows) + len(events) > self._max_rows:
+            self.overflowed = True
         self.rows.extend(events)
+
+    def waiting_since(self) -> datetime | None:
+        """When the oldest row not yet started occurred."""
+        return self.rows[0].occurred_at if self.rows else None
 
     def drop_older_than(self, age: timedelta) -> None:
         """Forget the waiting rows once the oldest is this old: recovery publishes them."""

@@ -88,16 +88,20 @@ async def create_order(
     container = _container(request)
     if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
         raise MalformedRequestError("Idempotency-Key must be 1-255 printable ASCII characters")
-    result = await container.orders.create_order(
-        data,
-        correlation_id=request_id_of(request),
-        idempotency_key=(
-            None
-            if idempotency_key is None
-            else scoped_idempotency_key(idempotency_key, caller_of(request.scope))
-        ),
-        request_hash=request_fingerprint(data) if idempotency_key is not None else "",
-    )
+    container.intake.enter()
+    try:
+        result = await container.orders.create_order(
+            data,
+            correlation_id=request_id_of(request),
+            idempotency_key=(
+                None
+                if idempotency_key is None
+                else scoped_idempotency_key(idempotency_key, caller_of(request.scope))
+            ),
+            request_hash=request_fingerprint(data) if idempotency_key is not None else "",
+        )
+    finally:
+        container.intake.leave()
     if isinstance(result, StoredResponse):
         container.metrics.idempotent_replays.inc()
         return _created(result.body, result.order_id, result.status_code, replayed=True)
