@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,10 +67,10 @@ class HandoffPipeline:
             times.append(min(row.occurred_at for row in self.rows))
         return min(times, default=None)
 
-    def add(self, events: Sequence[OutboxEvent]) -> None:
-        if len(self.rows) + len(events) > self._max_rows:
-            self.overflowed = True
+    def add(self, events: Iterable[OutboxEvent]) -> None:
         self.rows.extend(events)
+        if len(self.rows) == self._max_rows:  # full: some may have fallen out
+            self.overflowed = True
 
     def waiting_since(self) -> datetime | None:
         """When the oldest row not yet started occurred."""
@@ -138,6 +138,9 @@ async def recover(
     published, confirmed and marked, when the oldest is past half the grace period, so the
     claim cannot take them too; and always when ``everything`` (on stop). Otherwise the pass
     leaves them to the stream and does not wait for them."""
+    # Rows that fell out of memory are in the outbox: this pass takes them (a row dropped
+    # during it sets the flag again).
+    handoff.overflowed = False
     while True:
         if everything or _nearing(handoff, marks, grace):
             await handoff.flush()

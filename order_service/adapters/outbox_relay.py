@@ -5,20 +5,17 @@ published and marked sent without being read back. The SELECT stays for recovery
 older than ``recovery_grace`` that are still pending (this process restarted, another replica
 died, a publish or the mark failed) are claimed with ``FOR UPDATE SKIP LOCKED``, so several
 relays can recover at once. A crash between the confirm and the mark republishes a row;
-consumers deduplicate by event_id.
-
-While the API is saturated the relay may hold fresh rows back (``BurstHold``): they stay
-pending in the outbox and in memory, and go out when the pressure falls or the hold reaches its
-bound; recovery waits too, so it cannot publish them meanwhile.
+consumers deduplicate by event_id. Under a burst it may hold fresh rows back (``RelayHold``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,17 +31,13 @@ from order_service.adapters.outbox_store import (
     OutboxMetrics,
     OutboxStore,
 )
-from order_service.burst_hold import BurstHold
+from order_service.adapters.relay_hold import BurstHold, RelayHold
 from order_service.ports import OutboxEvent
 
 # OutboxMetrics is re-exported: the wiring builds it beside the relay.
 __all__ = ["OutboxMetrics", "OutboxRelay"]
 
 log = get_logger(__name__)
-
-# A new hold starts only when the oldest row waiting is this young: rows released by the last
-# hold go out first, so none waits through two holds.
-_FRESH = timedelta(seconds=1.0)
 
 
 class OutboxRelay:
@@ -104,9 +97,10 @@ class OutboxRelay:
             max_in_flight=batches_in_flight,
             max_rows=max_handoff,
         )
-        self._hold = hold
+        self._hold = RelayHold(hold, self._handoff, self._wake, on_release=self.notify)
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._watch_backlog = functools.partial(self._store.watch_backlog, self._stopped)
         self._connection: AbstractRobustConnection | None = None
         self._publisher: ConfirmingPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -162,8 +156,6 @@ class OutboxRelay:
         self._stopping = True
         self._stopped.set()
         self._wake.set()
-        if self._hold is not None:
-            self._hold.stop()
         self._flush_timeout = flush_timeout
         if self._supervisor is not None:
             await self._supervisor.stop(timeout=flush_timeout)
@@ -221,15 +213,12 @@ class OutboxRelay:
                 if self._publisher is not None:
                     try:
                         self._handoff.reap()
-                        if self._held():
-                            await self._wait_while_held()
+                        if self._hold.holds(stopping=self._stopping):
+                            await self._hold.wait()
                             continue
                         self._handoff.start()
                         now = time.monotonic()
                         if now >= self._next_recovery or self._stopping:
-                            # Rows that fell out of memory are in the outbox: this pass takes
-                            # them (a row dropped during it sets the flag again).
-                            self._handoff.overflowed = False
                             await recover(
                                 self._handoff,
                                 self._marks,
@@ -274,28 +263,6 @@ class OutboxRelay:
             self._handoff.cancel()
             self._marks.cancel()
 
-    async def _wait_while_held(self) -> None:
-        """Until the next commit or batch end, or the hold's next check, whichever is first."""
-        assert self._hold is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._hold.seconds_to_next_check())
-        self._wake.clear()
-
-    def _held(self) -> bool:
-        """Whether fresh rows wait this turn; when a hold ends, recovery runs at once (rows
-        that fell out of memory during it wait in the outbox)."""
-        if self._hold is None or not self._hold.enabled or self._stopping:
-            return False
-        was_holding = self._hold.active
-        waiting = self._handoff.waiting_since()
-        clear = not self._handoff.overflowed and (
-            waiting is None or datetime.now(UTC) - waiting < _FRESH
-        )
-        held = self._hold.holding(backlog_clear=clear)
-        if was_holding and not held:
-            self._next_recovery = 0.0
-        return held
-
     async def _pause(self, seconds: float) -> None:
         """Sleep that ends early on stop."""
         with contextlib.suppress(TimeoutError):
@@ -310,17 +277,6 @@ class OutboxRelay:
         """Claim one batch of pending rows (recovery), publish it, mark the confirmed sent."""
         assert self._publisher is not None
         return await self._batches.pending(self._publisher)
-
-    # -- backlog gauges and housekeeping ---------------------------------------------------
-    async def _watch_backlog(self) -> None:
-        # Returns on stop (the pause ends at once): a supervised task that only ends by
-        # cancellation would hold every shutdown for the supervisor's grace period.
-        while not self._stopping:
-            try:
-                await self._store.measure_backlog()
-            except Exception as exc:
-                log.debug("outbox_backlog_check_failed", error=repr(exc))
-            await self._pause(2.0)
 
     async def measure_backlog(self) -> None:
         """Pending rows and their age, and parked rows, into the gauges."""

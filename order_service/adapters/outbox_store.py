@@ -4,6 +4,8 @@ publish results tell a broker outage from a row that failed on its own."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,6 +174,18 @@ class OutboxStore:
             )
             for r in result
         ]
+
+    async def watch_backlog(self, stopped: asyncio.Event, interval: float = 2.0) -> None:
+        """Measure the backlog every ``interval`` until ``stopped``. It returns on stop: a
+        supervised task that only ends by cancellation would hold every shutdown for the
+        supervisor's grace period."""
+        while not stopped.is_set():
+            try:
+                await self.measure_backlog()
+            except Exception as exc:
+                log.debug("outbox_backlog_check_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), interval)
 
     async def measure_backlog(self) -> None:
         """Pending rows and their age (parked rows excluded: they have their own gauge)."""
