@@ -115,9 +115,7 @@ async def test_a_hold_under_endless_pressure_publishes_at_its_bound(
         await channel.close()
 
 
-async def test_stopping_during_a_hold_publishes_every_held_event(
-    order_client, amqp, test_topology
-):
+async def test_stopping_during_a_hold_publishes_every_held_event(order_client, amqp, test_topology):
     channel = await amqp.channel()
     collector = Collector(channel, test_topology.analytics_queue)
     async with order_client(**hold_settings()) as (client, container):
