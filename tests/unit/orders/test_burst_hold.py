@@ -5,6 +5,7 @@ the last one went out."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from common.observability import Metrics
 from order_service.adapters.handoff import HandoffPipeline
@@ -55,7 +56,12 @@ class Intake:
 def make(clock: Clock, **overrides) -> tuple[Intake, BurstHold, Metrics]:
     intake = Intake(clock)
     metrics = Metrics("test")
-    options = {"concurrency": 10, "min_rate": 350, "max_hold": 20.0, "window": WINDOW}
+    options: dict[str, Any] = {
+        "concurrency": 10,
+        "min_rate": 350,
+        "max_hold": 20.0,
+        "window": WINDOW,
+    }
     options.update(overrides)
     hold = BurstHold(intake.gauge, metrics=HoldMetrics(metrics), clock=clock, **options)
     return intake, hold, metrics
