@@ -86,8 +86,8 @@ class OrderSettings:
     relay_hold_min_rate: float = setting(
         "ORDER_RELAY_HOLD_MIN_RATE",
         350.0,
-        "orders accepted per second in this process (each half second of the last two) below"
-        " which the relay never holds events back",
+        "orders accepted per second in this process, over the last two seconds, below which the"
+        " relay never holds events back",
         min_value=0.0,
     )
     outbox_retention_seconds: int = setting(

@@ -97,6 +97,16 @@ def test_a_closed_loop_pressing_steadily_is_held_after_two_seconds():
     assert sample(metrics, "outbox_relay_holding") == 1
 
 
+def test_a_closed_loop_on_a_slow_host_is_held_though_some_half_seconds_are_under_the_floor():
+    clock = Clock()
+    intake, hold, _ = make(clock)
+    turns = Recorder(hold)
+    for _ in range(4):  # 300 and 500 orders/s by turns: 400 on average
+        intake.run(0.5, in_flight=14, per_second=300, each=turns)
+        intake.run(0.5, in_flight=14, per_second=500, each=turns)
+    assert turns.held_any()
+
+
 def test_a_load_below_the_rate_floor_is_never_held_however_many_are_in_flight():
     clock = Clock()
     intake, hold, _ = make(clock)
