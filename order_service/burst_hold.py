@@ -9,11 +9,11 @@ anything: while the API is saturated it holds fresh rows (they stay committed an
 the outbox), and publishes them when the pressure falls or the hold reaches its bound.
 
 Saturated means both: many POSTs in flight on average in every half second of the last two, and
-orders accepted at a high rate over those two seconds. In-flight alone does not tell a burst from a load the host
-sustains: at 300 orders/s on a busy host a two-second average reached the 12 of a closed loop
-of 16 connections. The rate floor keeps holds away from such loads, whose events must go out
-at once. A hold makes
-requests short: once the clients stop pressing, the average falls to half and the hold ends.
+orders accepted at a high rate over those two seconds. In-flight alone does not tell a burst from a
+load the host sustains: at 300 orders/s on a busy host a two-second average reached the 12 of a
+closed loop of 16 connections. The rate floor keeps holds away from such loads, whose events must go
+out at once. A hold makes requests short: once the clients stop pressing, the average falls to half
+and the hold ends.
 """
 
 from __future__ import annotations
@@ -97,10 +97,11 @@ class BurstHold:
     """Decides, each turn of the relay's loop, whether fresh rows wait.
 
     A hold starts when in each of the last ``start_windows`` windows POSTs in flight averaged
-    at least ``concurrency``, over them orders were accepted at ``min_rate`` per second or more,
-    and nothing from an earlier hold is still waiting. It ends when one window's in-flight average falls below
-    half of ``concurrency``, or after ``max_hold`` seconds whatever the pressure (the bound on
-    how long an event waits for it). ``max_hold`` of 0 turns holding off.
+    at least ``concurrency``, over them orders were accepted at ``min_rate`` per second or
+    more, and nothing from an earlier hold is still waiting. It ends when one window's
+    in-flight average falls below half of ``concurrency``, or after ``max_hold`` seconds
+    whatever the pressure (the bound on how long an event waits for it). ``max_hold`` of 0
+    turns holding off.
     """
 
     def __init__(
