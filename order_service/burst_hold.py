@@ -29,6 +29,9 @@ __all__ = ["BurstHold", "HoldMetrics", "IntakeGauge", "IntakeWindow"]
 
 log = get_logger(__name__)
 
+_FIRST_QUIET = 15.0
+_LONGEST_QUIET = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class IntakeWindow:
@@ -126,6 +129,11 @@ class BurstHold:
         self._window_end = clock() + window
         self._recent: deque[IntakeWindow] = deque(maxlen=start_windows)
         self._since: float | None = None
+        # After a hold that the pressure left within its first windows (a load the host
+        # sustains: holding made its requests short at once), none for this long; doubled each
+        # time up to a minute, and back to the first after a hold that lasted.
+        self._quiet_until = 0.0
+        self._quiet = _FIRST_QUIET
 
     @property
     def enabled(self) -> bool:
@@ -150,7 +158,7 @@ class BurstHold:
                 self._end(now, "pressure_fell")
             elif now - self._since >= self._max_hold:
                 self._end(now, "max_hold")
-        elif backlog_clear and self._pressed():
+        elif backlog_clear and now >= self._quiet_until and self._pressed():
             self._since = now
             if self._metrics is not None:
                 self._metrics.holding.set(1)
@@ -191,6 +199,11 @@ class BurstHold:
         assert self._since is not None
         held = now - self._since
         self._since = None
+        if reason == "pressure_fell" and held <= 2 * self._window + 0.05:
+            self._quiet_until = now + self._quiet
+            self._quiet = min(self._quiet * 2, _LONGEST_QUIET)
+        else:
+            self._quiet = _FIRST_QUIET
         last = self._recent[-1].in_flight if self._recent else 0.0
         # A new hold needs windows of its own, all after this one: the released rows go out
         # for two seconds at least.

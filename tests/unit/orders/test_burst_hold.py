@@ -235,3 +235,50 @@ def test_the_handoff_notes_rows_that_fell_out_of_memory():
     assert not handoff.overflowed
     handoff.add([event(), event()])
     assert handoff.overflowed and len(handoff.rows) == 3
+
+
+def test_a_load_whose_pressure_a_hold_lifts_at_once_is_held_once_in_a_while_not_in_a_loop():
+    """An open loop near the host's capacity: requests are slow while events flow, short while
+    they are held. Each hold ends in its first window; the next waits 15 s, then 30 s ..."""
+    clock = Clock()
+    intake, hold, metrics = make(clock)
+    turns = Recorder(hold)
+
+    def step() -> None:
+        turns()
+        intake.hold_at(3 if hold.active else 16)
+
+    intake.run(60.0, in_flight=16, per_second=400, each=step)
+    starts = [
+        t
+        for (t, held), (_, before) in zip(turns.turns[1:], turns.turns[:-1], strict=True)
+        if held and not before
+    ]
+    assert 2 <= len(starts) <= 3
+    assert starts[1] - starts[0] >= 15.0
+    assert sample(metrics, "outbox_relay_held_seconds_total") <= len(starts) * 1.01
+
+
+def test_after_a_hold_that_lasted_the_quiet_time_starts_again_from_fifteen_seconds():
+    clock = Clock()
+    intake, hold, _ = make(clock)
+    turns = Recorder(hold)
+    lifted = {"on": True}
+
+    def step() -> None:
+        turns()
+        if lifted["on"]:  # an open loop: holding makes its requests short at once
+            intake.hold_at(3 if hold.active else 16)
+
+    intake.run(3.0, in_flight=16, per_second=400, each=step)  # a short hold: quiet for 15 s
+    lifted["on"] = False
+    intake.run(17.0, in_flight=14, per_second=500, each=step)  # a closed loop: a lasting hold
+    assert hold.active
+    intake.run(1.0, in_flight=0, per_second=0, each=step)
+    lifted["on"] = True
+    short = clock.now
+    intake.run(3.5, in_flight=16, per_second=400, each=step)  # another short hold: quiet 15 s
+    assert not hold.active
+    intake.run(16.0, in_flight=16, per_second=400, each=step)
+    again = [t for t, held in turns.turns if t > short + 3.5 and held]
+    assert again and again[0] - short <= 3.5 + 15.0 + 2.6
