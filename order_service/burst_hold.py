@@ -100,7 +100,7 @@ class BurstHold:
     """Decides, each turn of the relay's loop, whether fresh rows wait.
 
     A hold starts when in each of the last ``start_windows`` windows POSTs in flight averaged
-    at least ``concurrency``, over them orders were accepted at ``min_rate`` per second or
+    at least ``concurrency``, over them POSTs were answered at ``min_rate`` per second or
     more, and nothing from an earlier hold is still waiting. It ends when one window's
     in-flight average falls below half of ``concurrency``, or after ``max_hold`` seconds
     whatever the pressure (the bound on how long an event waits for it). ``max_hold`` of 0

@@ -88,8 +88,8 @@ class OrderSettings:
     relay_hold_min_rate: float = setting(
         "ORDER_RELAY_HOLD_MIN_RATE",
         320.0,
-        "orders accepted per second in this process, over the last two seconds, below which the"
-        " relay never holds events back",
+        "POST /orders answered per second in this process, over the last two seconds, below"
+        " which the relay never holds events back",
         min_value=0.0,
     )
     outbox_retention_seconds: int = setting(

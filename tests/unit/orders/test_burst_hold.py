@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from common.observability import Metrics
 from order_service.adapters.handoff import HandoffPipeline
 from order_service.burst_hold import BurstHold, HoldMetrics, IntakeGauge
@@ -107,19 +109,16 @@ def test_a_closed_loop_on_a_slow_host_is_held_though_some_half_seconds_are_under
     assert turns.held_any()
 
 
-def test_a_load_below_the_rate_floor_is_never_held_however_many_are_in_flight():
+@pytest.mark.parametrize(
+    ("in_flight", "per_second"),
+    [(30, 300), (6, 2000)],
+    ids=["below the rate floor however many in flight", "few in flight however fast"],
+)
+def test_a_load_pressing_one_way_only_is_never_held(in_flight: int, per_second: float):
     clock = Clock()
     intake, hold, _ = make(clock)
     turns = Recorder(hold)
-    intake.run(10.0, in_flight=30, per_second=300, each=turns)
-    assert not turns.held_any()
-
-
-def test_few_posts_in_flight_are_never_held_however_fast_they_come():
-    clock = Clock()
-    intake, hold, _ = make(clock)
-    turns = Recorder(hold)
-    intake.run(10.0, in_flight=6, per_second=2000, each=turns)
+    intake.run(10.0, in_flight=in_flight, per_second=per_second, each=turns)
     assert not turns.held_any()
 
 
