@@ -32,6 +32,8 @@ def hold_settings(**overrides: object) -> dict[str, object]:
         "relay_hold_concurrency": 3.0,
         "relay_hold_min_rate": 0.0,
         "relay_hold_max_seconds": 30.0,
+        # The idle relay looks at the pressure at least this often: the hold starts sooner.
+        "relay_poll_interval": 0.1,
         **overrides,
     }
 
