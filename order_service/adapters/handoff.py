@@ -50,8 +50,8 @@ class HandoffPipeline:
         self._max_rows = max_rows
         # Bounded: past it, committed rows simply wait for recovery instead of memory.
         self.rows: deque[OutboxEvent] = deque(maxlen=max_rows)
-        # Set when rows fell out of memory (they wait in the outbox for recovery); the relay
-        # clears it before a recovery pass, which publishes them.
+        # Set when rows may have fallen out of memory (they wait in the outbox); a recovery
+        # pass, which publishes them, clears it. A hold starts only while it is clear.
         self.overflowed = False
         # Each batch in flight with the time its oldest row occurred (what recovery could claim).
         self._in_flight: dict[asyncio.Task[int], datetime] = {}
