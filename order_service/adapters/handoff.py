@@ -47,12 +47,11 @@ class HandoffPipeline:
         self._on_batch_done = on_batch_done
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
-        self._max_rows = max_rows
         # Bounded: past it, committed rows simply wait for recovery instead of memory.
         self.rows: deque[OutboxEvent] = deque(maxlen=max_rows)
-        # Set when rows may have fallen out of memory (they wait in the outbox); a recovery
-        # pass, which publishes them, clears it. A hold starts only while it is clear.
-        self.overflowed = False
+        # When rows last left memory unpublished (full, forgotten): they wait in the outbox
+        # until a recovery pass that can claim them all (``recover``) clears it.
+        self.dropped_at: datetime | None = None
         # Each batch in flight with the time its oldest row occurred (what recovery could claim).
         self._in_flight: dict[asyncio.Task[int], datetime] = {}
 
@@ -67,10 +66,21 @@ class HandoffPipeline:
             times.append(min(row.occurred_at for row in self.rows))
         return min(times, default=None)
 
+    @property
+    def overflowed(self) -> bool:
+        """Some committed rows may wait in the outbox only (a hold starts only when none do)."""
+        return self.dropped_at is not None
+
     def add(self, events: Iterable[OutboxEvent]) -> None:
         self.rows.extend(events)
-        if len(self.rows) == self._max_rows:  # full: some may have fallen out
-            self.overflowed = True
+        if len(self.rows) == self.rows.maxlen:  # full: some may have fallen out
+            self.dropped_at = datetime.now(UTC)
+
+    def forget(self) -> None:
+        """Drop the waiting rows from memory; recovery publishes them from the outbox, with
+        the rows of any batch that failed (so this marks a drop even with none waiting)."""
+        self.rows.clear()
+        self.dropped_at = datetime.now(UTC)
 
     def waiting_since(self) -> datetime | None:
         """When the oldest row not yet started occurred."""
@@ -79,7 +89,7 @@ class HandoffPipeline:
     def drop_older_than(self, age: timedelta) -> None:
         """Forget the waiting rows once the oldest is this old: recovery publishes them."""
         if self.rows and datetime.now(UTC) - self.rows[0].occurred_at > age:
-            self.rows.clear()
+            self.forget()
 
     def start(self) -> None:
         """Start batches of the waiting rows while slots are free."""
@@ -138,15 +148,17 @@ async def recover(
     published, confirmed and marked, when the oldest is past half the grace period, so the
     claim cannot take them too; and always when ``everything`` (on stop). Otherwise the pass
     leaves them to the stream and does not wait for them."""
-    # Rows that fell out of memory are in the outbox: this pass takes them (a row dropped
-    # during it sets the flag again).
-    handoff.overflowed = False
+    # Rows dropped from memory before this instant are past the grace period now: the pass
+    # claims every one of them, and a drop during it leaves the mark set.
+    claimable = datetime.now(UTC) - grace
     while True:
         if everything or _nearing(handoff, marks, grace):
             await handoff.flush()
             await marks.settle()
         if await claim_batch() < batch_size:
-            return
+            break
+    if handoff.dropped_at is not None and handoff.dropped_at < claimable:
+        handoff.dropped_at = None
 
 
 def _nearing(handoff: HandoffPipeline, marks: SentMarks, grace: timedelta) -> bool:

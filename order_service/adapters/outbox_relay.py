@@ -188,7 +188,7 @@ class OutboxRelay:
                 await self._connection.close()
             self._connection = None
             self._publisher = None
-            self._handoff.rows.clear()
+            self._handoff.forget()
         await self._handoff.settle(cancel=True)
         backoff = 0.2
         connect_task: asyncio.Task[None] | None = asyncio.create_task(self._connect())
@@ -202,7 +202,7 @@ class OutboxRelay:
                             retry_in=backoff,
                         )
                         # The broker is away: recovery publishes them later.
-                        self._handoff.rows.clear()
+                        self._handoff.forget()
                         await self._pause(backoff)
                         backoff = min(backoff * 2, 5.0)
                         connect_task = asyncio.create_task(self._connect())
@@ -235,7 +235,7 @@ class OutboxRelay:
                         if self._stopping:  # nothing more can be flushed; rows stay pending
                             return
                         # Handed-over rows not yet confirmed stay pending: recovery finds them.
-                        self._handoff.rows.clear()
+                        self._handoff.forget()
                         await self._handoff.settle(cancel=False)
                         log.warning("relay_publish_failed", error=repr(exc), retry_in=backoff)
                         await self._pause(backoff)

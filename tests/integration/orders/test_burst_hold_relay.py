@@ -143,7 +143,6 @@ async def test_rows_that_fell_out_of_memory_during_a_hold_are_published_from_the
         # wait in the outbox, where only the recovery pass after the hold finds them.
         handoff = container.relay._handoff
         handoff.rows = deque(handoff.rows, maxlen=5)
-        handoff._max_rows = 5
         channel = await amqp.channel()
         collector = Collector(channel, test_topology.analytics_queue)
         await press(container)

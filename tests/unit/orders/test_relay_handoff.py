@@ -263,3 +263,16 @@ async def test_a_refused_mark_keeps_its_age_for_recovery() -> None:
     with pytest.raises(ConnectionError):
         await marks.settle()
     assert marks.oldest == old
+
+
+async def test_rows_dropped_from_memory_stay_marked_until_a_pass_can_claim_them_all() -> None:
+    async def claim_batch() -> int:
+        return 0
+
+    handoff = pipeline(SlowBroker())
+    handoff.forget()  # e.g. a failed batch: its rows are in the outbox only
+    await recover(handoff, marks_on(MarkingDatabase()), claim_batch, batch_size=100, grace=GRACE)
+    assert handoff.overflowed  # younger than the grace period: the pass could not claim them
+    handoff.dropped_at = datetime.now(UTC) - 2 * GRACE
+    await recover(handoff, marks_on(MarkingDatabase()), claim_batch, batch_size=100, grace=GRACE)
+    assert not handoff.overflowed
